@@ -1,0 +1,1 @@
+"""The pure core: decisions without I/O (see README.md beside this file)."""

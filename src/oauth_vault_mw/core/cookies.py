@@ -1,0 +1,88 @@
+"""Signed cookie values (itsdangerous) and the attributes every cookie of the library gets.
+
+The session cookie holds an opaque session id, nothing else; the state cookie holds the
+login's state, binding the callback to the browser that started it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from itsdangerous import BadSignature, TimestampSigner
+
+__all__ = ["CookieJar", "CookieSpec", "hash_id"]
+
+SESSION_COOKIE = "oauth_vault_session"
+STATE_COOKIE = "oauth_vault_state"
+MAX_COOKIE = 1024
+
+
+def hash_id(value: str) -> str:
+    """Storage keeps session ids and states only as hashes: a leaked table opens nothing."""
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CookieSpec:
+    """A ``Set-Cookie`` to send: a value (``""`` with ``max_age=0`` deletes)."""
+
+    name: str
+    value: str
+    max_age: int
+    path: str
+    secure: bool
+
+    def header(self) -> str:
+        parts = [f"{self.name}={self.value}", f"Path={self.path}", f"Max-Age={self.max_age}",
+                 "HttpOnly", "SameSite=Lax"]  # fmt: skip
+        if self.secure:
+            parts.append("Secure")
+        return "; ".join(parts)
+
+
+class CookieJar:
+    """Signs and reads the library's two cookies."""
+
+    def __init__(
+        self, secret_key: str, *, secure: bool, prefix: str, session_max_age: int,
+        state_max_age: int,
+    ) -> None:  # fmt: skip
+        self._session = TimestampSigner(secret_key, salt="oauth_vault_mw.session")
+        self._state = TimestampSigner(secret_key, salt="oauth_vault_mw.state")
+        self.secure = secure
+        self.prefix = prefix
+        self.session_max_age = session_max_age
+        self.state_max_age = state_max_age
+
+    def __repr__(self) -> str:
+        return f"CookieJar(secure={self.secure})"
+
+    def session_cookie(self, session_id: str) -> CookieSpec:
+        value = self._session.sign(session_id).decode()
+        return CookieSpec(SESSION_COOKIE, value, self.session_max_age, "/", self.secure)
+
+    def clear_session(self) -> CookieSpec:
+        return CookieSpec(SESSION_COOKIE, "", 0, "/", self.secure)
+
+    def state_cookie(self, state: str) -> CookieSpec:
+        value = self._state.sign(state).decode()
+        return CookieSpec(STATE_COOKIE, value, self.state_max_age, self.prefix, self.secure)
+
+    def clear_state(self) -> CookieSpec:
+        return CookieSpec(STATE_COOKIE, "", 0, self.prefix, self.secure)
+
+    def read_session(self, value: str | None) -> str | None:
+        return self._read(self._session, value, self.session_max_age)
+
+    def read_state(self, value: str | None) -> str | None:
+        return self._read(self._state, value, self.state_max_age)
+
+    @staticmethod
+    def _read(signer: TimestampSigner, value: str | None, max_age: int) -> str | None:
+        if not value or len(value) > MAX_COOKIE:
+            return None
+        try:
+            return signer.unsign(value, max_age=max_age).decode()
+        except (BadSignature, UnicodeDecodeError):
+            return None

@@ -1,0 +1,104 @@
+"""Decisions of the vault that both shells share: sealing records, naming accounts, ``/me``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._exceptions import BadRequest, CallbackError
+from .config import ConnectionConfig
+from .crypto import Sealer
+from .flow import LoginTransaction
+from .model import CredentialKey, StoredCredential, TokenSet
+
+__all__ = [
+    "NewIdentity",
+    "check_user_id",
+    "me_payload",
+    "open_record",
+    "open_transaction",
+    "seal_record",
+    "seal_transaction",
+    "subject_from_userinfo",
+]
+
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class NewIdentity:
+    """Passed to the host's ``new_user_id`` hook when an unknown provider account logs in."""
+
+    connection_id: str
+    subject: str
+    claims: Mapping[str, Any] = field(repr=False)
+
+
+def check_user_id(user_id: object, *, source: str) -> str:
+    if not isinstance(user_id, str) or not USER_ID_RE.match(user_id):
+        raise BadRequest(f"{source}: user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
+    return user_id
+
+
+def seal_record(
+    sealer: Sealer, key: CredentialKey, tokens: TokenSet, *, now: float
+) -> StoredCredential:
+    return StoredCredential(
+        key=key,
+        version=0,
+        sealed=sealer.seal(tokens.to_bytes(), key.aad()),
+        status=tokens.status,
+        expires_at=tokens.expires_at,
+        scope=tokens.scope,
+        updated_at=now,
+    )
+
+
+def open_record(sealer: Sealer, record: StoredCredential) -> TokenSet:
+    return TokenSet.from_bytes(sealer.unseal(record.sealed, record.key.aad()))
+
+
+def _state_aad(state_hash: str) -> bytes:
+    return b"oauth_vault_mw/login-state/v1\x00" + state_hash.encode()
+
+
+def seal_transaction(sealer: Sealer, state_hash: str, tx: LoginTransaction) -> bytes:
+    return sealer.seal(tx.to_bytes(), _state_aad(state_hash)).encode()
+
+
+def open_transaction(sealer: Sealer, state_hash: str, data: bytes) -> LoginTransaction:
+    return LoginTransaction.from_bytes(sealer.unseal(data.decode(), _state_aad(state_hash)))
+
+
+def subject_from_userinfo(conn: ConnectionConfig, data: Mapping[str, Any]) -> str:
+    """The provider's stable account id from a plain OAuth 2.0 user endpoint."""
+    value = data.get(conn.subject_claim)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise CallbackError(
+            f"the provider's user endpoint has no {conn.subject_claim!r}", error="invalid_userinfo"
+        )
+    subject = str(value)
+    if len(subject) > 255:
+        raise CallbackError("the provider's account id is too long", error="invalid_userinfo")
+    return subject
+
+
+def me_payload(
+    user_id: str, records: Iterable[StoredCredential], known: Iterable[str]
+) -> dict[str, Any]:
+    configured = set(known)
+    return {
+        "user_id": user_id,
+        "connections": [
+            {
+                "connection_id": r.key.connection_id,
+                "status": r.status,
+                "expires_at": None if r.expires_at is None else int(r.expires_at),
+                "scope": r.scope,
+            }
+            for r in records
+            if r.key.connection_id in configured
+        ],
+    }

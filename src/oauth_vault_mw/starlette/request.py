@@ -1,0 +1,89 @@
+"""``connection_credentials`` for Starlette and FastAPI handlers.
+
+Three equivalent ways, all needing :class:`OAuthVaultMiddleware`::
+
+    # 1. the function, in any handler
+    creds = await connection_credentials(request, "google")
+
+    # 2. request.connection_credentials(...), with VaultRoute (Starlette) or
+    #    VaultAPIRoute (FastAPI, see oauth_vault_mw.fastapi)
+    async def profile(request: VaultRequest) -> Response:
+        creds = await request.connection_credentials("google", min_validity=120)
+
+    routes = [VaultRoute("/profile", profile)]
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..core.model import Credentials
+from ._context import context_of
+
+__all__ = ["VaultRequest", "VaultRoute", "connection_credentials", "current_user_id"]
+
+
+async def connection_credentials(
+    request: HTTPConnection,
+    connection_id: str,
+    *,
+    min_validity: float | None = None,
+    force_refresh: bool = False,
+) -> Credentials:
+    """The current user's access token for ``connection_id``, valid ``min_validity`` s.
+
+    ``min_validity`` defaults to the connection's setting. ``force_refresh=True`` after the
+    provider answered 401 to the token. Raises ``NotAuthenticated`` (no session),
+    ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
+    ``UnknownConnection``; the middleware renders each as its JSON error.
+    """
+    ctx = context_of(request.scope)
+    user_id = await ctx.require_user_id()
+    return await ctx.vault.get_connection_credentials(
+        connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh
+    )
+
+
+async def current_user_id(request: HTTPConnection) -> str | None:
+    """The logged-in user's id, or ``None``."""
+    return await context_of(request.scope).user_id()
+
+
+class VaultRequest(Request):
+    """A Starlette request with ``connection_credentials()`` and ``vault_user_id()``."""
+
+    async def connection_credentials(
+        self, connection_id: str, *, min_validity: float | None = None,
+        force_refresh: bool = False,
+    ) -> Credentials:  # fmt: skip
+        return await connection_credentials(
+            self, connection_id, min_validity=min_validity, force_refresh=force_refresh
+        )
+
+    async def vault_user_id(self) -> str | None:
+        return await current_user_id(self)
+
+
+def _with_vault_request(
+    endpoint: Callable[[VaultRequest], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    @functools.wraps(endpoint)
+    async def wrapped(request: Request) -> Response:
+        return await endpoint(VaultRequest(request.scope, request.receive))
+
+    return wrapped
+
+
+class VaultRoute(Route):
+    """A Starlette ``Route`` whose async endpoint receives a :class:`VaultRequest`."""
+
+    def __init__(
+        self, path: str, endpoint: Callable[[VaultRequest], Awaitable[Response]], **kwargs: Any
+    ) -> None:
+        super().__init__(path, _with_vault_request(endpoint), **kwargs)

@@ -1,0 +1,134 @@
+"""The HTTP routes of DESIGN.md, served by the middleware under the prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route, Router
+from starlette.types import Receive, Scope, Send
+
+from .._exceptions import BadRequest, ForbiddenOrigin, VaultError
+from .._vault import AsyncVault
+from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
+from ..core.flow import check_return_to
+from ._context import context_of, read_cookie
+
+__all__ = ["build_router", "error_response"]
+
+MAX_QUERY = 8192
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def error_response(exc: VaultError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
+
+
+def _set_cookies(response: Response, cookies: tuple[CookieSpec, ...] | list[CookieSpec]) -> None:
+    for spec in cookies:
+        response.raw_headers.append((b"set-cookie", spec.header().encode("latin-1")))
+
+
+def _query(request: Request) -> Mapping[str, str]:
+    raw = request.scope.get("query_string", b"")
+    if len(raw) > MAX_QUERY:
+        raise BadRequest("query string too long")
+    params: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in params:
+            raise BadRequest(f"parameter {name[:64]!r} given twice")
+        params[name] = value
+    return params
+
+
+def _check_origin(vault: AsyncVault, request: Request) -> None:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    expected = urlsplit(vault.settings.base_url)
+    got = urlsplit(origin)
+    if (got.scheme, got.netloc) != (expected.scheme, expected.netloc):
+        raise ForbiddenOrigin()
+
+
+def build_router(vault: AsyncVault) -> Router:
+    prefix = vault.settings.prefix
+
+    async def login(request: Request) -> Response:
+        return await _begin(request, connect=False)
+
+    async def connect(request: Request) -> Response:
+        return await _begin(request, connect=True)
+
+    async def _begin(request: Request, *, connect: bool) -> Response:
+        params = _query(request)
+        connection_id = request.path_params["connection_id"]
+        vault.connection(connection_id)
+        return_to = check_return_to(params.get("return_to"))
+        user_id = await context_of(request.scope).require_user_id() if connect else None
+        url, cookie = await vault.begin_login(connection_id, return_to=return_to, user_id=user_id)
+        response = RedirectResponse(url, status_code=302, headers=NO_STORE)
+        _set_cookies(response, [cookie])
+        return response
+
+    async def callback(request: Request) -> Response:
+        params = _query(request)
+        result = await vault.complete_login(
+            request.path_params["connection_id"],
+            params,
+            state_cookie=read_cookie(request.scope, STATE_COOKIE),
+            session_cookie=read_cookie(request.scope, SESSION_COOKIE),
+        )
+        response = RedirectResponse(result.return_to, status_code=303, headers=NO_STORE)
+        _set_cookies(response, result.cookies)
+        return response
+
+    async def logout(request: Request) -> Response:
+        _check_origin(vault, request)
+        cookie = await vault.logout(read_cookie(request.scope, SESSION_COOKIE))
+        response = JSONResponse({"logged_out": True}, headers=NO_STORE)
+        _set_cookies(response, [cookie])
+        return response
+
+    async def me(request: Request) -> Response:
+        user_id = await context_of(request.scope).require_user_id()
+        return JSONResponse(await vault.me(user_id), headers=NO_STORE)
+
+    async def credentials(request: Request) -> Response:
+        connection_id = request.path_params["connection_id"]
+        conn = vault.connection(connection_id)
+        user_id = await context_of(request.scope).require_user_id()
+        creds = await vault.get_connection_credentials(
+            connection_id, user_id, min_validity=conn.min_validity
+        )
+        return JSONResponse(creds.to_dict(), headers=NO_STORE)
+
+    async def disconnect(request: Request) -> Response:
+        _check_origin(vault, request)
+        connection_id = request.path_params["connection_id"]
+        vault.connection(connection_id)
+        user_id = await context_of(request.scope).require_user_id()
+        revoked = await vault.disconnect(connection_id, user_id)
+        return JSONResponse({"connection_id": connection_id, "revoked": revoked})
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        body: dict[str, Any] = {"error": "not_found", "error_description": "no such route"}
+        await JSONResponse(body, status_code=404)(scope, receive, send)
+
+    cid = "{connection_id}"
+    router = Router(
+        routes=[
+            Route(f"{prefix}/login/{cid}", login, methods=["GET"]),
+            Route(f"{prefix}/connect/{cid}", connect, methods=["GET"]),
+            Route(f"{prefix}/callback/{cid}", callback, methods=["GET"]),
+            Route(f"{prefix}/logout", logout, methods=["POST"]),
+            Route(f"{prefix}/me", me, methods=["GET"]),
+            Route(f"{prefix}/connections/{cid}/credentials", credentials, methods=["GET"]),
+            Route(f"{prefix}/connections/{cid}", disconnect, methods=["DELETE"]),
+        ],
+        default=not_found,
+    )
+    return router

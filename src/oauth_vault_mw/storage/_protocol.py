@@ -1,0 +1,87 @@
+"""The storage protocol, sync and async: one shape for memory, SQL and Redis backends.
+
+Every method is a single atomic step; none of them sees a plaintext token (credentials arrive
+sealed). Backends translate their driver's errors into :class:`StorageUnavailable`.
+
+Write a backend by implementing :class:`Storage` (sync) and, for async frameworks,
+:class:`AsyncStorage`; :class:`~oauth_vault_mw.storage.memory.MemoryStorage` is the
+reference implementation, and ``tests/storage`` runs the same contract tests on every one.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..core.model import CredentialKey, StoredCredential
+
+__all__ = ["AsyncStorage", "Storage"]
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Sync storage (Flask, CLI, background threads)."""
+
+    def setup(self) -> None:
+        """Create what is missing (tables...); idempotent."""
+
+    def close(self) -> None: ...
+
+    def get_credential(self, key: CredentialKey) -> StoredCredential | None: ...
+
+    def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
+        """Write ``record`` if the stored version is ``expected_version`` (0: absent)."""
+
+    def delete_credential(self, key: CredentialKey) -> bool: ...
+
+    def list_credentials(self, user_id: str) -> list[StoredCredential]: ...
+
+    def get_identity(self, connection_id: str, subject: str) -> str | None: ...
+
+    def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
+        """Bind the identity to ``user_id`` unless bound; return the user it is bound to."""
+
+    def unlink_identities(self, connection_id: str, user_id: str) -> None: ...
+
+    def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None: ...
+
+    def take_login_state(self, state_hash: str, now: float) -> bytes | None:
+        """Remove and return the state: a second take of the same state gets ``None``."""
+
+    def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None: ...
+
+    def get_session(self, session_hash: str, now: float) -> str | None: ...
+
+    def delete_session(self, session_hash: str) -> None: ...
+
+
+@runtime_checkable
+class AsyncStorage(Protocol):
+    """Async twin of :class:`Storage` (Starlette/FastAPI)."""
+
+    async def setup(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def get_credential(self, key: CredentialKey) -> StoredCredential | None: ...
+
+    async def save_credential(self, record: StoredCredential, expected_version: int) -> bool: ...
+
+    async def delete_credential(self, key: CredentialKey) -> bool: ...
+
+    async def list_credentials(self, user_id: str) -> list[StoredCredential]: ...
+
+    async def get_identity(self, connection_id: str, subject: str) -> str | None: ...
+
+    async def link_identity(self, connection_id: str, subject: str, user_id: str) -> str: ...
+
+    async def unlink_identities(self, connection_id: str, user_id: str) -> None: ...
+
+    async def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None: ...
+
+    async def take_login_state(self, state_hash: str, now: float) -> bytes | None: ...
+
+    async def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None: ...
+
+    async def get_session(self, session_hash: str, now: float) -> str | None: ...
+
+    async def delete_session(self, session_hash: str) -> None: ...

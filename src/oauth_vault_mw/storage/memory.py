@@ -1,0 +1,99 @@
+"""In-memory storage: the reference backend, for tests and single-process development.
+
+It serves one process only: sessions and credentials vanish on restart and are not seen by
+other workers (the vault logs this once at start-up).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from ..core.model import CredentialKey, StoredCredential
+
+__all__ = ["MemoryStorage"]
+
+
+class MemoryStorage:
+    """Thread-safe dict storage implementing :class:`~oauth_vault_mw.storage.Storage`."""
+
+    url = "memory://"
+    shared_across_processes = False
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._credentials: dict[CredentialKey, StoredCredential] = {}
+        self._identities: dict[tuple[str, str], str] = {}
+        self._states: dict[str, tuple[bytes, float]] = {}
+        self._sessions: dict[str, tuple[str, float]] = {}
+
+    def __repr__(self) -> str:
+        return "MemoryStorage()"
+
+    def setup(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def get_credential(self, key: CredentialKey) -> StoredCredential | None:
+        return self._credentials.get(key)
+
+    def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
+        with self._lock:
+            current = self._credentials.get(record.key)
+            if (current.version if current else 0) != expected_version:
+                return False
+            self._credentials[record.key] = replace(record, version=expected_version + 1)
+            return True
+
+    def delete_credential(self, key: CredentialKey) -> bool:
+        with self._lock:
+            return self._credentials.pop(key, None) is not None
+
+    def list_credentials(self, user_id: str) -> list[StoredCredential]:
+        with self._lock:
+            rows = [r for k, r in self._credentials.items() if k.user_id == user_id]
+        return sorted(rows, key=lambda r: r.key)
+
+    def all_credentials(self) -> list[StoredCredential]:
+        with self._lock:
+            return sorted(self._credentials.values(), key=lambda r: r.key)
+
+    def get_identity(self, connection_id: str, subject: str) -> str | None:
+        return self._identities.get((connection_id, subject))
+
+    def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
+        with self._lock:
+            return self._identities.setdefault((connection_id, subject), user_id)
+
+    def unlink_identities(self, connection_id: str, user_id: str) -> None:
+        with self._lock:
+            for ident in [k for k, v in self._identities.items()
+                          if k[0] == connection_id and v == user_id]:  # fmt: skip
+                del self._identities[ident]
+
+    def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
+        with self._lock:
+            self._states[state_hash] = (data, expires_at)
+
+    def take_login_state(self, state_hash: str, now: float) -> bytes | None:
+        with self._lock:
+            for h in [h for h, (_, exp) in self._states.items() if exp <= now]:
+                del self._states[h]
+            entry = self._states.pop(state_hash, None)
+        return entry[0] if entry else None
+
+    def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None:
+        with self._lock:
+            self._sessions[session_hash] = (user_id, expires_at)
+
+    def get_session(self, session_hash: str, now: float) -> str | None:
+        entry = self._sessions.get(session_hash)
+        if entry is None or entry[1] <= now:
+            return None
+        return entry[0]
+
+    def delete_session(self, session_hash: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_hash, None)
