@@ -57,11 +57,12 @@ def endpoints_from_metadata(conn: ConnectionConfig, doc: dict[str, Any] | None) 
     doc = doc or {}
     if conn.issuer is not None:
         found = doc.get("issuer")
-        if not isinstance(found, str) or found.rstrip("/") != conn.issuer.rstrip("/"):
-            if not (isinstance(found, str) and "{tenantid}" in found):
-                raise ProviderUnavailable(
-                    f"connection {conn.id}: the discovery document names another issuer"
-                )
+        same = isinstance(found, str) and found.rstrip("/") == conn.issuer.rstrip("/")
+        templated = isinstance(found, str) and "{tenantid}" in found
+        if not (same or templated):
+            raise ProviderUnavailable(
+                f"connection {conn.id}: the discovery document names another issuer"
+            )
     authorize = conn.authorize_url or doc.get("authorization_endpoint")
     token = conn.token_url or doc.get("token_endpoint")
     if not isinstance(authorize, str) or not isinstance(token, str):
@@ -198,6 +199,8 @@ class AsyncProviderClient:
             try:
                 doc = await self.get_json(endpoints.jwks_uri)
             except ProviderCallFailed as exc:
-                raise ProviderUnavailable(f"connection {conn.id}: JWKS fetch failed ({exc})") from None
+                raise ProviderUnavailable(
+                    f"connection {conn.id}: JWKS fetch failed ({exc})"
+                ) from None
             self._jwks[conn.id] = doc
             return doc

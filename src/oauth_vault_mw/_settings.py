@@ -31,7 +31,7 @@ def load_connections(value: str) -> Any:
     if text.startswith("["):
         try:
             return json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise ConfigurationError(f"OAUTH_VAULT_CONNECTIONS: invalid JSON ({exc.msg})") from None
     path = Path(text)
     if not path.is_file():

@@ -102,8 +102,8 @@ class AsyncVault:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.storage = storage if storage is not None else async_storage_from_url(
-            settings.storage_url
+        self.storage = (
+            storage if storage is not None else async_storage_from_url(settings.storage_url)
         )
         self.sealer = Sealer(settings.encryption_keys)
         self.cookies = CookieJar(

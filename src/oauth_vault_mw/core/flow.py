@@ -54,10 +54,15 @@ class LoginTransaction:
     def to_bytes(self) -> bytes:
         return json.dumps(
             {
-                "s": self.state, "c": self.connection_id, "v": self.code_verifier,
-                "n": self.nonce, "r": self.return_to, "m": self.mode, "u": self.user_id,
+                "s": self.state,
+                "c": self.connection_id,
+                "v": self.code_verifier,
+                "n": self.nonce,
+                "r": self.return_to,
+                "m": self.mode,
+                "u": self.user_id,
                 "t": self.created_at,
-            },  # fmt: skip
+            },
             separators=(",", ":"),
         ).encode()
 
@@ -171,7 +176,7 @@ def verify_callback(
             raise CallbackError("the iss parameter does not name this connection's issuer")
     elif iss_required:
         raise CallbackError("the provider must send iss (RFC 9207) and did not")
-    code = params.get("code")
-    if not code:
+    found = params.get("code")
+    if not found:
         raise CallbackError("the callback has no code")
-    return code
+    return found

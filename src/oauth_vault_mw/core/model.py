@@ -32,9 +32,7 @@ class CredentialKey:
     account: str = "default"
 
     def aad(self) -> bytes:
-        return b"\x00".join(
-            (b"oauth_vault_mw/credential/v1", *(p.encode() for p in self.parts()))
-        )
+        return b"\x00".join((b"oauth_vault_mw/credential/v1", *(p.encode() for p in self.parts())))
 
     def parts(self) -> tuple[str, str, str]:
         return (self.connection_id, self.user_id, self.account)

@@ -58,6 +58,6 @@ class ConnectionCredentials:
         )
 
 
-async def CurrentUserId(request: Request) -> str | None:  # noqa: N802 - reads as a dependency
+async def CurrentUserId(request: Request) -> str | None:
     """Dependency: the logged-in user's id or ``None``."""
     return await current_user_id(request)

@@ -29,7 +29,7 @@ def read_cookie(scope: Mapping[str, Any], name: str) -> str | None:
             jar: SimpleCookie = SimpleCookie()
             try:
                 jar.load(text)
-            except Exception:  # noqa: BLE001 - any malformed cookie header is just absent
+            except Exception:
                 return None
             morsel = jar.get(name)
             if morsel is not None:

@@ -15,9 +15,7 @@ try:
     import sqlalchemy as sa
     from sqlalchemy import event, exc
 except ImportError as _err:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "SQL storage needs SQLAlchemy: pip install 'oauth-vault-mw[sql]'"
-    ) from _err
+    raise ImportError("SQL storage needs SQLAlchemy: pip install 'oauth-vault-mw[sql]'") from _err
 
 from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
@@ -85,7 +83,9 @@ def _mapped() -> Iterator[None]:
     except exc.IntegrityError:
         raise
     except (exc.DBAPIError, exc.TimeoutError) as err:
-        raise StorageUnavailable(f"storage error: {type(err.orig if isinstance(err, exc.DBAPIError) else err).__name__}") from None  # noqa: E501
+        raise StorageUnavailable(
+            f"storage error: {type(err.orig if isinstance(err, exc.DBAPIError) else err).__name__}"
+        ) from None
 
 
 def _row(row: Any) -> StoredCredential:
@@ -208,8 +208,8 @@ class SQLStorage:
 
     def list_credentials(self, user_id: str) -> list[StoredCredential]:
         c = credentials.c
-        query = sa.select(credentials).where(c.user_id == user_id).order_by(
-            c.connection_id, c.account
+        query = (
+            sa.select(credentials).where(c.user_id == user_id).order_by(c.connection_id, c.account)
         )
         with _mapped(), self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query)]
@@ -232,8 +232,11 @@ class SQLStorage:
     def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
         try:
             with _mapped(), self.engine.begin() as conn:
-                conn.execute(sa.insert(identities).values(
-                    connection_id=connection_id, subject=subject, user_id=user_id))
+                conn.execute(
+                    sa.insert(identities).values(
+                        connection_id=connection_id, subject=subject, user_id=user_id
+                    )
+                )
         except exc.IntegrityError:
             found = self.get_identity(connection_id, subject)
             if found is None:  # deleted in between: try once more
@@ -244,22 +247,27 @@ class SQLStorage:
     def unlink_identities(self, connection_id: str, user_id: str) -> None:
         i = identities.c
         with _mapped(), self.engine.begin() as conn:
-            conn.execute(sa.delete(identities).where(
-                i.connection_id == connection_id, i.user_id == user_id))
+            conn.execute(
+                sa.delete(identities).where(i.connection_id == connection_id, i.user_id == user_id)
+            )
 
     # -- login states and sessions --------------------------------------------------------
 
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
         with _mapped(), self.engine.begin() as conn:
-            conn.execute(sa.insert(login_states).values(
-                state_hash=state_hash, data=data, expires_at=expires_at))
+            conn.execute(
+                sa.insert(login_states).values(
+                    state_hash=state_hash, data=data, expires_at=expires_at
+                )
+            )
 
     def take_login_state(self, state_hash: str, now: float) -> bytes | None:
         s = login_states.c
         with _mapped(), self.engine.begin() as conn:
             row = conn.execute(
-                sa.delete(login_states).where(s.state_hash == state_hash).returning(
-                    s.data, s.expires_at)
+                sa.delete(login_states)
+                .where(s.state_hash == state_hash)
+                .returning(s.data, s.expires_at)
             ).first()
             conn.execute(sa.delete(login_states).where(s.expires_at <= now))
         if row is None or row.expires_at <= now:
@@ -268,8 +276,11 @@ class SQLStorage:
 
     def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None:
         with _mapped(), self.engine.begin() as conn:
-            conn.execute(sa.insert(sessions).values(
-                session_hash=session_hash, user_id=user_id, expires_at=expires_at))
+            conn.execute(
+                sa.insert(sessions).values(
+                    session_hash=session_hash, user_id=user_id, expires_at=expires_at
+                )
+            )
 
     def get_session(self, session_hash: str, now: float) -> str | None:
         s = sessions.c
