@@ -79,7 +79,9 @@ async def test_replayed_state(harness: Harness, unique_user: Callable[[], str]) 
     state_cookie = h.client.cookies["oauth_vault_state"]
     callback = await h.authorize(start.headers["location"], unique_user())
     assert (await h.client.get(callback)).status_code == 303
-    stored = await h.vault.storage.list_credentials((await h.client.get("/auth/me")).json()["user_id"])
+    stored = await h.vault.storage.list_credentials(
+        (await h.client.get("/auth/me")).json()["user_id"]
+    )
     h.client.cookies.set("oauth_vault_state", state_cookie, path="/auth")
     _error(await h.client.get(callback), 400, "invalid_state")
     again = await h.vault.storage.list_credentials(stored[0].key.user_id)
@@ -98,7 +100,8 @@ async def test_wrong_pkce_verifier(harness: Harness, unique_user: Callable[[], s
     h.client.cookies.set("oauth_vault_state", ours, path="/auth")
     # Present their code with our state: state matches our cookie, verifier A != B.
     our_state = h.vault.cookies.read_state(ours)
-    assert our_state is not None and our_state != state
+    assert our_state is not None
+    assert our_state != state
     answer = await h.client.get(_with_param(stolen, state=our_state))
     _error(answer, 400, "invalid_grant")
     _nothing_stored(h)
@@ -110,7 +113,8 @@ async def test_id_token_with_bad_nonce(harness: Harness, unique_user: Callable[[
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
     # The stored transaction remembers another nonce than the one sent to the provider.
     storage = h.vault.storage
-    assert isinstance(storage, AsyncStorageAdapter) and isinstance(storage.sync, MemoryStorage)
+    assert isinstance(storage, AsyncStorageAdapter)
+    assert isinstance(storage.sync, MemoryStorage)
     data, expires = storage.sync._states[hash_id(state)]
     tx = open_transaction(h.vault.sealer, hash_id(state), data)
     forged = type(tx)(**{**tx.__dict__, "nonce": "not-the-nonce"})
@@ -220,9 +224,7 @@ async def test_logout_ends_the_session_server_side(
     _error(await h.client.get("/auth/me"), 401, "not_authenticated")
 
 
-async def test_new_session_at_every_login(
-    harness: Harness, unique_user: Callable[[], str]
-) -> None:
+async def test_new_session_at_every_login(harness: Harness, unique_user: Callable[[], str]) -> None:
     h = harness
     user = unique_user()
     await h.login(user=user)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
+from oauth_vault_mw import ReauthenticationRequired
 from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.core.vault_logic import open_record
 
 from .conftest import TOKEN_TTL, Harness
 
-pytestmark = __import__("pytest").mark.integration
+pytestmark = pytest.mark.integration
 
 
 async def _stored_refresh_token(h: Harness, user_id: str) -> str | None:
@@ -32,7 +35,8 @@ async def test_login_read_refresh_rotation_and_single_flight(
     user_id = me["user_id"]
     assert [c["connection_id"] for c in me["connections"]] == ["demo"]
     first = (await h.client.get("/auth/connections/demo/credentials")).json()
-    assert first["user_id"] == user_id and first["token_type"] == "Bearer"
+    assert first["user_id"] == user_id
+    assert first["token_type"] == "Bearer"
     rt_before = await _stored_refresh_token(h, user_id)
     assert rt_before
 
@@ -41,7 +45,8 @@ async def test_login_read_refresh_rotation_and_single_flight(
     second = (await h.client.get("/profile/demo")).json()
     assert second["access_token"] != first["access_token"]
     rt_after = await _stored_refresh_token(h, user_id)
-    assert rt_after and rt_after != rt_before  # the rotated refresh token is stored
+    assert rt_after
+    assert rt_after != rt_before
 
     # Again past expiry: 200 concurrent readers, one refresh grant at the provider.
     await asyncio.sleep(TOKEN_TTL + 0.2)
@@ -49,7 +54,8 @@ async def test_login_read_refresh_rotation_and_single_flight(
     answers = await asyncio.gather(*(h.client.get("/profile/demo") for _ in range(200)))
     assert {a.status_code for a in answers} == {200}
     tokens = {a.json()["access_token"] for a in answers}
-    assert len(tokens) == 1 and second["access_token"] not in tokens
+    assert len(tokens) == 1
+    assert second["access_token"] not in tokens
     after = h.provider.stats()
     assert after["refresh_grants"] - mid["refresh_grants"] == 1
     assert after["refresh_grants"] - before["refresh_grants"] == 2
@@ -82,13 +88,8 @@ async def test_refused_refresh_token_demands_reauthentication(
     assert answer.status_code == 200  # still valid: no refresh needed yet
     user_id = (await h.client.get("/auth/me")).json()["user_id"]
     before = h.provider.stats()["refresh_errors"].get("invalid_grant", 0)
-    forced = h.vault.get_connection_credentials("demo", user_id, force_refresh=True)
-    try:
-        await forced
-    except Exception as exc:  # noqa: BLE001
-        assert type(exc).__name__ == "ReauthenticationRequired"
-    else:
-        raise AssertionError("expected ReauthenticationRequired")
+    with pytest.raises(ReauthenticationRequired):
+        await h.vault.get_connection_credentials("demo", user_id, force_refresh=True)
     # Marked: no retry loop against the provider, the HTTP route answers 409 with login_url.
     answer = await h.client.get("/auth/connections/demo/credentials")
     assert answer.status_code == 409
