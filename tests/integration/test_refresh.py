@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from oauth_vault_mw import ReauthenticationRequired
 from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 
 from .conftest import TOKEN_TTL, Harness
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncStorage:
+    """Every scenario here runs on memory and on the embedded SQLite default."""
+    if request.param == "memory":
+        return async_storage_from_url("memory://")
+    return async_storage_from_url(f"sqlite:///{tmp_path / 'vault.db'}")
 
 
 async def _stored_refresh_token(h: Harness, user_id: str) -> str | None:

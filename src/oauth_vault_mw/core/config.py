@@ -126,7 +126,8 @@ class Settings:
 
 def _decode_key(index: int, raw: str) -> bytes:
     try:
-        key = base64.b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4), altchars=b"-_")
+        padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
+        key = base64.b64decode(padded, altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise ConfigurationError(
             f"OAUTH_VAULT_ENCRYPTION_KEYS: key {index + 1} is not valid base64"
