@@ -22,12 +22,13 @@ from ._exceptions import ReauthenticationRequired as ReauthenticationRequired
 from ._exceptions import StorageUnavailable as StorageUnavailable
 from ._exceptions import UnknownConnection as UnknownConnection
 from ._exceptions import VaultError as VaultError
+from ._sync_vault import Vault as Vault
 from ._vault import AsyncVault as AsyncVault
-from ._vault import LoginResult as LoginResult
 from .core.config import ConnectionConfig as ConnectionConfig
 from .core.config import Settings as Settings
 from .core.model import CredentialKey as CredentialKey
 from .core.model import Credentials as Credentials
+from .core.vault_logic import LoginResult as LoginResult
 from .core.vault_logic import NewIdentity as NewIdentity
 
 __version__ = "0.1.0"
@@ -55,5 +56,6 @@ __all__ = [
     "Settings",
     "StorageUnavailable",
     "UnknownConnection",
+    "Vault",
     "VaultError",
 ]

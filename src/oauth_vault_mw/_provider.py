@@ -20,7 +20,14 @@ from ._exceptions import ConfigurationError, ProviderUnavailable
 from .core.config import ConnectionConfig, Settings
 from .core.tokens import HttpRequest
 
-__all__ = ["AsyncProviderClient", "Endpoints", "ProviderCallFailed", "ProviderResponse"]
+__all__ = [
+    "AsyncProviderClient",
+    "Endpoints",
+    "ProviderCallFailed",
+    "ProviderResponse",
+    "endpoints_from_metadata",
+    "json_document",
+]
 
 METADATA_TTL = 3600.0
 MAX_DOCUMENT = 512 * 1024
@@ -85,7 +92,7 @@ def endpoints_from_metadata(conn: ConnectionConfig, doc: dict[str, Any] | None) 
     )
 
 
-def _json_document(resp: httpx.Response, what: str) -> dict[str, Any]:
+def json_document(resp: httpx.Response, what: str) -> dict[str, Any]:
     if resp.status_code != 200 or len(resp.content) > MAX_DOCUMENT:
         raise ProviderCallFailed(f"{what}: http {resp.status_code}")
     try:
@@ -158,7 +165,7 @@ class AsyncProviderClient:
             resp = await self.client.get(url, headers=headers)
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return _json_document(resp, url.split("?", 1)[0])
+        return json_document(resp, url.split("?", 1)[0])
 
     def _lock(self, name: str) -> asyncio.Lock:
         lock = self._locks.get(name)

@@ -13,13 +13,12 @@ Use it directly in background jobs::
 
 from __future__ import annotations
 
-import asyncio
-import inspect
+import asyncio  # unasync: remove
+import inspect  # unasync: remove
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -35,6 +34,7 @@ from ._exceptions import (
     UnknownConnection,
 )
 from ._provider import AsyncProviderClient, ProviderCallFailed
+from ._singleflight import AsyncSingleFlight
 from .core.backoff import Backoff
 from .core.config import ConnectionConfig, Settings
 from .core.cookies import CookieJar, CookieSpec, hash_id
@@ -60,8 +60,10 @@ from .core.tokens import (
     revocation_request,
 )
 from .core.vault_logic import (
+    LoginResult,
     NewIdentity,
     check_user_id,
+    default_user_id,
     me_payload,
     open_record,
     open_transaction,
@@ -71,22 +73,11 @@ from .core.vault_logic import (
 )
 from .storage import AsyncStorage, async_storage_from_url
 
-__all__ = ["AsyncVault", "LoginResult", "NewUserIdHook"]
+__all__ = ["AsyncVault", "NewUserIdHook"]
 
 logger = logging.getLogger("oauth_vault_mw")
 
 NewUserIdHook = Callable[[NewIdentity], "str | Awaitable[str]"]
-
-
-def _default_user_id(identity: NewIdentity) -> str:
-    return secrets.token_hex(16)
-
-
-@dataclass(frozen=True)
-class LoginResult:
-    user_id: str
-    return_to: str
-    cookies: tuple[CookieSpec, ...]
 
 
 class AsyncVault:
@@ -115,9 +106,9 @@ class AsyncVault:
         )
         self.provider = AsyncProviderClient(settings, transport=http_transport)
         self.clock = clock
-        self._new_user_id = new_user_id or _default_user_id
+        self._new_user_id = new_user_id or default_user_id
         self._backoff = Backoff(settings.failure_backoff)
-        self._inflight: dict[CredentialKey, asyncio.Task[TokenSet]] = {}
+        self._flight: AsyncSingleFlight[TokenSet] = AsyncSingleFlight()
         self._started = False
 
     def __repr__(self) -> str:
@@ -173,21 +164,10 @@ class AsyncVault:
             return Credentials.from_tokens(key, tokens)
         if verdict != "refresh":
             raise ReauthenticationRequired(login_url=self.settings.login_url(connection_id))
-        task = self._inflight.get(key)
-        if task is None:
-            task = asyncio.ensure_future(self._refresh(conn, key, record, wanted, force_refresh))
-            self._inflight[key] = task
-            task.add_done_callback(lambda t: self._forget(key, t))
-        # shield: a caller that goes away does not cancel a refresh others wait for, nor
-        # lose a rotated refresh token half-way.
-        fresh = await asyncio.shield(task)
+        fresh = await self._flight.run(
+            key, lambda: self._refresh(conn, key, record, wanted, force_refresh)
+        )
         return Credentials.from_tokens(key, fresh)
-
-    def _forget(self, key: CredentialKey, task: asyncio.Task[TokenSet]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved here, raised to every waiter
 
     async def _refresh(
         self,
@@ -456,8 +436,8 @@ class AsyncVault:
         if known is not None:
             return known
         proposed = self._new_user_id(NewIdentity(conn.id, subject, claims))
-        if inspect.isawaitable(proposed):
-            proposed = await proposed
+        if inspect.isawaitable(proposed):  # unasync: remove
+            proposed = await proposed  # unasync: remove
         user_id = check_user_id(proposed, source="new_user_id hook")
         return await self.storage.link_identity(conn.id, subject, user_id)
 

@@ -22,7 +22,7 @@ class Backoff:
 
     def failed(self, key: object, now: float) -> float:
         count = self._state.get(key, (0, 0.0))[0] + 1
-        delay = float(min(self.maximum, self.base * 2.0 ** (count - 1)))
+        delay = float(min(self.maximum, self.base * 2.0 ** min(count - 1, 64)))
         self._state[key] = (count, now + delay)
         if len(self._state) > 10_000:  # bounded memory under many failing credentials
             oldest = min(self._state, key=lambda k: self._state[k][1])

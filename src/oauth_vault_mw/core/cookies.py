@@ -84,5 +84,5 @@ class CookieJar:
             return None
         try:
             return signer.unsign(value, max_age=max_age).decode()
-        except (BadSignature, UnicodeDecodeError):
+        except (BadSignature, UnicodeError):
             return None

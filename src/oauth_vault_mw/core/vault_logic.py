@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._exceptions import BadRequest, CallbackError
 from .config import ConnectionConfig
+from .cookies import CookieSpec
 from .crypto import Sealer
 from .flow import LoginTransaction
 from .model import CredentialKey, StoredCredential, TokenSet
 
 __all__ = [
+    "LoginResult",
     "NewIdentity",
     "check_user_id",
+    "default_user_id",
     "me_payload",
     "open_record",
     "open_transaction",
@@ -34,6 +38,20 @@ class NewIdentity:
     connection_id: str
     subject: str
     claims: Mapping[str, Any] = field(repr=False)
+
+
+def default_user_id(identity: NewIdentity) -> str:
+    """The user id of a provider account seen for the first time, unless the host decides."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """A completed login: who, where to send the browser, which cookies to set."""
+
+    user_id: str
+    return_to: str
+    cookies: tuple[CookieSpec, ...]
 
 
 def check_user_id(user_id: object, *, source: str) -> str:

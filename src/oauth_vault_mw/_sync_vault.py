@@ -1,0 +1,443 @@
+# Generated from _vault.py by scripts/unasync.py: do not edit.
+"""The sync vault: credentials, refresh with single flight, login and sessions.
+
+This is the I/O shell around ``core``: it reads and writes storage, calls the provider and
+holds the in-process single-flight table. Every decision comes from ``core``.
+
+Use it directly in background jobs::
+
+    vault = Vault(Settings.from_env())
+    vault.startup()
+    creds = vault.get_connection_credentials("google", user_id, min_validity=120)
+    headers = {"Authorization": creds.authorization_header}
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from ._exceptions import (
+    CallbackError,
+    CredentialNotFound,
+    IdentityConflict,
+    InvalidState,
+    NotAuthenticated,
+    ProviderUnavailable,
+    ReauthenticationRequired,
+    UnknownConnection,
+)
+from ._singleflight import SingleFlight
+from ._sync_provider import ProviderCallFailed, ProviderClient
+from .core.backoff import Backoff
+from .core.config import ConnectionConfig, Settings
+from .core.cookies import CookieJar, CookieSpec, hash_id
+from .core.crypto import Sealer
+from .core.flow import authorization_url, callback_state, new_transaction, verify_callback
+from .core.idtoken import UnknownSigningKey, validate_id_token
+from .core.model import (
+    REAUTHENTICATION_REQUIRED,
+    CredentialKey,
+    Credentials,
+    StoredCredential,
+    TokenSet,
+)
+from .core.tokens import (
+    TokenGranted,
+    TokenOutcome,
+    TokenRejected,
+    TokenRetryable,
+    code_exchange_request,
+    decide,
+    parse_token_response,
+    refresh_request,
+    revocation_request,
+)
+from .core.vault_logic import (
+    LoginResult,
+    NewIdentity,
+    check_user_id,
+    default_user_id,
+    me_payload,
+    open_record,
+    open_transaction,
+    seal_record,
+    seal_transaction,
+    subject_from_userinfo,
+)
+from .storage import Storage, storage_from_url
+
+__all__ = ["NewUserIdHook", "Vault"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+NewUserIdHook = Callable[[NewIdentity], str]
+
+
+class Vault:
+    """Everything the Flask integration does, without the framework."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: Storage | None = None,
+        new_user_id: NewUserIdHook | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.storage = storage if storage is not None else storage_from_url(settings.storage_url)
+        self.sealer = Sealer(settings.encryption_keys)
+        self.cookies = CookieJar(
+            settings.secret_key,
+            secure=settings.secure_cookies,
+            prefix=settings.prefix,
+            session_max_age=settings.session_max_age,
+            state_max_age=settings.state_max_age,
+        )
+        self.provider = ProviderClient(settings, transport=http_transport)
+        self.clock = clock
+        self._new_user_id = new_user_id or default_user_id
+        self._backoff = Backoff(settings.failure_backoff)
+        self._flight: SingleFlight[TokenSet] = SingleFlight()
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"Vault(storage={self.storage!r}, connections={len(self.settings.connections)})"
+
+    def startup(self) -> None:
+        """Create storage tables if missing; idempotent. The middleware calls it once."""
+        if self._started:
+            return
+        self.storage.setup()
+        if not getattr(self.storage, "shared_across_processes", True):
+            logger.warning(
+                "oauth_vault_mw: memory:// storage serves this process only; "
+                "sessions and credentials are lost on restart"
+            )
+        self._started = True
+
+    def close(self) -> None:
+        self.provider.close()
+        self.storage.close()
+
+    def connection(self, connection_id: str) -> ConnectionConfig:
+        conn = self.settings.connection(connection_id)
+        if conn is None:
+            raise UnknownConnection(f"no connection named {connection_id[:64]!r}")
+        return conn
+
+    # -- credentials --------------------------------------------------------------------
+
+    def get_connection_credentials(
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        min_validity: float | None = None,
+        force_refresh: bool = False,
+    ) -> Credentials:
+        """A token valid for ``min_validity`` seconds, refreshed once however many ask.
+
+        ``force_refresh=True`` asks for a token other than the stored one (after the
+        provider answered 401 to it). Raises :class:`ReauthenticationRequired`,
+        :class:`ProviderUnavailable`, :class:`CredentialNotFound`, :class:`UnknownConnection`.
+        """
+        conn = self.connection(connection_id)
+        wanted = conn.min_validity if min_validity is None else min_validity
+        key = CredentialKey(connection_id, user_id)
+        record = self.storage.get_credential(key)
+        if record is None:
+            raise CredentialNotFound()
+        tokens = open_record(self.sealer, record)
+        verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
+        if verdict == "use":
+            return Credentials.from_tokens(key, tokens)
+        if verdict != "refresh":
+            raise ReauthenticationRequired(login_url=self.settings.login_url(connection_id))
+        fresh = self._flight.run(
+            key, lambda: self._refresh(conn, key, record, wanted, force_refresh)
+        )
+        return Credentials.from_tokens(key, fresh)
+
+    def _refresh(
+        self,
+        conn: ConnectionConfig,
+        key: CredentialKey,
+        seen: StoredCredential,
+        min_validity: float,
+        force: bool,
+    ) -> TokenSet:
+        record = self.storage.get_credential(key)
+        if record is None:
+            raise CredentialNotFound()
+        tokens = open_record(self.sealer, record)
+        now = self.clock()
+        if record.version != seen.version:  # written since we looked: maybe already fresh
+            force = False
+        verdict = decide(tokens, now=now, min_validity=min_validity, force=force)
+        if verdict == "use":
+            return tokens
+        if verdict != "refresh" or tokens.refresh_token is None:
+            raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
+        blocked = self._backoff.blocked_for(key, now)
+        if blocked > 0:
+            return self._fallback(conn, tokens, now, blocked)
+        endpoints = self.provider.endpoints(conn)
+        request = refresh_request(conn, endpoints.token_url, tokens.refresh_token)
+        deadline = time.monotonic() + 2 * self.settings.provider_timeout
+        outcome: TokenOutcome = TokenRetryable("not attempted")
+        for attempt in range(self.settings.refresh_attempts):
+            try:
+                resp = self.provider.send(request)
+            except ProviderCallFailed as exc:
+                outcome = TokenRetryable(str(exc))
+            else:
+                outcome = parse_token_response(
+                    resp.status, resp.content_type, resp.body, now=self.clock(),
+                    default_expires_in=conn.default_expires_in, previous=tokens,
+                    retry_after=resp.retry_after,
+                )  # fmt: skip
+            if not isinstance(outcome, TokenRetryable):
+                break
+            pause = min(0.25 * 2**attempt, max(0.0, deadline - time.monotonic()))
+            if attempt + 1 == self.settings.refresh_attempts or pause <= 0:
+                break
+            logger.info("refresh retry connection=%s reason=%s", conn.id, outcome.reason)
+            time.sleep(pause)
+        now = self.clock()
+        if isinstance(outcome, TokenGranted):
+            self._backoff.succeeded(key)
+            return self._store_refreshed(key, record, outcome.tokens)
+        if isinstance(outcome, TokenRejected) and outcome.needs_reauthentication:
+            self._mark_reauthentication(key, record, tokens)
+            raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
+        reason = outcome.error if isinstance(outcome, TokenRejected) else outcome.reason
+        delay = self._backoff.failed(key, now)
+        logger.warning(
+            "refresh failed connection=%s user=%s reason=%s", conn.id, key.user_id, reason
+        )
+        return self._fallback(conn, tokens, now, delay)
+
+    def _fallback(
+        self, conn: ConnectionConfig, tokens: TokenSet, now: float, retry_after: float
+    ) -> TokenSet:
+        """The provider failed: serve the current token if it is still valid at all."""
+        if tokens.expires_at is None or tokens.expires_at > now:
+            return tokens
+        raise ProviderUnavailable(retry_after=int(retry_after) + 1)
+
+    def _store_refreshed(
+        self, key: CredentialKey, record: StoredCredential, fresh: TokenSet
+    ) -> TokenSet:
+        sealed = seal_record(self.sealer, key, fresh, now=self.clock())
+        if self.storage.save_credential(sealed, record.version):
+            logger.info("credential refreshed connection=%s user=%s", key.connection_id,
+                        key.user_id)  # fmt: skip
+            return fresh
+        # Someone wrote in between (a new login): theirs is newer than ours.
+        current = self.storage.get_credential(key)
+        if current is None:
+            raise CredentialNotFound()
+        return open_record(self.sealer, current)
+
+    def _mark_reauthentication(
+        self, key: CredentialKey, record: StoredCredential, tokens: TokenSet
+    ) -> None:
+        logger.warning(
+            "refresh token refused (invalid_grant) connection=%s user=%s",
+            key.connection_id, key.user_id,
+        )  # fmt: skip
+        marked = seal_record(
+            self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
+        )
+        self.storage.save_credential(marked, record.version)
+
+    def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
+        """Store a credential, whatever version is there (a login is authoritative)."""
+        for _ in range(10):
+            current = self.storage.get_credential(key)
+            record = seal_record(self.sealer, key, tokens, now=self.clock())
+            if self.storage.save_credential(record, current.version if current else 0):
+                return
+        raise ProviderUnavailable("could not store the credential under contention")
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def user_for_session(self, cookie_value: str | None) -> str | None:
+        session_id = self.cookies.read_session(cookie_value)
+        if session_id is None:
+            return None
+        return self.storage.get_session(hash_id(session_id), self.clock())
+
+    def logout(self, cookie_value: str | None) -> CookieSpec:
+        session_id = self.cookies.read_session(cookie_value)
+        if session_id is not None:
+            self.storage.delete_session(hash_id(session_id))
+        return self.cookies.clear_session()
+
+    def me(self, user_id: str) -> dict[str, Any]:
+        records = self.storage.list_credentials(user_id)
+        return me_payload(user_id, records, (c.id for c in self.settings.connections))
+
+    def disconnect(self, connection_id: str, user_id: str) -> bool:
+        """Revoke at the provider (RFC 7009) when it offers revocation, then delete."""
+        conn = self.connection(connection_id)
+        key = CredentialKey(connection_id, user_id)
+        record = self.storage.get_credential(key)
+        if record is None:
+            raise CredentialNotFound()
+        revoked = False
+        endpoints = self.provider.endpoints(conn)
+        if endpoints.revocation_url is not None:
+            tokens = open_record(self.sealer, record)
+            try:
+                resp = self.provider.send(
+                    revocation_request(conn, endpoints.revocation_url, tokens)
+                )
+                revoked = resp.status == 200
+            except ProviderCallFailed:
+                revoked = False
+            if not revoked:
+                logger.warning("revocation failed connection=%s user=%s", connection_id, user_id)
+        self.storage.delete_credential(key)
+        logger.info("credential deleted connection=%s user=%s revoked=%s", connection_id,
+                    user_id, revoked)  # fmt: skip
+        return revoked
+
+    # -- login ----------------------------------------------------------------------------
+
+    def begin_login(
+        self, connection_id: str, *, return_to: str, user_id: str | None = None
+    ) -> tuple[str, CookieSpec]:
+        """Start a login (``user_id`` None) or a connect; return the provider URL and cookie."""
+        conn = self.connection(connection_id)
+        now = self.clock()
+        endpoints = self.provider.endpoints(conn)
+        tx = new_transaction(
+            conn, mode="login" if user_id is None else "connect", return_to=return_to,
+            user_id=user_id, now=now,
+        )  # fmt: skip
+        state_hash = hash_id(tx.state)
+        self.storage.put_login_state(
+            state_hash, seal_transaction(self.sealer, state_hash, tx),
+            now + self.settings.state_max_age,
+        )  # fmt: skip
+        url = authorization_url(
+            conn, endpoints.authorize_url, self.settings.redirect_uri(conn.id), tx
+        )
+        return url, self.cookies.state_cookie(tx.state)
+
+    def complete_login(
+        self,
+        connection_id: str,
+        params: Mapping[str, str],
+        *,
+        state_cookie: str | None,
+        session_cookie: str | None,
+    ) -> LoginResult:
+        """Check the callback, exchange the code, store the credential, open a session."""
+        conn = self.connection(connection_id)
+        state = callback_state(params, self.cookies.read_state(state_cookie))
+        state_hash = hash_id(state)
+        now = self.clock()
+        data = self.storage.take_login_state(state_hash, now)
+        if data is None:
+            raise InvalidState()
+        tx = open_transaction(self.sealer, state_hash, data)
+        endpoints = self.provider.endpoints(conn)
+        code = verify_callback(
+            params, tx, connection_id=connection_id, expected_issuer=endpoints.issuer,
+            iss_required=endpoints.iss_parameter_supported, now=now,
+            max_age=self.settings.state_max_age,
+        )  # fmt: skip
+        request = code_exchange_request(
+            conn, endpoints.token_url, code, self.settings.redirect_uri(conn.id),
+            tx.code_verifier,
+        )  # fmt: skip
+        try:
+            resp = self.provider.send(request)
+        except ProviderCallFailed:
+            raise ProviderUnavailable("the provider's token endpoint did not answer") from None
+        outcome = parse_token_response(
+            resp.status, resp.content_type, resp.body, now=self.clock(),
+            default_expires_in=conn.default_expires_in, retry_after=resp.retry_after,
+        )  # fmt: skip
+        if isinstance(outcome, TokenRejected):
+            raise CallbackError(
+                f"the provider refused the authorization code: {outcome.error}",
+                error="invalid_grant" if outcome.error == "invalid_grant" else "invalid_callback",
+            )
+        if isinstance(outcome, TokenRetryable):
+            raise ProviderUnavailable("the provider's token endpoint failed")
+        claims = self._identify(conn, outcome, tx.nonce)
+        subject = str(claims.get("sub") if conn.is_oidc else subject_from_userinfo(conn, claims))
+        if tx.mode == "connect":
+            assert tx.user_id is not None
+            user_id = tx.user_id
+            bound = self.storage.link_identity(conn.id, subject, user_id)
+            if bound != user_id:
+                raise IdentityConflict()
+        else:
+            user_id = self._user_for_identity(conn, subject, claims)
+        self.put_tokens(CredentialKey(conn.id, user_id), outcome.tokens)
+        cookies: list[CookieSpec] = [self.cookies.clear_state()]
+        if tx.mode == "login":
+            self.logout(session_cookie)  # a new session at every login: no fixation
+            session_id = secrets.token_urlsafe(32)
+            self.storage.create_session(
+                hash_id(session_id), user_id, self.clock() + self.settings.session_max_age
+            )
+            cookies.append(self.cookies.session_cookie(session_id))
+        logger.info("login completed connection=%s user=%s mode=%s", conn.id, user_id, tx.mode)
+        return LoginResult(user_id, tx.return_to, tuple(cookies))
+
+    def _identify(
+        self, conn: ConnectionConfig, granted: TokenGranted, nonce: str | None
+    ) -> dict[str, Any]:
+        endpoints = self.provider.endpoints(conn)
+        if not conn.is_oidc:
+            assert endpoints.userinfo_url is not None
+            try:
+                return self.provider.get_json(
+                    endpoints.userinfo_url, bearer=granted.tokens.access_token
+                )
+            except ProviderCallFailed:
+                raise ProviderUnavailable("the provider's user endpoint failed") from None
+        if granted.id_token is None:
+            raise CallbackError("the provider sent no ID token", error="invalid_id_token")
+        assert endpoints.issuer is not None
+        for force in (False, True):
+            try:
+                return validate_id_token(
+                    granted.id_token, jwks=self.provider.jwks(conn, force=force),
+                    issuer=endpoints.issuer, client_id=conn.client_id, nonce=nonce,
+                    now=self.clock(), leeway=self.settings.clock_skew,
+                    algorithms=endpoints.id_token_algorithms,
+                    access_token=granted.tokens.access_token,
+                )  # fmt: skip
+            except UnknownSigningKey:
+                continue
+        raise CallbackError("the ID token is signed by an unknown key", error="invalid_id_token")
+
+    def _user_for_identity(
+        self, conn: ConnectionConfig, subject: str, claims: Mapping[str, Any]
+    ) -> str:
+        known = self.storage.get_identity(conn.id, subject)
+        if known is not None:
+            return known
+        proposed = self._new_user_id(NewIdentity(conn.id, subject, claims))
+        user_id = check_user_id(proposed, source="new_user_id hook")
+        return self.storage.link_identity(conn.id, subject, user_id)
+
+    def require_user(self, cookie_value: str | None) -> str:
+        user_id = self.user_for_session(cookie_value)
+        if user_id is None:
+            raise NotAuthenticated()
+        return user_id
