@@ -38,8 +38,15 @@ def server_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def provider(server_port: int) -> Iterator[DevProvider]:
-    bases = [BASE, f"http://127.0.0.1:{server_port}"]
+def conformance_ports() -> dict[str, int]:
+    """Ports for the conformance suite's real servers, one per framework."""
+    return {"starlette": free_port(), "flask": free_port()}
+
+
+@pytest.fixture(scope="session")
+def provider(server_port: int, conformance_ports: dict[str, int]) -> Iterator[DevProvider]:
+    ports = [server_port, *conformance_ports.values()]
+    bases = [BASE, *(f"http://127.0.0.1:{port}" for port in ports)]
     clients = [
         {
             "client_id": cid,

@@ -264,7 +264,12 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
     if not isinstance(base_url, str) or not base_url:
         raise ConfigurationError("OAUTH_VAULT_BASE_URL: required, the app's public origin")
     parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or any(c in base_url for c in "?#@")  # query, fragment, credentials: not an origin
+    ):
         raise ConfigurationError(
             "OAUTH_VAULT_BASE_URL: must be an origin like https://app.example.com"
         )

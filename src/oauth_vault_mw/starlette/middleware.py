@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._exceptions import VaultError
@@ -23,7 +24,7 @@ from .._vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings, parse_settings
 from ..storage import AsyncStorage
 from ._context import SCOPE_KEY, RequestContext
-from .routes import build_router, error_response
+from .routes import build_router, error_response, http_error_response
 
 __all__ = ["OAuthVaultMiddleware"]
 
@@ -102,6 +103,10 @@ class OAuthVaultMiddleware:
             if started:
                 raise
             await error_response(exc)(scope, receive, send)
+        except HTTPException as exc:  # only our router's 405s reach here
+            if started or app is not self.router:
+                raise
+            await http_error_response(exc)(scope, receive, send)
 
     def _lifespan_receive(self, receive: Receive) -> Receive:
         async def wrapped() -> Message:

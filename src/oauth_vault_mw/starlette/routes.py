@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
@@ -17,7 +18,7 @@ from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
 from ._context import context_of, read_cookie
 
-__all__ = ["build_router", "error_response"]
+__all__ = ["build_router", "error_response", "http_error_response"]
 
 MAX_QUERY = 8192
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -25,6 +26,13 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 def error_response(exc: VaultError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
+
+
+def http_error_response(exc: HTTPException) -> JSONResponse:
+    """Starlette's own HTTP errors on the vault's routes (405...), as the same JSON."""
+    code = {405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
+    body = {"error": code, "error_description": str(exc.detail)}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 def _set_cookies(response: Response, cookies: tuple[CookieSpec, ...] | list[CookieSpec]) -> None:

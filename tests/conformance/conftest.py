@@ -1,0 +1,148 @@
+"""The same scenarios against the Starlette app and the Flask app, each on a real server.
+
+Both apps are built alike: the vault's routes under /auth and a ``/profile/<cid>`` view that
+calls ``request.connection_credentials``. A scenario gets a :class:`Site` and must not know
+which framework serves it: what it asserts holds for both, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from oauth_vault_mw import Settings
+from oauth_vault_mw.core.crypto import Sealer
+from oauth_vault_mw.core.model import CredentialKey, TokenSet
+from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.storage.sql import SQLStorage
+from tests.integration.conftest import (  # noqa: F401 - fixtures
+    conformance_ports,
+    provider,
+    server_port,
+    settings_for,
+    unique_user,
+)
+from tests.support.oidc_provider import DevProvider, complete_login
+
+FRAMEWORKS = ["starlette", "flask"]
+
+
+@dataclass
+class Site:
+    framework: str
+    base: str
+    settings: Settings
+    provider: DevProvider
+    client: httpx.Client
+    browser: httpx.Client
+
+    def login(
+        self, connection_id: str = "demo", user: str = "alice", *, path: str = "login",
+        return_to: str = "/",
+    ) -> httpx.Response:  # fmt: skip
+        start = self.client.get(f"/auth/{path}/{connection_id}", params={"return_to": return_to})
+        assert start.status_code == 302, start.text
+        return self.client.get(self.authorize(start.headers["location"], user))
+
+    def authorize(self, authorize_url: str, user: str) -> str:
+        final = complete_login(self.browser, authorize_url, login=user)
+        location = final.headers["location"]
+        assert location.startswith(self.base), location
+        return location[len(self.base) :]
+
+    def stored(self, connection_id: str, user_id: str) -> TokenSet:
+        storage = SQLStorage(self.settings.storage_url)
+        try:
+            record = storage.get_credential(CredentialKey(connection_id, user_id))
+        finally:
+            storage.close()
+        assert record is not None
+        return open_record(Sealer(self.settings.encryption_keys), record)
+
+
+def _starlette_server(settings: Settings, port: int) -> Callable[[], None]:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+
+    from oauth_vault_mw.starlette import OAuthVaultMiddleware, VaultRequest, VaultRoute
+
+    async def profile(request: VaultRequest) -> JSONResponse:
+        creds = await request.connection_credentials(request.path_params["cid"])
+        return JSONResponse({"access_token": creds.access_token, "user_id": creds.user_id})
+
+    app = Starlette(routes=[VaultRoute("/profile/{cid}", profile)])
+    app.add_middleware(OAuthVaultMiddleware, settings=settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return stop
+
+
+def _flask_server(settings: Settings, port: int) -> Callable[[], None]:
+    from flask import Flask, jsonify
+    from oauth_vault_mw.flask import OAuthVault, connection_credentials
+    from werkzeug.serving import make_server
+
+    app = Flask("conformance")
+    OAuthVault(app, settings=settings)
+
+    @app.get("/profile/<cid>")
+    def profile(cid: str) -> Any:
+        creds = connection_credentials(cid)
+        return jsonify(access_token=creds.access_token, user_id=creds.user_id)
+
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        server.shutdown()
+        thread.join(10)
+
+    return stop
+
+
+@pytest.fixture(scope="session", params=FRAMEWORKS)
+def served(
+    request: pytest.FixtureRequest,
+    provider: DevProvider,  # noqa: F811
+    conformance_ports: dict[str, int],  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, str, Settings]]:
+    framework: str = request.param
+    port = conformance_ports[framework]
+    base = f"http://127.0.0.1:{port}"
+    db = tmp_path_factory.mktemp(framework) / "vault.db"
+    settings = settings_for(provider, base=base, storage_url=f"sqlite:///{db}")
+    start = _starlette_server if framework == "starlette" else _flask_server
+    stop = start(settings, port)
+    try:
+        yield framework, base, settings
+    finally:
+        stop()
+
+
+@pytest.fixture
+def site(served: tuple[str, str, Settings], provider: DevProvider) -> Iterator[Site]:  # noqa: F811
+    framework, base, settings = served
+    with httpx.Client(base_url=base, timeout=30) as client, httpx.Client(timeout=30) as browser:
+        yield Site(framework, base, settings, provider, client, browser)
