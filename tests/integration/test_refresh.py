@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from oauth_vault_mw import ReauthenticationRequired
+from oauth_vault_mw import AsyncVault, ReauthenticationRequired
 from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.core.vault_logic import open_record
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 
-from .conftest import TOKEN_TTL, Harness
+from .conftest import TOKEN_TTL, Harness, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +149,34 @@ async def test_garbage_from_provider_is_retried(
     finally:
         h.provider.clear_failures()
     assert fresh.expires_at is not None
+
+
+async def test_hanging_provider_is_bounded_and_not_hammered(
+    harness: Harness, unique_user: Callable[[], str]
+) -> None:
+    h = harness
+    await h.login(user=unique_user())
+    user_id = (await h.client.get("/auth/me")).json()["user_id"]
+    # A vault on the same storage that gives the provider 0.5 s per call.
+    impatient = AsyncVault(
+        settings_for(
+            h.provider, provider_timeout=0.5,
+            encryption_keys=list(h.vault.settings.encryption_keys),
+        ),
+        storage=h.vault.storage,
+    )  # fmt: skip
+    current = await impatient.get_connection_credentials("demo", user_id)
+    h.provider.fail(status=0, delay_ms=6000, count=10)  # hang far past the timeout
+    try:
+        started = time.monotonic()
+        served = await impatient.get_connection_credentials("demo", user_id, force_refresh=True)
+        elapsed = time.monotonic() - started
+        assert served.access_token == current.access_token  # still valid: served
+        assert elapsed < 2 * 0.5 + 0.5  # the whole refresh is bounded, retries included
+        asked = h.provider.stats()["token_requests"]
+        again = await impatient.get_connection_credentials("demo", user_id, force_refresh=True)
+        assert again.access_token == current.access_token
+        assert h.provider.stats()["token_requests"] == asked  # backoff: not asked again
+    finally:
+        h.provider.clear_failures()
+        await impatient.aclose()

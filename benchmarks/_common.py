@@ -1,0 +1,132 @@
+"""What the hot-path and endpoint benchmarks share: settings, a seeded vault, timing helpers."""
+
+from __future__ import annotations
+
+import base64
+import gc
+import secrets
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from oauth_vault_mw import AsyncVault, CredentialKey, Settings
+from oauth_vault_mw.core.cookies import hash_id
+from oauth_vault_mw.core.model import TokenSet
+
+CONNECTION_ID = "demo"
+USER_ID = "bench-user"
+CREDENTIALS_PATH = f"/auth/connections/{CONNECTION_ID}/credentials"
+
+# Nothing is called on the hot path: the provider URLs point at a closed loopback port.
+CONNECTION: dict[str, Any] = {
+    "id": CONNECTION_ID,
+    "client_id": "bench-client",
+    "client_secret": "bench-secret",
+    "authorize_url": "http://127.0.0.1:1/authorize",
+    "token_url": "http://127.0.0.1:1/token",
+    "userinfo_url": "http://127.0.0.1:1/userinfo",
+}
+
+
+def new_secret_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+def new_encryption_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+def make_settings(storage_url: str, secret_key: str, encryption_key: str) -> Settings:
+    return Settings.from_mapping(
+        {
+            "secret_key": secret_key,
+            "encryption_keys": encryption_key,
+            "base_url": "http://127.0.0.1:8000",
+            "storage_url": storage_url,
+            "connections": [CONNECTION],
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """A started vault holding one valid credential and one session for ``USER_ID``."""
+
+    vault: AsyncVault
+    key: CredentialKey
+    session_id: str
+    session_hash: str
+    cookie_value: str
+
+
+async def seed(vault: AsyncVault) -> Seeded:
+    await vault.startup()
+    now = time.time()
+    key = CredentialKey(CONNECTION_ID, USER_ID)
+    await vault.put_tokens(
+        key,
+        TokenSet(
+            access_token="at-" + secrets.token_urlsafe(32),
+            refresh_token="rt-" + secrets.token_urlsafe(32),
+            expires_at=now + 3600,
+            obtained_at=now,
+            scope="openid",
+        ),
+    )
+    session_id = secrets.token_urlsafe(32)
+    session_hash = hash_id(session_id)
+    await vault.storage.create_session(session_hash, USER_ID, now + 3600)
+    cookie_value = vault.cookies.session_cookie(session_id).value
+    return Seeded(vault, key, session_id, session_hash, cookie_value)
+
+
+Call = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call cost in microseconds over ``repeats`` runs of ``calls`` calls each."""
+
+    median_us: float
+    min_us: float
+    calls: int
+    repeats: int
+
+
+async def _run(fn: Call, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        await fn()
+    return time.perf_counter() - start
+
+
+async def calibrate(fn: Call, target_seconds: float) -> int:
+    """How many calls take about ``target_seconds`` (at least 20)."""
+    for _ in range(20):  # warm-up: caches, lazily compiled statements, pools
+        await fn()
+    probe = 50
+    elapsed = await _run(fn, probe)
+    return max(20, int(target_seconds / max(elapsed / probe, 1e-9)))
+
+
+async def time_interleaved(fns: dict[str, tuple[Call, int]], repeats: int) -> dict[str, Timing]:
+    """Time each ``(function, calls)`` ``repeats`` times, alternating them so drift hits all.
+
+    The collector is off while a batch runs (as in ``timeit``).
+    """
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (fn, calls) in fns.items():
+            gc.collect()
+            gc.disable()
+            try:
+                elapsed = await _run(fn, calls)
+            finally:
+                gc.enable()
+            samples[name].append(elapsed / calls * 1e6)
+    return {
+        name: Timing(statistics.median(s), min(s), fns[name][1], repeats)
+        for name, s in samples.items()
+    }

@@ -1,0 +1,170 @@
+"""Hot path: the per-call cost of a valid stored token, next to the floor measured alongside.
+
+Floors (what any implementation must do at least):
+
+* credentials: ``storage.get_credential(key)`` + ``open_record(sealer, record)``
+  (one storage read, one AES-GCM open, one JSON decode);
+* request: the same plus ``storage.get_session(session_hash, now)`` with the hash precomputed
+  (one more storage read).
+
+Ours: ``vault.get_connection_credentials("demo", user)``, and ``connection_credentials(request,
+"demo")`` on a fresh Starlette ``Request`` whose scope holds a fresh ``RequestContext`` (what
+the middleware builds per request) and the signed session cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+
+from oauth_vault_mw import AsyncVault
+from oauth_vault_mw.core.cookies import SESSION_COOKIE
+from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.starlette import connection_credentials
+from oauth_vault_mw.starlette._context import SCOPE_KEY, RequestContext
+
+from ._common import (
+    CONNECTION_ID,
+    USER_ID,
+    Call,
+    Seeded,
+    Timing,
+    calibrate,
+    make_settings,
+    new_encryption_key,
+    new_secret_key,
+    seed,
+    time_interleaved,
+)
+
+__all__ = ["HotResult", "batch_seconds", "run_hotpath"]
+
+
+@dataclass(frozen=True)
+class HotResult:
+    case: str
+    storage: str
+    ours: Timing
+    floor: Timing
+
+    @property
+    def ratio(self) -> float:
+        return self.ours.median_us / self.floor.median_us
+
+
+def _scope_template(cookie_value: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/profile",
+        "raw_path": b"/profile",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"user-agent", b"bench"),
+            (b"accept", b"*/*"),
+            (b"cookie", f"{SESSION_COOKIE}={cookie_value}".encode("latin-1")),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+def _calls(s: Seeded) -> dict[str, Call]:
+    vault = s.vault
+    storage = vault.storage
+    sealer = vault.sealer
+    key = s.key
+    session_hash = s.session_hash
+    template = _scope_template(s.cookie_value)
+
+    async def floor_credentials() -> object:
+        record = await storage.get_credential(key)
+        assert record is not None
+        return open_record(sealer, record)
+
+    async def ours_credentials() -> object:
+        return await vault.get_connection_credentials(CONNECTION_ID, USER_ID)
+
+    async def floor_request() -> object:
+        user = await storage.get_session(session_hash, time.time())
+        assert user is not None
+        record = await storage.get_credential(key)
+        assert record is not None
+        return open_record(sealer, record)
+
+    async def ours_request() -> object:
+        scope = dict(template)
+        scope[SCOPE_KEY] = RequestContext(vault, scope)
+        return await connection_credentials(Request(scope), CONNECTION_ID)
+
+    return {
+        "floor_credentials": floor_credentials,
+        "ours_credentials": ours_credentials,
+        "floor_request": floor_request,
+        "ours_request": ours_request,
+    }
+
+
+async def _check(s: Seeded, calls: dict[str, Call]) -> None:
+    """Every call must succeed and return the seeded token before it is timed."""
+    creds = await s.vault.get_connection_credentials(CONNECTION_ID, USER_ID)
+    got = await calls["ours_request"]()
+    if got != creds or creds.user_id != USER_ID:
+        raise RuntimeError(f"request path returned {got!r}, expected {creds!r}")
+    for fn in calls.values():
+        await fn()
+
+
+async def _bench_storage(
+    label: str, vault: AsyncVault, batch: float, repeats: int
+) -> list[HotResult]:
+    seeded = await seed(vault)
+    try:
+        calls = _calls(seeded)
+        await _check(seeded, calls)
+        plan = {name: (fn, await calibrate(fn, batch)) for name, fn in calls.items()}
+        t = await time_interleaved(plan, repeats)
+    finally:
+        await vault.aclose()
+    return [
+        HotResult(
+            "vault.get_connection_credentials()",
+            label,
+            t["ours_credentials"],
+            t["floor_credentials"],
+        ),
+        HotResult("connection_credentials(request)", label, t["ours_request"], t["floor_request"]),
+    ]
+
+
+def batch_seconds(quick: bool) -> float:
+    """How long one timed batch of calls lasts (calibrated per function)."""
+    return 0.02 if quick else 0.05
+
+
+async def run_hotpath(*, quick: bool) -> list[HotResult]:
+    # The vault warns once that memory:// is single-process: true, and noise here.
+    logging.getLogger("oauth_vault_mw").setLevel(logging.ERROR)
+    batch = batch_seconds(quick)
+    repeats = 5 if quick else 9
+    secret, enc = new_secret_key(), new_encryption_key()
+    results = await _bench_storage(
+        "memory", AsyncVault(make_settings("memory://", secret, enc)), batch, repeats
+    )
+    with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp:
+        url = f"sqlite:///{Path(tmp) / 'hotpath.db'}"
+        results += await _bench_storage(
+            "sqlite", AsyncVault(make_settings(url, secret, enc)), batch, repeats
+        )
+    return results

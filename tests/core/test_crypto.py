@@ -1,0 +1,177 @@
+"""Sealing credentials: AES-256-GCM, key id in the envelope, record key as associated data."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oauth_vault_mw import CredentialKey, CredentialUnreadable
+from oauth_vault_mw.core.crypto import Sealer, key_id
+from oauth_vault_mw.core.flow import LoginTransaction
+from oauth_vault_mw.core.model import TokenSet
+from oauth_vault_mw.core.vault_logic import (
+    open_record,
+    open_transaction,
+    seal_record,
+    seal_transaction,
+)
+
+OLD = bytes(range(32))
+NEW = bytes(range(32, 64))
+ALICE = CredentialKey("demo", "alice")
+BOB = CredentialKey("demo", "bob")
+TOKENS = TokenSet(
+    access_token="at-secret", refresh_token="rt-secret", expires_at=2000.0, obtained_at=1000.0
+)
+
+
+def test_roundtrip() -> None:
+    sealer = Sealer([NEW])
+    envelope = sealer.seal(b"plaintext", ALICE.aad())
+    assert envelope.startswith(f"v1.{key_id(NEW)}.")
+    assert envelope.isascii()
+    assert b"plaintext" not in envelope.encode()
+    assert sealer.unseal(envelope, ALICE.aad()) == b"plaintext"
+
+
+def test_every_seal_uses_a_fresh_nonce() -> None:
+    sealer = Sealer([NEW])
+    assert sealer.seal(b"same", ALICE.aad()) != sealer.seal(b"same", ALICE.aad())
+
+
+def test_record_copied_to_another_key_fails() -> None:
+    sealer = Sealer([NEW])
+    record = seal_record(sealer, ALICE, TOKENS, now=1000.0)
+    assert open_record(sealer, record) == TOKENS
+    with pytest.raises(CredentialUnreadable):
+        sealer.unseal(record.sealed, BOB.aad())
+    moved = type(record)(key=BOB, version=record.version, sealed=record.sealed)
+    with pytest.raises(CredentialUnreadable):
+        open_record(sealer, moved)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        CredentialKey("other", "alice"),
+        CredentialKey("demo", "alice", "second"),
+        # the separator keeps ("a", "b\x00c") apart from ("a\x00b", "c")
+        CredentialKey("demo\x00alice", "default"),
+    ],
+    ids=["connection", "account", "ambiguous-join"],
+)
+def test_every_part_of_the_key_is_bound(other: CredentialKey) -> None:
+    sealer = Sealer([NEW])
+    envelope = sealer.seal(b"x", ALICE.aad())
+    assert other.aad() != ALICE.aad()
+    with pytest.raises(CredentialUnreadable):
+        sealer.unseal(envelope, other.aad())
+
+
+def _flip(envelope: str, index: int) -> str:
+    version, kid, blob = envelope.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(blob + "=" * (-len(blob) % 4)))
+    raw[index] ^= 0x01
+    return f"{version}.{kid}.{base64.urlsafe_b64encode(bytes(raw)).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("index", [0, 11, 12, -1], ids=["nonce", "nonce-end", "body", "tag"])
+def test_tampered_ciphertext_fails(index: int) -> None:
+    sealer = Sealer([NEW])
+    envelope = sealer.seal(b"a credential", ALICE.aad())
+    with pytest.raises(CredentialUnreadable):
+        sealer.unseal(_flip(envelope, index), ALICE.aad())
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        "",
+        "v1",
+        "v1.abc",
+        "v2.{kid}.AAAA",
+        "v1.{kid}.",
+        "v1.{kid}.AAAA",
+        "v1.{kid}.!!!!",
+        "v1.{kid}.A",
+    ],
+)
+def test_malformed_envelope_fails(envelope: str) -> None:
+    sealer = Sealer([NEW])
+    with pytest.raises(CredentialUnreadable):
+        sealer.unseal(envelope.format(kid=sealer.current_kid), ALICE.aad())
+
+
+def test_unknown_kid_fails() -> None:
+    envelope = Sealer([OLD]).seal(b"x", ALICE.aad())
+    with pytest.raises(CredentialUnreadable) as info:
+        Sealer([NEW]).unseal(envelope, ALICE.aad())
+    assert "key" in info.value.description
+
+
+def test_kid_swapped_to_a_configured_key_fails() -> None:
+    sealer = Sealer([NEW, OLD])
+    envelope = sealer.seal(b"x", ALICE.aad())
+    forged = envelope.replace(key_id(NEW), key_id(OLD), 1)
+    with pytest.raises(CredentialUnreadable):
+        sealer.unseal(forged, ALICE.aad())
+
+
+def test_rotation() -> None:
+    old_envelope = Sealer([OLD]).seal(b"sealed long ago", ALICE.aad())
+    rotated = Sealer([NEW, OLD])
+    assert rotated.kid_of(old_envelope) == key_id(OLD)
+    assert rotated.unseal(old_envelope, ALICE.aad()) == b"sealed long ago"
+    resealed = rotated.seal(b"sealed long ago", ALICE.aad())
+    assert rotated.kid_of(resealed) == rotated.current_kid == key_id(NEW)
+    assert Sealer([NEW]).unseal(resealed, ALICE.aad()) == b"sealed long ago"
+    with pytest.raises(CredentialUnreadable):
+        Sealer([OLD]).unseal(resealed, ALICE.aad())
+
+
+def test_kid_of() -> None:
+    sealer = Sealer([NEW])
+    assert sealer.kid_of("not an envelope") is None
+    assert key_id(NEW) != key_id(OLD)
+    assert len(key_id(NEW)) == 16
+
+
+def test_no_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="key"):
+        Sealer([])
+
+
+def test_repr_shows_no_key() -> None:
+    text = repr(Sealer([NEW, OLD]))
+    assert key_id(NEW) in text
+    assert repr(NEW) not in text
+    assert base64.b64encode(NEW).decode() not in text
+
+
+def test_login_transaction_sealing_is_bound_to_its_state() -> None:
+    sealer = Sealer([NEW])
+    tx = LoginTransaction(
+        state="st", connection_id="demo", code_verifier="v" * 43, nonce="n",
+        return_to="/x", mode="login", user_id=None, created_at=5.0,
+    )  # fmt: skip
+    data = seal_transaction(sealer, "hash-a", tx)
+    assert open_transaction(sealer, "hash-a", data) == tx
+    with pytest.raises(CredentialUnreadable):
+        open_transaction(sealer, "hash-b", data)
+
+
+@settings(database=None, derandomize=True, max_examples=200, deadline=None)
+@given(
+    plaintext=st.binary(max_size=4096),
+    connection_id=st.text(max_size=20),
+    user_id=st.text(max_size=20),
+)
+def test_roundtrip_property(plaintext: bytes, connection_id: str, user_id: str) -> None:
+    sealer = Sealer([NEW, OLD])
+    key = CredentialKey(connection_id, user_id)
+    envelope = sealer.seal(plaintext, key.aad())
+    assert envelope.isascii()
+    assert sealer.unseal(envelope, key.aad()) == plaintext

@@ -1,0 +1,154 @@
+"""The storage backends every contract test runs on.
+
+To put a new backend under the contract (PostgreSQL, Redis...), add one :class:`Backend` to
+:data:`BACKENDS`: ``url`` names an empty store for one test (derive it from ``tmp_path``, or
+create a fresh database/key prefix), ``sync`` builds the sync backend from that URL, ``marks``
+can tag it (``pytest.mark.integration`` for a backend that needs a real server). Each backend
+then runs through its sync API and through ``async_storage_from_url``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from oauth_vault_mw.core.model import CredentialKey, StoredCredential
+from oauth_vault_mw.storage import (
+    AsyncStorage,
+    MemoryStorage,
+    Storage,
+    async_storage_from_url,
+)
+from oauth_vault_mw.storage.sql import SQLStorage
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: Callable[[Path], str]
+    sync: Callable[[str], Storage]
+    marks: tuple[pytest.MarkDecorator, ...] = field(default=())
+
+
+def _memory(_url: str) -> Storage:
+    return MemoryStorage()
+
+
+BACKENDS = [
+    Backend("memory", lambda _tmp: "memory://", _memory),
+    Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'vault.db'}", SQLStorage),
+]
+
+SYNC_PARAMS = [pytest.param(b, id=b.name, marks=b.marks) for b in BACKENDS]
+
+
+class BlockingStorage:
+    """Runs an :class:`AsyncStorage` on a private event loop, so the sync contract tests
+    exercise the async adapter too."""
+
+    def __init__(self, inner: AsyncStorage) -> None:
+        self.inner = inner
+        self._loop = asyncio.new_event_loop()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def setup(self) -> None:
+        self._run(self.inner.setup())
+
+    def close(self) -> None:
+        try:
+            self._run(self.inner.close())
+            self._run(self._loop.shutdown_default_executor())
+        finally:
+            self._loop.close()
+
+    def get_credential(self, key: CredentialKey) -> StoredCredential | None:
+        return self._run(self.inner.get_credential(key))
+
+    def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
+        return self._run(self.inner.save_credential(record, expected_version))
+
+    def delete_credential(self, key: CredentialKey) -> bool:
+        return self._run(self.inner.delete_credential(key))
+
+    def list_credentials(self, user_id: str) -> list[StoredCredential]:
+        return self._run(self.inner.list_credentials(user_id))
+
+    def get_identity(self, connection_id: str, subject: str) -> str | None:
+        return self._run(self.inner.get_identity(connection_id, subject))
+
+    def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
+        return self._run(self.inner.link_identity(connection_id, subject, user_id))
+
+    def unlink_identities(self, connection_id: str, user_id: str) -> None:
+        self._run(self.inner.unlink_identities(connection_id, user_id))
+
+    def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
+        self._run(self.inner.put_login_state(state_hash, data, expires_at))
+
+    def take_login_state(self, state_hash: str, now: float) -> bytes | None:
+        return self._run(self.inner.take_login_state(state_hash, now))
+
+    def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None:
+        self._run(self.inner.create_session(session_hash, user_id, expires_at))
+
+    def get_session(self, session_hash: str, now: float) -> str | None:
+        return self._run(self.inner.get_session(session_hash, now))
+
+    def delete_session(self, session_hash: str) -> None:
+        self._run(self.inner.delete_session(session_hash))
+
+
+@pytest.fixture(params=SYNC_PARAMS)
+def sync_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """A fresh backend through its sync API."""
+    backend: Backend = request.param
+    store = backend.sync(backend.url(tmp_path))
+    store.setup()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=SYNC_PARAMS)
+async def async_storage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncStorage]:
+    """A fresh backend through ``async_storage_from_url`` (the Starlette shell's path)."""
+    backend: Backend = request.param
+    store = async_storage_from_url(backend.url(tmp_path))
+    await store.setup()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture(
+    params=[
+        *SYNC_PARAMS,
+        *(pytest.param(("async", b), id=f"async-{b.name}", marks=b.marks) for b in BACKENDS),
+    ]
+)
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """Every backend, through its sync API and through the async adapter."""
+    param: Backend | tuple[str, Backend] = request.param
+    store: Storage
+    if isinstance(param, tuple):
+        store = BlockingStorage(async_storage_from_url(param[1].url(tmp_path)))
+    else:
+        store = param.sync(param.url(tmp_path))
+    store.setup()
+    try:
+        yield store
+    finally:
+        store.close()
