@@ -232,6 +232,7 @@ async def test_new_session_at_every_login(harness: Harness, unique_user: Callabl
     await h.login(user=user)
     second = h.client.cookies["oauth_vault_session"]
     assert first != second
+    h.client.cookies.clear()
     h.client.cookies.set("oauth_vault_session", first)
     _error(await h.client.get("/auth/me"), 401, "not_authenticated")
 

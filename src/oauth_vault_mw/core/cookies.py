@@ -41,6 +41,20 @@ class CookieSpec:
         return "; ".join(parts)
 
 
+class _Signer(TimestampSigner):
+    """A timestamp signer (HMAC-SHA256) that derives its key once, not on every request."""
+
+    def __init__(self, secret_key: str, salt: str) -> None:
+        super().__init__(secret_key, salt=salt, digest_method=hashlib.sha256)
+        self._derived: dict[object, bytes] = {}
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        cached = self._derived.get(secret_key)
+        if cached is None:
+            cached = self._derived[secret_key] = super().derive_key(secret_key)
+        return cached
+
+
 class CookieJar:
     """Signs and reads the library's two cookies."""
 
@@ -48,8 +62,8 @@ class CookieJar:
         self, secret_key: str, *, secure: bool, prefix: str, session_max_age: int,
         state_max_age: int,
     ) -> None:  # fmt: skip
-        self._session = TimestampSigner(secret_key, salt="oauth_vault_mw.session")
-        self._state = TimestampSigner(secret_key, salt="oauth_vault_mw.state")
+        self._session = _Signer(secret_key, salt="oauth_vault_mw.session")
+        self._state = _Signer(secret_key, salt="oauth_vault_mw.state")
         self.secure = secure
         self.prefix = prefix
         self.session_max_age = session_max_age

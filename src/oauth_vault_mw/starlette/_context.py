@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from http.cookies import SimpleCookie
 from typing import Any
 
 from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
@@ -18,22 +17,21 @@ _UNSET: Any = object()
 
 
 def read_cookie(scope: Mapping[str, Any], name: str) -> str | None:
-    """One cookie's value from the raw headers; oversized cookie headers are refused."""
+    """One cookie's value from the raw headers; oversized cookie headers are refused.
+
+    A plain split, not ``http.cookies``: the library's cookie values are URL-safe tokens,
+    and this runs on every request.
+    """
+    wanted = name.encode("latin-1")
     for key, value in scope.get("headers", ()):
-        if key == b"cookie":
-            if len(value) > MAX_COOKIE_HEADER:
-                raise BadRequest("cookie header too large")
-            text = value.decode("latin-1")
-            if name not in text:
-                continue
-            jar: SimpleCookie = SimpleCookie()
-            try:
-                jar.load(text)
-            except Exception:
-                return None
-            morsel = jar.get(name)
-            if morsel is not None:
-                return morsel.value
+        if key != b"cookie":
+            continue
+        if len(value) > MAX_COOKIE_HEADER:
+            raise BadRequest("cookie header too large")
+        for part in value.split(b";"):
+            found, sep, content = part.strip().partition(b"=")
+            if sep and found == wanted:
+                return str(content.strip(b'"').decode("latin-1"))
     return None
 
 

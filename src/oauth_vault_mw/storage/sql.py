@@ -8,6 +8,8 @@ schema is newer than this library knows is refused with a clear message.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -100,6 +102,51 @@ def _row(row: Any) -> StoredCredential:
     )
 
 
+class _SQLiteReads:
+    """The two reads on every request, on a plain ``sqlite3`` connection per thread.
+
+    A SQLAlchemy checkout, statement cache and result proxy cost ~40 us per read; a held
+    connection with fixed SQL ~5 us. In WAL mode readers never wait for writers, and each
+    SELECT sees the last committed write. Writes stay on SQLAlchemy.
+    """
+
+    CREDENTIAL = (
+        "SELECT version, status, expires_at, scope, sealed, updated_at "
+        "FROM oauth_vault_credentials WHERE connection_id = ? AND user_id = ? AND account = ?"
+    )
+    SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = ?"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def one(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
+        try:
+            row: tuple[Any, ...] | None = self._conn().execute(sql, params).fetchone()
+        except sqlite3.Error as err:
+            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+        return row
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+
 def _engine(url: str, pool_size: int) -> sa.Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
@@ -135,6 +182,14 @@ class SQLStorage:
             c.user_id == sa.bindparam("uid"),
             c.account == sa.bindparam("acc"),
         )
+        s = sessions.c
+        self._get_session = sa.select(s.user_id, s.expires_at).where(
+            s.session_hash == sa.bindparam("sh")
+        )
+        database = self.engine.url.database
+        self._fast: _SQLiteReads | None = None
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._fast = _SQLiteReads(database)
 
     def __repr__(self) -> str:
         return f"SQLStorage(dialect={self.engine.dialect.name!r})"
@@ -157,11 +212,19 @@ class SQLStorage:
                 )
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         self.engine.dispose()
 
     # -- credentials ----------------------------------------------------------------------
 
     def get_credential(self, key: CredentialKey) -> StoredCredential | None:
+        if self._fast is not None:
+            found = self._fast.one(self._fast.CREDENTIAL, key.parts())
+            if found is None:
+                return None
+            version, status, expires_at, scope, sealed, updated_at = found
+            return StoredCredential(key, version, sealed, status, expires_at, scope, updated_at)
         with _mapped(), self.engine.connect() as conn:
             row = conn.execute(
                 self._get, {"cid": key.connection_id, "uid": key.user_id, "acc": key.account}
@@ -283,13 +346,15 @@ class SQLStorage:
             )
 
     def get_session(self, session_hash: str, now: float) -> str | None:
-        s = sessions.c
-        query = sa.select(s.user_id, s.expires_at).where(s.session_hash == session_hash)
-        with _mapped(), self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        if row is None or row.expires_at <= now:
+        if self._fast is not None:
+            found = self._fast.one(self._fast.SESSION, (session_hash,))
+        else:
+            with _mapped(), self.engine.connect() as conn:
+                row = conn.execute(self._get_session, {"sh": session_hash}).first()
+            found = None if row is None else (row.user_id, row.expires_at)
+        if found is None or found[1] <= now:
             return None
-        return str(row.user_id)
+        return str(found[0])
 
     def delete_session(self, session_hash: str) -> None:
         with _mapped(), self.engine.begin() as conn:

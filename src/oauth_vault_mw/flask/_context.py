@@ -1,0 +1,65 @@
+"""Per-request state of the Flask shell: the app's vault, cookies, the cached user lookup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Request, g
+
+from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
+from .._sync_vault import Vault
+from ..core.cookies import SESSION_COOKIE
+
+__all__ = [
+    "EXTENSION_KEY",
+    "read_cookie",
+    "require_user_id",
+    "user_id",
+    "vault_of",
+]
+
+EXTENSION_KEY = "oauth_vault"
+MAX_COOKIE_HEADER = 8192
+_G_USER = "_oauth_vault_user"  # on flask.g: (request, user id or None)
+
+
+def vault_of(app: Flask) -> Vault:
+    """The vault :class:`OAuthVault` put on ``app``; ``MiddlewareNotInstalled`` otherwise."""
+    vault = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(vault, Vault):
+        raise MiddlewareNotInstalled()
+    return vault
+
+
+def read_cookie(request: Request, name: str) -> str | None:
+    """One cookie's value; an oversized ``Cookie`` header is refused (as in Starlette)."""
+    header = request.headers.get("Cookie")
+    if header is None:
+        return None
+    if len(header) > MAX_COOKIE_HEADER:  # WSGI headers are latin-1: one char, one byte
+        raise BadRequest("cookie header too large")
+    if name not in header:
+        return None
+    return request.cookies.get(name)
+
+
+def user_id(vault: Vault, request: Request) -> str | None:
+    """The session's user, looked up once per request and cached on ``flask.g``.
+
+    The cache remembers which request it belongs to: an app context that outlives one
+    request (``with app.app_context():`` around several test requests) shares ``g``.
+    """
+    cached: Any = g.get(_G_USER)
+    if cached is not None and cached[0] is request:
+        found: str | None = cached[1]
+        return found
+    found = vault.user_for_session(read_cookie(request, SESSION_COOKIE))
+    setattr(g, _G_USER, (request, found))
+    return found
+
+
+def require_user_id(vault: Vault, request: Request) -> str:
+    found = user_id(vault, request)
+    if found is None:
+        raise NotAuthenticated()
+    return found

@@ -1,0 +1,157 @@
+"""``OAuthVault``: the Flask extension (``__init__(app=None)`` + ``init_app(app)``).
+
+::
+
+    vault_ext = OAuthVault()
+
+    def create_app() -> Flask:
+        app = Flask(__name__)
+        app.config.from_prefixed_env()  # or app.config["OAUTH_VAULT_SECRET_KEY"] = ...
+        vault_ext.init_app(app)
+        return app
+
+Settings come from the app's ``OAUTH_VAULT_*`` config keys (the names and meanings of the
+environment variables) unless ``settings`` is given, and are validated in ``init_app``: bad
+configuration stops the app at start-up. The extension keeps no reference to any app: each
+app gets its own sync :class:`~oauth_vault_mw.Vault` in ``app.extensions["oauth_vault"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+from flask import Flask, current_app
+from flask import Request as FlaskRequest
+
+from .._exceptions import VaultError
+from .._settings import _KEYS as _SETTING_KEYS
+from .._settings import ENV_PREFIX, load_connections
+from .._sync_vault import NewUserIdHook, Vault
+from ..core.config import Settings, parse_settings
+from ..storage import Storage
+from ._context import EXTENSION_KEY, vault_of
+from .request import VaultRequest
+from .routes import build_blueprint, error_response
+
+__all__ = ["OAuthVault", "settings_from_config"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+
+def settings_from_config(config: Mapping[str, Any]) -> Settings:
+    """:class:`Settings` from a Flask config's ``OAUTH_VAULT_*`` keys.
+
+    Values may be what the environment holds (strings: a JSON list or a file path for
+    ``OAUTH_VAULT_CONNECTIONS``, comma-separated ``OAUTH_VAULT_ENCRYPTION_KEYS``) or Python
+    values (a list of connection dicts, a list of keys, numbers). ``None`` and ``""`` are unset.
+    """
+    data: dict[str, Any] = {}
+    for key in _SETTING_KEYS:
+        value = config.get(ENV_PREFIX + key.upper())
+        if value is not None and value != "":
+            data[key] = value
+    if isinstance(data.get("connections"), str):
+        data["connections"] = load_connections(data["connections"])
+    return parse_settings(data)
+
+
+def _resolve_settings(app: Flask, given: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(given, Settings):
+        return given
+    if given is not None:
+        return parse_settings(given)
+    return settings_from_config(app.config)
+
+
+def _handle_vault_error(exc: VaultError) -> Any:
+    return error_response(exc)
+
+
+class OAuthVault:
+    """Mounts the vault on Flask apps: routes under the prefix, accessors, JSON errors.
+
+    Options given here are the defaults of every :meth:`init_app`; ``init_app``'s own win.
+    ``settings``: a :class:`Settings` or a mapping for ``Settings.from_mapping`` (default: the
+    app's ``OAUTH_VAULT_*`` config). ``vault``: a ready :class:`Vault` (the other options are
+    then ignored, and the caller closes it). ``new_user_id`` chooses the user id of a provider
+    account seen for the first time (default: a random id).
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        settings: Settings | Mapping[str, Any] | None = None,
+        vault: Vault | None = None,
+        storage: Storage | None = None,
+        new_user_id: NewUserIdHook | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._settings = settings
+        self._vault = vault
+        self._storage = storage
+        self._new_user_id = new_user_id
+        self._http_transport = http_transport
+        if app is not None:
+            self.init_app(app)
+
+    def __repr__(self) -> str:
+        return "OAuthVault()"
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        settings: Settings | Mapping[str, Any] | None = None,
+        vault: Vault | None = None,
+        storage: Storage | None = None,
+        new_user_id: NewUserIdHook | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """Validate the settings, create the storage tables, register routes and handlers."""
+        if EXTENSION_KEY in app.extensions:
+            raise RuntimeError("OAuthVault is already initialised on this app")
+        vault = vault if vault is not None else self._vault
+        owned = vault is None
+        if vault is None:
+            vault = Vault(
+                _resolve_settings(app, settings if settings is not None else self._settings),
+                storage=storage if storage is not None else self._storage,
+                new_user_id=new_user_id if new_user_id is not None else self._new_user_id,
+                http_transport=http_transport if http_transport is not None
+                else self._http_transport,
+            )  # fmt: skip
+        try:
+            vault.startup()
+        except BaseException:
+            if owned:
+                vault.close()
+            raise
+        if owned:  # no shutdown hook in WSGI: close the pooled client with the app
+            weakref.finalize(app, vault.close)
+        app.extensions[EXTENSION_KEY] = vault
+        app.register_blueprint(build_blueprint(vault))
+        app.register_error_handler(VaultError, _handle_vault_error)
+        self._set_request_class(app)
+
+    @staticmethod
+    def _set_request_class(app: Flask) -> None:
+        if issubclass(app.request_class, VaultRequest):
+            return
+        if app.request_class is FlaskRequest:
+            app.request_class = VaultRequest
+            return
+        logger.info(
+            "oauth_vault_mw: %s keeps its request class %s; use "
+            "oauth_vault_mw.flask.connection_credentials() in its views "
+            "(request.connection_credentials() needs VaultRequest as a base class)",
+            app.name, app.request_class.__qualname__,
+        )  # fmt: skip
+
+    def get_vault(self, app: Flask | None = None) -> Vault:
+        """The :class:`Vault` of ``app`` (default: ``current_app``), for background jobs."""
+        return vault_of(app if app is not None else current_app)

@@ -1,0 +1,88 @@
+"""``connection_credentials`` for Flask views.
+
+Two equivalent ways, both needing :class:`~oauth_vault_mw.flask.OAuthVault` on the app::
+
+    # 1. the function, in any view (and in any app, whatever its request class)
+    from oauth_vault_mw.flask import connection_credentials, current_user_id
+
+    creds = connection_credentials("google", min_validity=120)
+
+    # 2. request.connection_credentials(...): OAuthVault makes VaultRequest the app's
+    #    request class (unless the app has its own). ``vault_request`` is ``flask.request``
+    #    typed as VaultRequest, for mypy.
+    from oauth_vault_mw.flask import vault_request as request
+
+    creds = request.connection_credentials("google")
+    user_id = request.vault_user_id()
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import flask
+
+from ..core.model import Credentials
+from ._context import require_user_id, user_id, vault_of
+
+__all__ = ["VaultRequest", "connection_credentials", "current_user_id", "vault_request"]
+
+_NO_REQUEST = (
+    "{name}() needs a Flask request; a background job calls "
+    "Vault.get_connection_credentials(connection_id, user_id) instead (OAuthVault.get_vault)"
+)
+
+
+def _credentials_for(
+    request: flask.Request, connection_id: str, min_validity: float | None, force_refresh: bool
+) -> Credentials:
+    vault = vault_of(flask.current_app)
+    owner = require_user_id(vault, request)
+    return vault.get_connection_credentials(
+        connection_id, owner, min_validity=min_validity, force_refresh=force_refresh
+    )
+
+
+def _current_request(name: str) -> flask.Request:
+    if not flask.has_request_context():
+        raise RuntimeError(_NO_REQUEST.format(name=name))
+    current: flask.Request = cast(Any, flask.request)._get_current_object()
+    return current
+
+
+def connection_credentials(
+    connection_id: str, *, min_validity: float | None = None, force_refresh: bool = False
+) -> Credentials:
+    """The current user's access token for ``connection_id``, valid ``min_validity`` s.
+
+    ``min_validity`` defaults to the connection's setting. ``force_refresh=True`` after the
+    provider answered 401 to the token. Raises ``NotAuthenticated`` (no session),
+    ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
+    ``UnknownConnection``; the extension's error handler renders each as its JSON error.
+    ``MiddlewareNotInstalled`` when ``OAuthVault`` was not set up on the current app.
+    """
+    request = _current_request("connection_credentials")
+    return _credentials_for(request, connection_id, min_validity, force_refresh)
+
+
+def current_user_id() -> str | None:
+    """The logged-in user's id, or ``None``."""
+    request = _current_request("current_user_id")
+    return user_id(vault_of(flask.current_app), request)
+
+
+class VaultRequest(flask.Request):
+    """A Flask request with ``connection_credentials()`` and ``vault_user_id()``."""
+
+    def connection_credentials(
+        self, connection_id: str, *, min_validity: float | None = None,
+        force_refresh: bool = False,
+    ) -> Credentials:  # fmt: skip
+        return _credentials_for(self, connection_id, min_validity, force_refresh)
+
+    def vault_user_id(self) -> str | None:
+        return user_id(vault_of(flask.current_app), self)
+
+
+vault_request: VaultRequest = cast(VaultRequest, flask.request)
+"""``flask.request``, typed as :class:`VaultRequest` (the same proxy)."""

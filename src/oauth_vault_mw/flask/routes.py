@@ -1,0 +1,188 @@
+"""The HTTP routes of DESIGN.md as a Flask blueprint: the twin of ``starlette/routes.py``.
+
+Every rule under the prefix accepts every method and answers JSON itself: a wrong method is
+a ``405`` JSON error with ``Allow``, an unknown path a ``404`` JSON error, never Flask's HTML
+pages (Flask's routing errors bypass blueprint error handlers, so the rules leave none).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from flask import Blueprint, Response, request
+from flask.sansio.blueprints import BlueprintSetupState
+from werkzeug.routing import Rule
+
+from .._exceptions import BadRequest, ForbiddenOrigin, VaultError
+from .._sync_vault import Vault
+from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
+from ..core.flow import check_return_to
+from ._context import read_cookie, require_user_id
+
+__all__ = ["build_blueprint", "error_response", "json_response"]
+
+MAX_QUERY = 8192
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves unquoted
+
+Handler = Callable[..., Response]
+Cookies = tuple[CookieSpec, ...] | list[CookieSpec]
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """JSON as Starlette's ``JSONResponse`` writes it, whatever the app's JSON provider."""
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(text, status=status, headers=dict(headers or {}), mimetype="application/json")
+
+
+def error_response(exc: VaultError) -> Response:
+    """The library's JSON error: ``{"error", "error_description"}``, status and headers."""
+    return json_response(exc.to_dict(), exc.status_code, exc.headers())
+
+
+def _redirect(url: str, status: int, cookies: Cookies) -> Response:
+    response = Response(b"", status=status, headers={"Location": quote(url, safe=_LOCATION_SAFE)})
+    del response.headers["Content-Type"]  # an empty redirect, as Starlette's
+    response.headers.update(NO_STORE)
+    _set_cookies(response, cookies)
+    return response
+
+
+def _set_cookies(response: Response, cookies: Cookies) -> None:
+    for spec in cookies:
+        response.headers.add("Set-Cookie", spec.header())
+
+
+def _query() -> dict[str, str]:
+    if len(request.query_string) > MAX_QUERY:
+        raise BadRequest("query string too long")
+    params: dict[str, str] = {}
+    for name, value in request.args.items(multi=True):
+        if name in params:
+            raise BadRequest(f"parameter {name[:64]!r} given twice")
+        params[name] = value
+    return params
+
+
+def _check_origin(vault: Vault) -> None:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    expected = urlsplit(vault.settings.base_url)
+    got = urlsplit(origin)
+    if (got.scheme, got.netloc) != (expected.scheme, expected.netloc):
+        raise ForbiddenOrigin()
+
+
+def _handlers(vault: Vault) -> list[tuple[str, str, str, Handler]]:
+    """(endpoint, path under the prefix, method, handler) for every route."""
+
+    def begin(connection_id: str, *, connect: bool) -> Response:
+        params = _query()
+        vault.connection(connection_id)
+        return_to = check_return_to(params.get("return_to"))
+        user_id = require_user_id(vault, request) if connect else None
+        url, cookie = vault.begin_login(connection_id, return_to=return_to, user_id=user_id)
+        return _redirect(url, 302, [cookie])
+
+    def login(connection_id: str) -> Response:
+        return begin(connection_id, connect=False)
+
+    def connect(connection_id: str) -> Response:
+        return begin(connection_id, connect=True)
+
+    def callback(connection_id: str) -> Response:
+        params = _query()
+        result = vault.complete_login(
+            connection_id,
+            params,
+            state_cookie=read_cookie(request, STATE_COOKIE),
+            session_cookie=read_cookie(request, SESSION_COOKIE),
+        )
+        return _redirect(result.return_to, 303, result.cookies)
+
+    def logout() -> Response:
+        _check_origin(vault)
+        cookie = vault.logout(read_cookie(request, SESSION_COOKIE))
+        response = json_response({"logged_out": True}, headers=NO_STORE)
+        _set_cookies(response, [cookie])
+        return response
+
+    def me() -> Response:
+        user_id = require_user_id(vault, request)
+        return json_response(vault.me(user_id), headers=NO_STORE)
+
+    def credentials(connection_id: str) -> Response:
+        conn = vault.connection(connection_id)
+        user_id = require_user_id(vault, request)
+        creds = vault.get_connection_credentials(
+            connection_id, user_id, min_validity=conn.min_validity
+        )
+        return json_response(creds.to_dict(), headers=NO_STORE)
+
+    def disconnect(connection_id: str) -> Response:
+        _check_origin(vault)
+        vault.connection(connection_id)
+        user_id = require_user_id(vault, request)
+        revoked = vault.disconnect(connection_id, user_id)
+        return json_response({"connection_id": connection_id, "revoked": revoked})
+
+    cid = "<connection_id>"
+    return [
+        ("login", f"/login/{cid}", "GET", login),
+        ("connect", f"/connect/{cid}", "GET", connect),
+        ("callback", f"/callback/{cid}", "GET", callback),
+        ("logout", "/logout", "POST", logout),
+        ("me", "/me", "GET", me),
+        ("credentials", f"/connections/{cid}/credentials", "GET", credentials),
+        ("disconnect", f"/connections/{cid}", "DELETE", disconnect),
+    ]
+
+
+def _not_found(**_: str) -> Response:
+    return json_response({"error": "not_found", "error_description": "no such route"}, 404)
+
+
+def _view(method: str, handler: Handler) -> Handler:
+    allowed = {"GET", "HEAD"} if method == "GET" else {method}
+    allow = ", ".join(sorted(allowed))
+
+    def view(**kwargs: str) -> Response:
+        if request.method not in allowed:
+            body = {"error": "method_not_allowed", "error_description": f"use {allow}"}
+            return json_response(body, 405, {"Allow": allow})
+        try:
+            return handler(**kwargs)
+        except VaultError as exc:  # the app's own VaultError handler must not restyle ours
+            return error_response(exc)
+
+    view.__name__ = handler.__name__
+    return view
+
+
+def build_blueprint(vault: Vault) -> Blueprint:
+    """The ``oauth_vault`` blueprint serving ``vault``'s routes under its prefix."""
+    blueprint = Blueprint("oauth_vault", __name__)
+    prefix = vault.settings.prefix
+    routes = [(name, path, _view(method, handler))
+              for name, path, method, handler in _handlers(vault)]  # fmt: skip
+    routes += [("not_found", path, _not_found) for path in ("", "/", "/<path:rest>")]
+
+    def setup(state: BlueprintSetupState) -> None:
+        # Rules added directly: ``methods=None`` (every method) is what Flask's
+        # ``add_url_rule`` cannot express, and it keeps 405s out of Flask's HTML handler.
+        base = f"{state.name_prefix}.{state.name}".lstrip(".")
+        for name, path, view in routes:
+            endpoint = f"{base}.{name}"
+            state.app.url_map.add(
+                Rule(prefix + path, endpoint=endpoint, methods=None, merge_slashes=False)
+            )
+            state.app.view_functions[endpoint] = view
+
+    blueprint.record_once(setup)
+    return blueprint
