@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         f"~{batch_seconds(args.quick) * 1000:.0f} ms each;\n"
         "  ratio = ours / floor, both medians from this run. Floors:\n"
         "  - get_connection_credentials: storage.get_credential(key) + open_record(sealer, rec)\n"
-        "  - connection_credentials(request): the same + storage.get_session(hash, now), hash\n"
-        "    precomputed (ours also parses the cookie header and checks the cookie signature)"
+        "  - connection_credentials(request): the same + the signed cookie verified, its id\n"
+        "    hashed, storage.get_session(hash, now) (ours also parses the cookie header)"
     )
     if endpoint is not None:
         rounds = ", ".join(

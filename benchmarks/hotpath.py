@@ -4,8 +4,8 @@ Floors (what any implementation must do at least):
 
 * credentials: ``storage.get_credential(key)`` + ``open_record(sealer, record)``
   (one storage read, one AES-GCM open, one JSON decode);
-* request: the same plus ``storage.get_session(session_hash, now)`` with the hash precomputed
-  (one more storage read).
+* request: the same plus what any session check must do: verify the signed cookie value
+  (one HMAC), hash the session id, ``storage.get_session(hash, now)`` (one more read).
 
 Ours: ``vault.get_connection_credentials("demo", user)``, and ``connection_credentials(request,
 "demo")`` on a fresh Starlette ``Request`` whose scope holds a fresh ``RequestContext`` (what
@@ -24,7 +24,7 @@ from typing import Any
 from starlette.requests import Request
 
 from oauth_vault_mw import AsyncVault
-from oauth_vault_mw.core.cookies import SESSION_COOKIE
+from oauth_vault_mw.core.cookies import SESSION_COOKIE, hash_id
 from oauth_vault_mw.core.vault_logic import open_record
 from oauth_vault_mw.starlette import connection_credentials
 from oauth_vault_mw.starlette._context import SCOPE_KEY, RequestContext
@@ -85,7 +85,6 @@ def _calls(s: Seeded) -> dict[str, Call]:
     storage = vault.storage
     sealer = vault.sealer
     key = s.key
-    session_hash = s.session_hash
     template = _scope_template(s.cookie_value)
 
     async def floor_credentials() -> object:
@@ -96,8 +95,13 @@ def _calls(s: Seeded) -> dict[str, Call]:
     async def ours_credentials() -> object:
         return await vault.get_connection_credentials(CONNECTION_ID, USER_ID)
 
+    cookie_value = s.cookie_value
+    jar = vault.cookies
+
     async def floor_request() -> object:
-        user = await storage.get_session(session_hash, time.time())
+        session_id = jar.read_session(cookie_value)
+        assert session_id is not None
+        user = await storage.get_session(hash_id(session_id), time.time())
         assert user is not None
         record = await storage.get_credential(key)
         assert record is not None
