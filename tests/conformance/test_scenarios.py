@@ -156,9 +156,15 @@ def test_login_errors(site: Site, unique_user: Callable[[], str]) -> None:
     error(site.client.get("/auth/callback/demo?" + "a=b&" * 3000), 400, "invalid_request")
     start = site.client.get("/auth/login/demo")
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
-    denied = f"/auth/callback/demo?{urlencode({'error': 'access_denied', 'state': state})}"
+    denial = {"error": "access_denied", "state": state, "iss": site.provider.issuer}
+    denied = f"/auth/callback/demo?{urlencode(denial)}"
     error(site.client.get(denied), 400, "access_denied")
     error(site.client.get(denied), 400, "invalid_state")
+    # RFC 9207: an error response is checked for iss too.
+    start = site.client.get("/auth/login/demo")
+    state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+    forged = urlencode({"error": "access_denied", "state": state})
+    error(site.client.get(f"/auth/callback/demo?{forged}"), 400, "invalid_callback")
 
 
 def test_request_errors(site: Site) -> None:

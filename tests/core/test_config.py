@@ -509,3 +509,19 @@ def test_repr_shows_no_secret() -> None:
         assert repr(KEY) not in text
         assert CLIENT_SECRET not in text
     assert "demo-client" in repr(settings.connections[0])
+
+
+def test_preset_authorize_params_are_merged_not_replaced() -> None:
+    from oauth_vault_mw.core.config import parse_settings as parse
+
+    base = {
+        "secret_key": "s" * 40,
+        "encryption_keys": ["A" * 43 + "="],
+        "base_url": "https://app.example.com",
+    }
+    extra = {"hd": "example.com", "prompt": "select_account consent"}
+    conn = {"id": "g", "preset": "google", "client_id": "c", "client_secret": "s",
+            "authorize_params": extra}  # fmt: skip
+    params = dict(parse({**base, "connections": [conn]}).connections[0].authorize_params)
+    assert params == {"access_type": "offline", "hd": "example.com",
+                      "prompt": "select_account consent"}  # fmt: skip

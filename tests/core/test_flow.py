@@ -301,9 +301,19 @@ def test_verify_callback_iss_mismatch() -> None:
         verify({"code": "c", "iss": "https://evil.example.com"})
 
 
-def test_verify_callback_iss_without_expected_issuer() -> None:
-    with pytest.raises(CallbackError):
-        verify({"code": "c", "iss": ISSUER}, expected_issuer=None)
+def test_verify_callback_iss_ignored_on_plain_oauth2() -> None:
+    # No configured issuer (plain OAuth 2.0): nothing to compare; its own redirect URI is
+    # the mix-up defence, so an RFC 9207 provider can still log in.
+    assert verify({"code": "c", "iss": ISSUER}, expected_issuer=None) == "c"
+
+
+def test_verify_callback_checks_iss_on_error_responses() -> None:
+    with pytest.raises(CallbackError) as info:
+        verify({"error": "access_denied", "iss": "https://evil.example.com"})
+    assert info.value.error == "invalid_callback"
+    with pytest.raises(CallbackError) as info:
+        verify({"error": "access_denied", "iss": ISSUER})
+    assert info.value.error == "access_denied"
 
 
 def test_verify_callback_iss_missing_when_required() -> None:

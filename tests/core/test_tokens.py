@@ -512,3 +512,13 @@ def test_credentials_view() -> None:
 def test_token_set_bytes_roundtrip() -> None:
     original = replace(tokens(), scope="a b", token_type="DPoP")
     assert TokenSet.from_bytes(original.to_bytes()) == original
+
+
+def test_github_bad_refresh_token_demands_reauthentication() -> None:
+    from oauth_vault_mw.core.tokens import TokenRejected as Rejected
+    from oauth_vault_mw.core.tokens import parse_token_response as parse
+
+    outcome = parse(200, "application/json", b'{"error": "bad_refresh_token"}', now=0.0,
+                    default_expires_in=None)  # fmt: skip
+    assert isinstance(outcome, Rejected)
+    assert outcome.needs_reauthentication

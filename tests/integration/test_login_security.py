@@ -147,7 +147,8 @@ async def test_provider_error_consumes_state(harness: Harness) -> None:
     h = harness
     start = await h.client.get("/auth/login/demo")
     state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
-    error_cb = f"/auth/callback/demo?{urlencode({'error': 'access_denied', 'state': state})}"
+    denial = {"error": "access_denied", "state": state, "iss": h.provider.issuer}
+    error_cb = f"/auth/callback/demo?{urlencode(denial)}"
     _error(await h.client.get(error_cb), 400, "access_denied")
     _error(await h.client.get(error_cb), 400, "invalid_state")  # consumed
     _nothing_stored(h)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 __all__ = ["Backoff"]
 
 
@@ -12,6 +14,7 @@ class Backoff:
         self.maximum = maximum
         self.base = base
         self._state: dict[object, tuple[int, float]] = {}
+        self._lock = threading.Lock()  # the sync vault shares one Backoff across threads
 
     def blocked_for(self, key: object, now: float) -> float:
         """Seconds before the provider may be asked again for ``key`` (0: now)."""
@@ -21,13 +24,15 @@ class Backoff:
         return max(0.0, entry[1] - now)
 
     def failed(self, key: object, now: float) -> float:
-        count = self._state.get(key, (0, 0.0))[0] + 1
-        delay = float(min(self.maximum, self.base * 2.0 ** min(count - 1, 64)))
-        self._state[key] = (count, now + delay)
-        if len(self._state) > 10_000:  # bounded memory under many failing credentials
-            oldest = min(self._state, key=lambda k: self._state[k][1])
-            del self._state[oldest]
+        with self._lock:
+            count = self._state.get(key, (0, 0.0))[0] + 1
+            delay = float(min(self.maximum, self.base * 2.0 ** min(count - 1, 64)))
+            self._state[key] = (count, now + delay)
+            if len(self._state) > 10_000:  # bounded memory under many failing credentials
+                oldest = min(self._state, key=lambda k: self._state[k][1])
+                del self._state[oldest]
         return delay
 
     def succeeded(self, key: object) -> None:
-        self._state.pop(key, None)
+        with self._lock:
+            self._state.pop(key, None)

@@ -179,7 +179,11 @@ def _parse_connection(index: int, raw: object) -> ConnectionConfig:
                 f"{where}.preset: unknown preset {preset_name!r} (known: {', '.join(PRESETS)})"
             )
         data.update(PRESETS[preset_name](raw))
+    preset_params = data.get("authorize_params", {})
     data.update({k: v for k, v in raw.items() if k not in ("preset", "tenant")})
+    if isinstance(raw.get("authorize_params"), Mapping) and preset_params:
+        # Merged, not replaced: adding Google's "hd" must keep access_type=offline.
+        data["authorize_params"] = {**preset_params, **raw["authorize_params"]}
     client_id = data.get("client_id")
     if not isinstance(client_id, str) or not client_id:
         raise ConfigurationError(f"{where}.client_id: required")

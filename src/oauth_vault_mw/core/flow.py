@@ -164,18 +164,20 @@ def verify_callback(
         raise InvalidState("the login state belongs to another connection")
     if now - tx.created_at > max_age:
         raise InvalidState("the login took too long; start again")
-    error = params.get("error")
-    if error is not None:
-        code = error if error.isascii() and error.replace("_", "").isalnum() else "invalid"
-        raise CallbackError(f"the provider refused the login: {code[:64]}", error=code[:64])
     iss = params.get("iss")
     if iss is not None:
-        if expected_issuer is None or not hmac.compare_digest(
+        # A plain OAuth 2.0 connection has no configured issuer to compare with: its
+        # own redirect URI is its mix-up defence, and the parameter is ignored.
+        if expected_issuer is not None and not hmac.compare_digest(
             iss.encode(), expected_issuer.encode()
         ):
             raise CallbackError("the iss parameter does not name this connection's issuer")
     elif iss_required:
         raise CallbackError("the provider must send iss (RFC 9207) and did not")
+    error = params.get("error")
+    if error is not None:
+        code = error if error.isascii() and error.replace("_", "").isalnum() else "invalid"
+        raise CallbackError(f"the provider refused the login: {code[:64]}", error=code[:64])
     found = params.get("code")
     if not found:
         raise CallbackError("the callback has no code")

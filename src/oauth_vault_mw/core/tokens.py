@@ -57,7 +57,8 @@ class TokenRejected:
 
     @property
     def needs_reauthentication(self) -> bool:
-        return self.error == "invalid_grant"
+        # GitHub Apps answer an expired or reused refresh token with bad_refresh_token.
+        return self.error in ("invalid_grant", "bad_refresh_token")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from flask import Blueprint, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
-from werkzeug.routing import Rule
+from werkzeug.routing import BaseConverter, Rule
 
 from .._exceptions import BadRequest, ForbiddenOrigin, VaultError
 from .._sync_vault import Vault
@@ -28,6 +28,7 @@ MAX_QUERY = 8192
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves unquoted
 
+_REST = "oauth_vault_rest"
 Handler = Callable[..., Response]
 Cookies = tuple[CookieSpec, ...] | list[CookieSpec]
 
@@ -144,6 +145,14 @@ def _handlers(vault: Vault) -> list[tuple[str, str, str, Handler]]:
     ]
 
 
+class _Rest(BaseConverter):
+    """Anything, empty and ``//`` included: the rest of a path nothing else matched."""
+
+    regex = ".*"
+    weight = 500
+    part_isolating = False
+
+
 def _not_found(**_: str) -> Response:
     return json_response({"error": "not_found", "error_description": "no such route"}, 404)
 
@@ -171,12 +180,13 @@ def build_blueprint(vault: Vault) -> Blueprint:
     prefix = vault.settings.prefix
     routes = [(name, path, _view(method, handler))
               for name, path, method, handler in _handlers(vault)]  # fmt: skip
-    routes += [("not_found", path, _not_found) for path in ("", "/", "/<path:rest>")]
+    routes += [("not_found", path, _not_found) for path in ("", f"/<{_REST}:rest>")]
 
     def setup(state: BlueprintSetupState) -> None:
         # Rules added directly: ``methods=None`` (every method) is what Flask's
         # ``add_url_rule`` cannot express, and it keeps 405s out of Flask's HTML handler.
         base = f"{state.name_prefix}.{state.name}".lstrip(".")
+        state.app.url_map.converters.setdefault(_REST, _Rest)
         for name, path, view in routes:
             endpoint = f"{base}.{name}"
             state.app.url_map.add(

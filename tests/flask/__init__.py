@@ -1,0 +1,1 @@
+"""Tests of the Flask shell (``oauth_vault_mw.flask``)."""
