@@ -1,0 +1,1 @@
+"""FastAPI example app (``uvicorn examples.fastapi_app.app:app``)."""

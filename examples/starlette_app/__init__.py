@@ -1,0 +1,1 @@
+"""Starlette example app (``uvicorn examples.starlette_app.app:app``)."""
