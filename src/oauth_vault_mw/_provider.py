@@ -13,11 +13,12 @@ import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from ._exceptions import ConfigurationError, ProviderUnavailable
-from .core.config import ConnectionConfig, Settings
+from ._exceptions import ProviderUnavailable
+from .core.config import ConnectionConfig, Settings, is_loopback_host
 from .core.tokens import HttpRequest
 
 __all__ = [
@@ -70,16 +71,24 @@ def endpoints_from_metadata(conn: ConnectionConfig, doc: dict[str, Any] | None) 
             raise ProviderUnavailable(
                 f"connection {conn.id}: the discovery document names another issuer"
             )
-    authorize = conn.authorize_url or doc.get("authorization_endpoint")
-    token = conn.token_url or doc.get("token_endpoint")
-    if not isinstance(authorize, str) or not isinstance(token, str):
-        raise ProviderUnavailable(f"connection {conn.id}: the discovery document lacks endpoints")
     algs = doc.get("id_token_signing_alg_values_supported") or ["RS256"]
 
     def _s(name: str) -> str | None:
         value = doc.get(name)
-        return value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and is_loopback_host(parts.hostname)
+        )
+        if not secure:  # discovered endpoints obey the rule configured ones do
+            raise ProviderUnavailable(f"connection {conn.id}: discovery names a non-https {name}")
+        return value
 
+    authorize = conn.authorize_url or _s("authorization_endpoint")
+    token = conn.token_url or _s("token_endpoint")
+    if authorize is None or token is None:
+        raise ProviderUnavailable(f"connection {conn.id}: the discovery document lacks endpoints")
     return Endpoints(
         issuer=_s("issuer") or conn.issuer,
         authorize_url=authorize,
@@ -201,7 +210,7 @@ class AsyncProviderClient:
             return self._jwks[conn.id]
         endpoints = await self.endpoints(conn)
         if endpoints.jwks_uri is None:
-            raise ConfigurationError(f"connections[{conn.id}]: the issuer publishes no jwks_uri")
+            raise ProviderUnavailable(f"connection {conn.id}: the issuer publishes no jwks_uri")
         async with self._lock("jwks:" + conn.id):
             try:
                 doc = await self.get_json(endpoints.jwks_uri)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import ConfigurationError, ProviderUnavailable
+from ._exceptions import ProviderUnavailable
 from ._provider import (
     METADATA_TTL,
     Endpoints,
@@ -100,7 +100,7 @@ class ProviderClient:
             return self._jwks[conn.id]
         endpoints = self.endpoints(conn)
         if endpoints.jwks_uri is None:
-            raise ConfigurationError(f"connections[{conn.id}]: the issuer publishes no jwks_uri")
+            raise ProviderUnavailable(f"connection {conn.id}: the issuer publishes no jwks_uri")
         with self._lock:
             try:
                 doc = self.get_json(endpoints.jwks_uri)

@@ -433,7 +433,7 @@ class Vault:
         if known is not None:
             return known
         proposed = self._new_user_id(NewIdentity(conn.id, subject, claims))
-        user_id = check_user_id(proposed, source="new_user_id hook")
+        user_id = check_user_id(proposed, source="new_user_id hook", host_bug=True)
         return self.storage.link_identity(conn.id, subject, user_id)
 
     def require_user(self, cookie_value: str | None) -> str:

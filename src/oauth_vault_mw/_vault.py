@@ -438,7 +438,7 @@ class AsyncVault:
         proposed = self._new_user_id(NewIdentity(conn.id, subject, claims))
         if inspect.isawaitable(proposed):  # unasync: remove
             proposed = await proposed  # unasync: remove
-        user_id = check_user_id(proposed, source="new_user_id hook")
+        user_id = check_user_id(proposed, source="new_user_id hook", host_bug=True)
         return await self.storage.link_identity(conn.id, subject, user_id)
 
     async def require_user(self, cookie_value: str | None) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import BadRequest, CallbackError
+from .._exceptions import BadRequest, CallbackError, VaultError
 from .config import ConnectionConfig
 from .cookies import CookieSpec
 from .crypto import Sealer
@@ -54,9 +54,11 @@ class LoginResult:
     cookies: tuple[CookieSpec, ...]
 
 
-def check_user_id(user_id: object, *, source: str) -> str:
+def check_user_id(user_id: object, *, source: str, host_bug: bool = False) -> str:
+    """A user id fit for storage keys; a bad one from the host's own hook is a 500."""
     if not isinstance(user_id, str) or not USER_ID_RE.match(user_id):
-        raise BadRequest(f"{source}: user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
+        error = VaultError if host_bug else BadRequest
+        raise error(f"{source}: user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
     return user_id
 
 
