@@ -45,7 +45,7 @@ def example_env(
                     "client_secret": "demo-secret",
                     "scopes": ["openid", "profile", "email", "offline_access"],
                 }
-            ]  # fmt: skip
+            ]
         ),
     }
     for name, value in env.items():
