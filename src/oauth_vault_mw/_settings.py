@@ -22,7 +22,7 @@ __all__ = ["ENV_PREFIX", "load_connections", "settings_from_env"]
 ENV_PREFIX = "OAUTH_VAULT_"
 _KEYS = ("secret_key", "encryption_keys", "storage_url", "base_url", "prefix", "connections",
          "session_max_age", "state_max_age", "provider_timeout", "refresh_attempts",
-         "failure_backoff", "clock_skew")  # fmt: skip
+         "failure_backoff", "clock_skew", "lease_ttl")  # fmt: skip
 
 
 def load_connections(value: str) -> Any:

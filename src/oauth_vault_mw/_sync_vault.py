@@ -174,21 +174,54 @@ class Vault:
         min_validity: float,
         force: bool,
     ) -> TokenSet:
-        record = self.storage.get_credential(key)
-        if record is None:
-            raise CredentialNotFound()
-        tokens = open_record(self.sealer, record)
+        """Refresh under the credential's lease; one refresh across processes."""
         now = self.clock()
-        if record.version != seen.version:  # written since we looked: maybe already fresh
-            force = False
-        verdict = decide(tokens, now=now, min_validity=min_validity, force=force)
-        if verdict == "use":
-            return tokens
-        if verdict != "refresh" or tokens.refresh_token is None:
-            raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
         blocked = self._backoff.blocked_for(key, now)
         if blocked > 0:
-            return self._fallback(conn, tokens, now, blocked)
+            return self._fallback(conn, open_record(self.sealer, seen), now, blocked)
+        owner = secrets.token_hex(12)
+        leased = self._wait_for_lease(key, owner, seen)
+        try:
+            # Re-read under the lease: another process may have refreshed meanwhile.
+            record = self.storage.get_credential(key)
+            if record is None:
+                raise CredentialNotFound()
+            tokens = open_record(self.sealer, record)
+            now = self.clock()
+            if record.version != seen.version:  # written since we looked: maybe fresh
+                force = False
+            verdict = decide(tokens, now=now, min_validity=min_validity, force=force)
+            if verdict == "use":
+                return tokens
+            if verdict != "refresh" or tokens.refresh_token is None:
+                raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
+            if not leased:  # the holder neither finished nor let go in time
+                return self._fallback(conn, tokens, now, 1.0)
+            return self._call_provider(conn, key, record, tokens)
+        finally:
+            if leased:
+                self.storage.release_lease(key, owner)
+
+    def _wait_for_lease(self, key: CredentialKey, owner: str, seen: StoredCredential) -> bool:
+        """Take the lease, or return False once another holder has written or time is up."""
+        deadline = time.monotonic() + self.settings.lease_ttl + 1.0
+        pause = 0.02
+        while True:
+            if self.storage.acquire_lease(key, owner, self.settings.lease_ttl, self.clock()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.25)
+            current = self.storage.get_credential(key)
+            if current is None or current.version != seen.version:
+                return False
+
+    def _call_provider(
+        self, conn: ConnectionConfig, key: CredentialKey, record: StoredCredential,
+        tokens: TokenSet,
+    ) -> TokenSet:  # fmt: skip
+        assert tokens.refresh_token is not None
         endpoints = self.provider.endpoints(conn)
         request = refresh_request(conn, endpoints.token_url, tokens.refresh_token)
         deadline = time.monotonic() + 2 * self.settings.provider_timeout

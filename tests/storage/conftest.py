@@ -82,6 +82,23 @@ class BlockingStorage:
     def list_credentials(self, user_id: str) -> list[StoredCredential]:
         return self._run(self.inner.list_credentials(user_id))
 
+    def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]:
+        return self._run(
+            self.inner.scan_credentials(after=after, limit=limit, expiring_before=expiring_before)
+        )
+
+    def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        return self._run(self.inner.acquire_lease(key, owner, ttl, now))
+
+    def release_lease(self, key: CredentialKey, owner: str) -> None:
+        self._run(self.inner.release_lease(key, owner))
+
     def get_identity(self, connection_id: str, subject: str) -> str | None:
         return self._run(self.inner.get_identity(connection_id, subject))
 

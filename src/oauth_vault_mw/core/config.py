@@ -95,6 +95,7 @@ class Settings:
     provider_timeout: float = 5.0
     refresh_attempts: int = 3
     failure_backoff: float = 10.0
+    lease_ttl: float = 15.0
     clock_skew: int = 120
 
     @property
@@ -302,7 +303,7 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
                           ("refresh_attempts", 1), ("clock_skew", 0)):  # fmt: skip
         if name in data:
             extra[name] = _int(f"OAUTH_VAULT_{name.upper()}", data[name], minimum=minimum)
-    for name in ("provider_timeout", "failure_backoff"):
+    for name in ("provider_timeout", "failure_backoff", "lease_ttl"):
         if name in data:
             try:
                 extra[name] = float(data[name])
@@ -310,6 +311,14 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
                 raise ConfigurationError(f"OAUTH_VAULT_{name.upper()}: must be a number") from None
             if extra[name] <= 0:
                 raise ConfigurationError(f"OAUTH_VAULT_{name.upper()}: must be > 0")
+    timeout = extra.get("provider_timeout", 5.0)
+    lease_ttl = extra.get("lease_ttl", max(15.0, 2 * timeout + 5))
+    if lease_ttl <= 2 * timeout:
+        raise ConfigurationError(
+            "OAUTH_VAULT_LEASE_TTL: must exceed twice OAUTH_VAULT_PROVIDER_TIMEOUT "
+            "(a refresh, retries included, must end before its lease does)"
+        )
+    extra["lease_ttl"] = lease_ttl
     return Settings(
         secret_key=secret,
         encryption_keys=keys,

@@ -60,6 +60,25 @@ class AsyncStorageAdapter:
     async def list_credentials(self, user_id: str) -> list[StoredCredential]:
         return await self._read(self.sync.list_credentials, user_id)
 
+    async def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]:
+        return await self._read(
+            lambda: self.sync.scan_credentials(
+                after=after, limit=limit, expiring_before=expiring_before
+            )
+        )
+
+    async def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        return await self._write(self.sync.acquire_lease, key, owner, ttl, now)
+
+    async def release_lease(self, key: CredentialKey, owner: str) -> None:
+        await self._write(self.sync.release_lease, key, owner)
+
     async def get_identity(self, connection_id: str, subject: str) -> str | None:
         return await self._read(self.sync.get_identity, connection_id, subject)
 

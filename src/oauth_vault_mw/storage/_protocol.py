@@ -35,6 +35,30 @@ class Storage(Protocol):
 
     def list_credentials(self, user_id: str) -> list[StoredCredential]: ...
 
+    def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]:
+        """Up to ``limit`` credentials in key order, strictly after ``after`` (paging).
+
+        With ``expiring_before``: only active ones whose ``expires_at`` is set and earlier.
+        Key rotation and the refresh sweep walk the store with it, resumably.
+        """
+
+    def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        """Take the refresh lease of a credential for ``ttl`` seconds.
+
+        True when ``owner`` now holds it: nobody held it, or the holder's lease expired
+        (a process killed mid-refresh blocks others for at most ``ttl``). False otherwise,
+        and False when the credential does not exist.
+        """
+
+    def release_lease(self, key: CredentialKey, owner: str) -> None:
+        """Give the lease back if ``owner`` still holds it (never someone else's)."""
+
     def get_identity(self, connection_id: str, subject: str) -> str | None: ...
 
     def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
@@ -69,6 +93,20 @@ class AsyncStorage(Protocol):
     async def delete_credential(self, key: CredentialKey) -> bool: ...
 
     async def list_credentials(self, user_id: str) -> list[StoredCredential]: ...
+
+    async def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]: ...
+
+    async def acquire_lease(
+        self, key: CredentialKey, owner: str, ttl: float, now: float
+    ) -> bool: ...
+
+    async def release_lease(self, key: CredentialKey, owner: str) -> None: ...
 
     async def get_identity(self, connection_id: str, subject: str) -> str | None: ...
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from ..core.model import CredentialKey, StoredCredential
+from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = ["MemoryStorage"]
 
@@ -26,6 +26,7 @@ class MemoryStorage:
         self._identities: dict[tuple[str, str], str] = {}
         self._states: dict[str, tuple[bytes, float]] = {}
         self._sessions: dict[str, tuple[str, float]] = {}
+        self._leases: dict[CredentialKey, tuple[str, float]] = {}
 
     def __repr__(self) -> str:
         return "MemoryStorage()"
@@ -59,6 +60,44 @@ class MemoryStorage:
     def all_credentials(self) -> list[StoredCredential]:
         with self._lock:
             return sorted(self._credentials.values(), key=lambda r: r.key)
+
+    def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]:
+        rows = []
+        for record in self.all_credentials():
+            if after is not None and record.key <= after:
+                continue
+            if expiring_before is not None and not (
+                record.status == ACTIVE
+                and record.expires_at is not None
+                and record.expires_at < expiring_before
+            ):
+                continue
+            rows.append(record)
+            if len(rows) >= limit:
+                break
+        return rows
+
+    def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        with self._lock:
+            if key not in self._credentials:
+                return False
+            held = self._leases.get(key)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    def release_lease(self, key: CredentialKey, owner: str) -> None:
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held[0] == owner:
+                del self._leases[key]
 
     def get_identity(self, connection_id: str, subject: str) -> str | None:
         return self._identities.get((connection_id, subject))

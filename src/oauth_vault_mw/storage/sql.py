@@ -20,7 +20,7 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("SQL storage needs SQLAlchemy: pip install 'oauth-vault-mw[sql]'") from _err
 
 from .._exceptions import ConfigurationError, StorageUnavailable
-from ..core.model import CredentialKey, StoredCredential
+from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = ["SCHEMA_VERSION", "SQLStorage", "metadata"]
 
@@ -282,6 +282,47 @@ class SQLStorage:
         query = sa.select(credentials).order_by(c.connection_id, c.user_id, c.account)
         with _mapped(), self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query)]
+
+    def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]:
+        c = credentials.c
+        query = sa.select(credentials)
+        if after is not None:
+            query = query.where(
+                sa.tuple_(c.connection_id, c.user_id, c.account) > sa.tuple_(*after.parts())
+            )
+        if expiring_before is not None:
+            query = query.where(
+                c.status == ACTIVE, c.expires_at.is_not(None), c.expires_at < expiring_before
+            )
+        query = query.order_by(c.connection_id, c.user_id, c.account).limit(limit)
+        with _mapped(), self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        c = credentials.c
+        free = sa.or_(c.lease_until.is_(None), c.lease_until <= now, c.lease_owner == owner)
+        with _mapped(), self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(credentials)
+                .where(self._where_key(key), free)
+                .values(lease_owner=owner, lease_until=now + ttl)
+            )
+            return result.rowcount == 1
+
+    def release_lease(self, key: CredentialKey, owner: str) -> None:
+        c = credentials.c
+        with _mapped(), self.engine.begin() as conn:
+            conn.execute(
+                sa.update(credentials)
+                .where(self._where_key(key), c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
 
     # -- identities -----------------------------------------------------------------------
 
