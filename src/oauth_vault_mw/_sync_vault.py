@@ -212,7 +212,7 @@ class Vault:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(pause)
-            pause = min(pause * 2, 0.25)
+            pause = min(pause * 1.5, 0.1)
             current = self.storage.get_credential(key)
             if current is None or current.version != seen.version:
                 return False

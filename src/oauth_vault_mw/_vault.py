@@ -215,7 +215,7 @@ class AsyncVault:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.25)
+            pause = min(pause * 1.5, 0.1)
             current = await self.storage.get_credential(key)
             if current is None or current.version != seen.version:
                 return False
