@@ -72,7 +72,7 @@ def _env(settings: Settings) -> dict[str, str]:
                     "client_id": c.client_id,
                     "client_secret": c.client_secret,
                     "scopes": list(c.scopes),
-                }  # fmt: skip
+                }
                 for c in settings.connections
             ]
         ),
