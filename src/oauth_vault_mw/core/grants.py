@@ -1,0 +1,100 @@
+"""Service-client permissions: grants of an action on a resource pattern.
+
+A resource is a path like ``Connections/google/Users/u-42/Credentials``; a grant's pattern
+is the same shape where ``*`` matches exactly one segment. Matching is by whole segments,
+case-sensitive, after a strict check of every segment's characters: no ``..``, no encoded
+or literal slashes, no percent signs, no empty segments, so no path trick widens a grant.
+
+::
+
+    grant = Grant.parse("Connections/*/Users/*/Credentials:connections:credentials:read")
+    grant.allows("Connections/google/Users/u-42/Credentials", READ_CREDENTIALS)  # True
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .._exceptions import BadRequest
+
+__all__ = [
+    "READ_CREDENTIALS",
+    "ROLES",
+    "Grant",
+    "credentials_resource",
+    "is_granted",
+    "pattern_matches",
+]
+
+READ_CREDENTIALS = "connections:credentials:read"
+ROLES: dict[str, frozenset[str]] = {"UserCredentialsViewer": frozenset({READ_CREDENTIALS})}
+ACTIONS = frozenset({READ_CREDENTIALS})
+
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]{0,127}$")
+MAX_SEGMENTS = 16
+
+
+def _segments(path: str, *, wildcards: bool) -> tuple[str, ...] | None:
+    """The path's segments, or None when any segment is outside the strict character set."""
+    if not path or len(path) > 1024:
+        return None
+    parts = tuple(path.split("/"))
+    if len(parts) > MAX_SEGMENTS:
+        return None
+    for part in parts:
+        if wildcards and part == "*":
+            continue
+        if not SEGMENT_RE.match(part) or part in (".", ".."):
+            return None
+    return parts
+
+
+def pattern_matches(pattern: str, resource: str) -> bool:
+    """True when ``resource`` matches ``pattern`` segment by segment (``*``: one segment)."""
+    want = _segments(pattern, wildcards=True)
+    have = _segments(resource, wildcards=False)
+    if want is None or have is None or len(want) != len(have):
+        return False
+    return all(w == "*" or w == h for w, h in zip(want, have, strict=True))
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One permission: ``action`` (or a role's actions) on resources matching ``pattern``."""
+
+    pattern: str
+    action: str
+
+    @property
+    def actions(self) -> frozenset[str]:
+        return ROLES.get(self.action, frozenset({self.action}))
+
+    def allows(self, resource: str, action: str) -> bool:
+        return action in self.actions and pattern_matches(self.pattern, resource)
+
+    def __str__(self) -> str:
+        return f"{self.pattern}:{self.action}"
+
+    @classmethod
+    def parse(cls, text: str) -> Grant:
+        """``PATTERN:ACTION`` (the pattern has no colon; the action may have several)."""
+        pattern, sep, action = text.partition(":")
+        if not sep or _segments(pattern, wildcards=True) is None:
+            raise BadRequest(
+                "a grant is PATTERN:ACTION, e.g. "
+                "Connections/*/Users/*/Credentials:connections:credentials:read"
+            )
+        if action not in ACTIONS and action not in ROLES:
+            known = ", ".join(sorted(ACTIONS | set(ROLES)))
+            raise BadRequest(f"unknown action {action[:64]!r} (known: {known})")
+        return cls(pattern, action)
+
+
+def credentials_resource(connection_id: str, user_id: str) -> str:
+    return f"Connections/{connection_id}/Users/{user_id}/Credentials"
+
+
+def is_granted(grants: Iterable[Grant], resource: str, action: str) -> bool:
+    return any(g.allows(resource, action) for g in grants)
