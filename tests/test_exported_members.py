@@ -8,10 +8,11 @@ from types import ModuleType
 import pytest
 
 import oauth_vault_mw
+import oauth_vault_mw.flask
 import oauth_vault_mw.starlette
 from oauth_vault_mw import _exceptions
 
-PUBLIC_PACKAGES = [oauth_vault_mw, oauth_vault_mw.starlette]
+PUBLIC_PACKAGES = [oauth_vault_mw, oauth_vault_mw.starlette, oauth_vault_mw.flask]
 
 
 def _ids(module: ModuleType) -> str:

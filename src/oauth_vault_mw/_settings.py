@@ -17,12 +17,14 @@ else:  # pragma: no cover
     import tomli as tomllib
 from .core.config import Settings, parse_settings
 
-__all__ = ["ENV_PREFIX", "load_connections", "settings_from_env"]
+__all__ = ["ENV_PREFIX", "SETTING_NAMES", "load_connections", "settings_from_env"]
 
 ENV_PREFIX = "OAUTH_VAULT_"
-_KEYS = ("secret_key", "encryption_keys", "storage_url", "base_url", "prefix", "connections",
-         "session_max_age", "state_max_age", "provider_timeout", "refresh_attempts",
-         "failure_backoff", "clock_skew", "lease_ttl")  # fmt: skip
+SETTING_NAMES = (
+    "secret_key", "encryption_keys", "storage_url", "base_url", "prefix", "connections",
+    "session_max_age", "state_max_age", "provider_timeout", "refresh_attempts",
+    "failure_backoff", "clock_skew", "lease_ttl",
+)  # fmt: skip
 
 
 def load_connections(value: str) -> Any:
@@ -50,7 +52,7 @@ def load_connections(value: str) -> Any:
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
-    for key in _KEYS:
+    for key in SETTING_NAMES:
         value = env.get(ENV_PREFIX + key.upper())
         if value is not None and value != "":
             data[key] = value

@@ -21,7 +21,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     unique_user,
 )
 from tests.support.asgi import lifespan
-from tests.support.oidc_provider import DevProvider, complete_login, complete_login_async
+from tests.support.oidc_provider import DevProvider, complete_login_async
 
 pytestmark = pytest.mark.integration
 
@@ -87,24 +87,3 @@ async def test_async_example(
         assert profile.status_code == 200, profile.text
         assert profile.json()["sub"]
         assert (await client.get("/demo/profile/nope")).status_code == 404
-
-
-def test_flask_example(
-    example_env: Callable[[str], ModuleType],
-    unique_user: Callable[[], str],  # noqa: F811
-) -> None:
-    pytest.importorskip("flask")
-    app: Any = example_env("examples.flask_app.app").app
-    transport = httpx.WSGITransport(app=app)
-    with httpx.Client(transport=transport, base_url=BASE) as client, httpx.Client() as browser:
-        home = client.get("/")
-        assert home.status_code == 200
-        assert "/auth/login/demo" in home.text
-        assert client.get("/demo/profile/demo").status_code == 401
-        start = client.get("/auth/login/demo?return_to=/")
-        final = complete_login(browser, start.headers["location"], unique_user())
-        done = client.get(final.headers["location"][len(BASE) :])
-        assert done.status_code == 303
-        profile = client.get("/demo/profile/demo")
-        assert profile.status_code == 200, profile.text
-        assert profile.json()["sub"]

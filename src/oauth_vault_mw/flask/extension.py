@@ -28,8 +28,7 @@ from flask import Flask, current_app
 from flask import Request as FlaskRequest
 
 from .._exceptions import VaultError
-from .._settings import _KEYS as _SETTING_KEYS
-from .._settings import ENV_PREFIX, load_connections
+from .._settings import ENV_PREFIX, SETTING_NAMES, load_connections
 from .._sync_vault import NewUserIdHook, Vault
 from ..core.config import Settings, parse_settings
 from ..storage import Storage
@@ -50,7 +49,7 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
     values (a list of connection dicts, a list of keys, numbers). ``None`` and ``""`` are unset.
     """
     data: dict[str, Any] = {}
-    for key in _SETTING_KEYS:
+    for key in SETTING_NAMES:
         value = config.get(ENV_PREFIX + key.upper())
         if value is not None and value != "":
             data[key] = value
@@ -127,6 +126,7 @@ class OAuthVault:
             )  # fmt: skip
         try:
             vault.startup()
+            app.register_blueprint(build_blueprint(vault))
         except BaseException:
             if owned:
                 vault.close()
@@ -134,7 +134,6 @@ class OAuthVault:
         if owned:  # no shutdown hook in WSGI: close the pooled client with the app
             weakref.finalize(app, vault.close)
         app.extensions[EXTENSION_KEY] = vault
-        app.register_blueprint(build_blueprint(vault))
         app.register_error_handler(VaultError, _handle_vault_error)
         self._set_request_class(app)
 

@@ -163,7 +163,7 @@ def _view(method: str, handler: Handler) -> Handler:
 
     def view(**kwargs: str) -> Response:
         if request.method not in allowed:
-            body = {"error": "method_not_allowed", "error_description": f"use {allow}"}
+            body = {"error": "method_not_allowed", "error_description": "Method Not Allowed"}
             return json_response(body, 405, {"Allow": allow})
         try:
             return handler(**kwargs)

@@ -1,0 +1,89 @@
+"""``examples/flask_app``: configured from the environment, its pages against the provider."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.support.oidc_provider import REPO_ROOT, DevProvider
+
+from .conftest import config_for, harness_for
+
+pytestmark = pytest.mark.integration
+
+
+def _environ(provider: DevProvider) -> dict[str, str]:
+    """The example's environment, as ``./scripts/demo`` would set it."""
+    config = config_for(provider, connections=[{
+        "id": "demo", "issuer": provider.issuer, "client_id": "demo",
+        "client_secret": "demo-secret", "scopes": ["openid", "profile", "email", "offline_access"],
+    }])  # fmt: skip
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+
+
+@pytest.fixture
+def example(provider: DevProvider, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    for name, value in _environ(provider).items():
+        monkeypatch.setenv(name, value)
+    module = importlib.import_module("examples.flask_app.app")
+    module = importlib.reload(module)  # its module-level app reads this environment
+    yield module
+    module.app.extensions["oauth_vault"].close()
+
+
+def test_pages(example: ModuleType, provider: DevProvider, unique_user: Callable[[], str]) -> None:
+    h = harness_for(example.app, provider)
+    with h.client, h.browser:
+        home = h.client.get("/")
+        assert home.status_code == 200
+        assert 'href="/auth/login/demo?return_to=/"' in home.text
+        login = unique_user()
+        assert h.login(user=login).headers["location"] == "/"
+        home = h.client.get("/")
+        assert f"Logged in as user <code>{h.user_id()}</code>" in home.text
+
+        profile = h.client.get("/demo/profile/demo")
+        assert profile.status_code == 200, profile.text
+        assert profile.json()["sub"] == login
+        token = h.client.get("/demo/token/demo")
+        body: dict[str, Any] = token.json()
+        assert body["connection_id"] == "demo"
+        assert 0 < body["expires_in"] <= 4
+        assert "access_token" not in body
+
+        # Revoked at the provider: userinfo says 401, the forced refresh is refused: 409.
+        provider.revoke_grants(login)
+        again = h.client.get("/demo/profile/demo")
+        assert again.status_code == 409
+        assert again.json()["login_url"] == "http://127.0.0.1:8000/auth/login/demo"
+        assert h.client.get("/demo/profile/nope").json()["error"] == "unknown_connection"
+
+
+def test_flask_cli_loads_the_app(provider: DevProvider) -> None:
+    """``flask --app examples.flask_app.app run`` finds the app (``routes`` loads it alike)."""
+    env = {"PATH": "/usr/bin:/bin", **_environ(provider)}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "examples.flask_app.app", "routes"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for rule in ("/auth/login/<connection_id>", "/auth/callback/<connection_id>",
+                 "/demo/profile/<connection_id>", "/demo/token/<connection_id>"):  # fmt: skip
+        assert rule in done.stdout
+
+
+def test_bad_environment_stops_the_cli_with_one_line(provider: DevProvider) -> None:
+    env = {"PATH": "/usr/bin:/bin", **_environ(provider), "OAUTH_VAULT_SECRET_KEY": "short"}
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "examples.flask_app.app", "routes"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "OAUTH_VAULT_SECRET_KEY: required, at least 32 characters" in done.stderr
