@@ -183,5 +183,7 @@ def test_request_errors(site: Site) -> None:
     error(site.client.get("/auth/me", headers={"Cookie": "a=" + "b" * 9000}), 400,
           "invalid_request")  # fmt: skip
     answer = site.client.get("/auth/logout")
-    assert answer.status_code == 405
-    assert answer.headers["content-type"].startswith("application/json")
+    error(answer, 405, "method_not_allowed")
+    assert answer.headers["allow"] == "POST"
+    error(site.client.get("/auth/me/"), 404, "not_found")
+    error(site.client.get("/auth//me"), 404, "not_found")

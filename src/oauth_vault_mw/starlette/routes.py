@@ -32,7 +32,10 @@ def http_error_response(exc: HTTPException) -> JSONResponse:
     """Starlette's own HTTP errors on the vault's routes (405...), as the same JSON."""
     code = {405: "method_not_allowed"}.get(exc.status_code, "invalid_request")
     body = {"error": code, "error_description": str(exc.detail)}
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # Starlette builds it from a set: make it stable
+        headers["Allow"] = ", ".join(sorted(m.strip() for m in headers["Allow"].split(",")))
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _set_cookies(response: Response, cookies: tuple[CookieSpec, ...] | list[CookieSpec]) -> None:
@@ -138,5 +141,6 @@ def build_router(vault: AsyncVault) -> Router:
             Route(f"{prefix}/connections/{cid}", disconnect, methods=["DELETE"]),
         ],
         default=not_found,
+        redirect_slashes=False,  # /auth/me/ is a 404 JSON, as in Flask
     )
     return router
