@@ -2,9 +2,10 @@
 
 To put a new backend under the contract (PostgreSQL, Redis...), add one :class:`Backend` to
 :data:`BACKENDS`: ``url`` names an empty store for one test (derive it from ``tmp_path``, or
-create a fresh database/key prefix), ``sync`` builds the sync backend from that URL, ``marks``
-can tag it (``pytest.mark.integration`` for a backend that needs a real server). Each backend
-then runs through its sync API and through ``async_storage_from_url``.
+create a fresh database/key prefix; or give, as a string, the name of a fixture returning such
+a URL, for a server started by a fixture), ``sync`` builds the sync backend from that URL,
+``marks`` can tag it (``pytest.mark.integration`` for a backend that needs a real server). Each
+backend then runs through its sync API and through ``async_storage_from_url``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Backend:
     name: str
-    url: Callable[[Path], str]
+    url: Callable[[Path], str] | str  # str: the name of a fixture returning the URL
     sync: Callable[[str], Storage]
     marks: tuple[pytest.MarkDecorator, ...] = field(default=())
 
@@ -41,9 +42,23 @@ def _memory(_url: str) -> Storage:
     return MemoryStorage()
 
 
+def _redis(url: str) -> Storage:
+    from oauth_vault_mw.storage.redis import RedisStorage
+
+    return RedisStorage(url)
+
+
+def _url(backend: Backend, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if isinstance(backend.url, str):
+        return str(request.getfixturevalue(backend.url))
+    return backend.url(tmp_path)
+
+
 BACKENDS = [
     Backend("memory", lambda _tmp: "memory://", _memory),
     Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'vault.db'}", SQLStorage),
+    Backend("redis", "redis_store_url", _redis, marks=(pytest.mark.integration,)),
+    Backend("postgresql", "postgres_store_url", SQLStorage, marks=(pytest.mark.integration,)),
 ]
 
 SYNC_PARAMS = [pytest.param(b, id=b.name, marks=b.marks) for b in BACKENDS]
@@ -128,7 +143,7 @@ class BlockingStorage:
 def sync_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
     """A fresh backend through its sync API."""
     backend: Backend = request.param
-    store = backend.sync(backend.url(tmp_path))
+    store = backend.sync(_url(backend, request, tmp_path))
     store.setup()
     try:
         yield store
@@ -142,7 +157,7 @@ async def async_storage(
 ) -> AsyncIterator[AsyncStorage]:
     """A fresh backend through ``async_storage_from_url`` (the Starlette shell's path)."""
     backend: Backend = request.param
-    store = async_storage_from_url(backend.url(tmp_path))
+    store = async_storage_from_url(_url(backend, request, tmp_path))
     await store.setup()
     try:
         yield store
@@ -161,9 +176,9 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
     param: Backend | tuple[str, Backend] = request.param
     store: Storage
     if isinstance(param, tuple):
-        store = BlockingStorage(async_storage_from_url(param[1].url(tmp_path)))
+        store = BlockingStorage(async_storage_from_url(_url(param[1], request, tmp_path)))
     else:
-        store = param.sync(param.url(tmp_path))
+        store = param.sync(_url(param, request, tmp_path))
     store.setup()
     try:
         yield store

@@ -1,14 +1,13 @@
-"""SQL storage specifics: schema setup and versioning, driver errors, backend selection."""
+"""SQL storage specifics: driver errors, backend selection (schema versioning: test_migrations)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from oauth_vault_mw import ConfigurationError, StorageUnavailable
-from oauth_vault_mw.core.model import CredentialKey, StoredCredential
+from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.storage import (
     AsyncStorage,
     AsyncStorageAdapter,
@@ -17,59 +16,11 @@ from oauth_vault_mw.storage import (
     async_storage_from_url,
     storage_from_url,
 )
-from oauth_vault_mw.storage.sql import SCHEMA_VERSION, SQLStorage, meta
+from oauth_vault_mw.storage.sql import SQLStorage
 
 
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'vault.db'}"
-
-
-def _schema_version(store: SQLStorage) -> list[str]:
-    with store.engine.connect() as conn:
-        query = sa.select(meta.c.value).where(meta.c.name == "schema_version")
-        return [str(value) for value in conn.execute(query).scalars()]
-
-
-def test_setup_is_idempotent(tmp_path: Path) -> None:
-    store = SQLStorage(sqlite_url(tmp_path))
-    try:
-        store.setup()
-        record = StoredCredential(CredentialKey("demo", "alice"), 0, "sealed")
-        assert store.save_credential(record, 0)
-        store.setup()
-        again = SQLStorage(sqlite_url(tmp_path))
-        again.setup()
-        again.close()
-        assert _schema_version(store) == [str(SCHEMA_VERSION)]
-        assert store.get_credential(record.key) is not None
-    finally:
-        store.close()
-
-
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    store = SQLStorage(sqlite_url(tmp_path))
-    try:
-        store.setup()
-        with store.engine.begin() as conn:
-            conn.execute(
-                sa.update(meta)
-                .where(meta.c.name == "schema_version")
-                .values(value=str(SCHEMA_VERSION + 1))
-            )
-        with pytest.raises(ConfigurationError) as info:
-            store.setup()
-        message = str(info.value)
-        assert message.startswith("OAUTH_VAULT_STORAGE_URL: ")
-        assert "\n" not in message
-        assert str(SCHEMA_VERSION + 1) in message
-    finally:
-        store.close()
-    fresh = SQLStorage(sqlite_url(tmp_path))
-    try:
-        with pytest.raises(ConfigurationError):
-            fresh.setup()
-    finally:
-        fresh.close()
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:

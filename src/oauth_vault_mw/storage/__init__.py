@@ -1,7 +1,7 @@
 """Storage backends behind one protocol; pick one with :func:`storage_from_url`.
 
-``memory://`` (one process), ``sqlite:///path.db`` (embedded default) and
-``postgresql://...`` (several app instances).
+``memory://`` (one process), ``sqlite:///path.db`` (embedded default),
+``postgresql://...`` and ``redis://...``/``rediss://...`` (several app instances).
 """
 
 from __future__ import annotations
@@ -31,13 +31,26 @@ def storage_from_url(url: str) -> Storage:
         from .sql import SQLStorage
 
         return SQLStorage(url)
+    if scheme in ("redis", "rediss"):
+        from .redis import RedisStorage
+
+        return RedisStorage(url)
     raise ConfigurationError(
-        f"OAUTH_VAULT_STORAGE_URL: unsupported scheme {scheme!r} (memory, sqlite, postgresql)"
+        f"OAUTH_VAULT_STORAGE_URL: unsupported scheme {scheme!r} "
+        "(memory, sqlite, postgresql, redis, rediss)"
     )
 
 
 def async_storage_from_url(url: str) -> AsyncStorage:
     """An async backend for ``OAUTH_VAULT_STORAGE_URL``."""
+    if url.split("://", 1)[0].lower() in ("redis", "rediss"):
+        from .redis import AsyncRedisStorage
+
+        return AsyncRedisStorage(url)  # natively async, no worker threads
+    if url.split("://", 1)[0].lower().startswith("postgresql"):
+        from .sql_async import AsyncSQLStorage
+
+        return AsyncSQLStorage(url)  # asyncio psycopg, no worker threads
     sync = storage_from_url(url)
     if isinstance(sync, MemoryStorage):
         return AsyncStorageAdapter(sync, offload_reads=False, offload_writes=False)

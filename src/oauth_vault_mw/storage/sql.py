@@ -1,8 +1,13 @@
-"""SQL storage on SQLAlchemy Core: SQLite (the embedded default, WAL) and PostgreSQL.
+"""SQL storage on SQLAlchemy Core: SQLite (the embedded default, WAL) and PostgreSQL (psycopg 3).
 
-Every statement is parameterised; driver errors become :class:`StorageUnavailable`.
-Tables are created by :meth:`SQLStorage.setup` (and ``oauth-vault db init``); a database whose
-schema is newer than this library knows is refused with a clear message.
+Every storage step is one parameterised statement, defined once in
+:class:`~oauth_vault_mw.storage._sql_statements.SQLStatements` and run by :class:`SQLStorage`
+here and by :class:`~oauth_vault_mw.storage.sql_async.AsyncSQLStorage` (PostgreSQL through
+asyncio). Driver, pool and connection errors become :class:`StorageUnavailable`.
+
+The schema is versioned by the Alembic migrations in ``oauth_vault_mw/storage/migrations``;
+:meth:`SQLStorage.setup` (and ``oauth-vault db init|upgrade``) applies them. A host app that
+runs its own Alembic finds the tables in :data:`metadata` (see docs/storage.md).
 """
 
 from __future__ import annotations
@@ -10,8 +15,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 try:
     import sqlalchemy as sa
@@ -20,86 +24,128 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("SQL storage needs SQLAlchemy: pip install 'oauth-vault-mw[sql]'") from _err
 
 from .._exceptions import ConfigurationError, StorageUnavailable
-from ..core.model import ACTIVE, CredentialKey, StoredCredential
+from ..core.model import CredentialKey, StoredCredential
+from ._sql_statements import Op, SQLStatements, map_errors
+from ._sql_statements import credentials as credentials
+from ._sql_statements import identities as identities
+from ._sql_statements import login_states as login_states
+from ._sql_statements import meta as meta
+from ._sql_statements import metadata as metadata
+from ._sql_statements import sessions as sessions
 
-__all__ = ["SCHEMA_VERSION", "SQLStorage", "metadata"]
+__all__ = ["SQLStorage", "metadata", "postgres_engine_options", "upgrade_schema"]
 
-SCHEMA_VERSION = 1
-
-metadata = sa.MetaData()
-
-credentials = sa.Table(
-    "oauth_vault_credentials",
-    metadata,
-    sa.Column("connection_id", sa.String(64), primary_key=True),
-    sa.Column("user_id", sa.String(128), primary_key=True),
-    sa.Column("account", sa.String(64), primary_key=True),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=True),
-    sa.Column("scope", sa.Text, nullable=True),
-    sa.Column("sealed", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("lease_owner", sa.String(64), nullable=True),
-    sa.Column("lease_until", sa.Float, nullable=True),
-    sa.Index("ix_oauth_vault_credentials_user", "user_id"),
-    sa.Index("ix_oauth_vault_credentials_expires", "status", "expires_at"),
-)
-
-identities = sa.Table(
-    "oauth_vault_identities",
-    metadata,
-    sa.Column("connection_id", sa.String(64), primary_key=True),
-    sa.Column("subject", sa.String(255), primary_key=True),
-    sa.Column("user_id", sa.String(128), nullable=False, index=True),
-)
-
-login_states = sa.Table(
-    "oauth_vault_login_states",
-    metadata,
-    sa.Column("state_hash", sa.String(64), primary_key=True),
-    sa.Column("data", sa.LargeBinary, nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False, index=True),
-)
-
-sessions = sa.Table(
-    "oauth_vault_sessions",
-    metadata,
-    sa.Column("session_hash", sa.String(64), primary_key=True),
-    sa.Column("user_id", sa.String(128), nullable=False, index=True),
-    sa.Column("expires_at", sa.Float, nullable=False),
-)
-
-meta = sa.Table(
-    "oauth_vault_meta",
-    metadata,
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("value", sa.String(255), nullable=False),
-)
+T = TypeVar("T")
 
 
-@contextlib.contextmanager
-def _mapped() -> Iterator[None]:
+# -- engines --------------------------------------------------------------------------------
+
+DEFAULT_POOL_SIZE = 10
+DEFAULT_POOL_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5
+
+
+def _query_number(url: sa.URL, name: str) -> float | None:
+    raw = url.query.get(name)
+    if raw is None:
+        return None
     try:
-        yield
-    except exc.IntegrityError:
-        raise
-    except (exc.DBAPIError, exc.TimeoutError) as err:
-        raise StorageUnavailable(
-            f"storage error: {type(err.orig if isinstance(err, exc.DBAPIError) else err).__name__}"
-        ) from None
+        value = float(raw if isinstance(raw, str) else raw[-1])
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {name} must be a positive number")
+    return value
 
 
-def _row(row: Any) -> StoredCredential:
-    return StoredCredential(
-        key=CredentialKey(row.connection_id, row.user_id, row.account),
-        version=row.version,
-        sealed=row.sealed,
-        status=row.status,
-        expires_at=row.expires_at,
-        scope=row.scope,
-        updated_at=row.updated_at,
+def postgres_engine_options(
+    url: str, pool_size: int | None, pool_timeout: float | None
+) -> tuple[sa.URL, dict[str, Any]]:
+    """The engine URL and arguments for PostgreSQL, for the sync and the async engine alike.
+
+    ``postgresql://`` means psycopg 3 (sync and asyncio). ``pool_size`` and ``pool_timeout``
+    come from the arguments, else from the URL's query (``?pool_size=20&pool_timeout=5``),
+    else 10 connections and 10 s. The pool never grows past ``pool_size``; a request that waits
+    longer than ``pool_timeout`` for a connection gets :class:`StorageUnavailable`.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except exc.ArgumentError as err:
+        raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
+    size = pool_size or int(_query_number(parsed, "pool_size") or DEFAULT_POOL_SIZE)
+    timeout = pool_timeout or _query_number(parsed, "pool_timeout") or DEFAULT_POOL_TIMEOUT
+    parsed = parsed.difference_update_query(["pool_size", "pool_timeout"])
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    options: dict[str, Any] = {
+        "pool_size": size,
+        "max_overflow": 0,
+        "pool_timeout": timeout,
+        "pool_pre_ping": True,
+        # one statement per step, each atomic: no BEGIN/COMMIT round trips; migrations
+        # switch their connection back to READ COMMITTED
+        "isolation_level": "AUTOCOMMIT",
+        "connect_args": connect_args,
+    }
+    return parsed, options
+
+
+def _sqlite_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    return engine
+
+
+def _engine(url: str, pool_size: int | None, pool_timeout: float | None) -> sa.Engine:
+    if url.lower().startswith("sqlite"):
+        return _sqlite_engine(url)
+    parsed, options = postgres_engine_options(url, pool_size, pool_timeout)
+    return sa.create_engine(parsed, **options)
+
+
+def driver_missing(err: ImportError) -> ConfigurationError:
+    return ConfigurationError(
+        f"OAUTH_VAULT_STORAGE_URL: the database driver is not installed ({err.name}); "
+        "for PostgreSQL: pip install 'oauth-vault-mw[postgresql]'"
     )
+
+
+def upgrade_schema(conn: sa.Connection) -> None:
+    """Apply the migrations on a fresh connection, one process at a time.
+
+    SQLite: in a ``BEGIN IMMEDIATE`` transaction (the database's write lock). PostgreSQL: in
+    one transaction holding an advisory lock (see :mod:`~oauth_vault_mw.storage.migrations`).
+    """
+    from . import migrations
+
+    if conn.dialect.name == "sqlite":
+        conn.execution_options(isolation_level="AUTOCOMMIT")  # we issue BEGIN ourselves
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            migrations.upgrade(conn)
+        except BaseException:
+            with contextlib.suppress(exc.DBAPIError):
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+        return
+    conn.execution_options(isolation_level="READ COMMITTED")
+    with conn.begin():
+        migrations.upgrade(conn)
+
+
+# -- the SQLite fast read path ------------------------------------------------------------
 
 
 class _SQLiteReads:
@@ -147,45 +193,29 @@ class _SQLiteReads:
         self._local = threading.local()
 
 
-def _engine(url: str, pool_size: int) -> sa.Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA busy_timeout=10000")
-            cur.close()
-
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return sa.create_engine(url, pool_size=pool_size, pool_pre_ping=True)
+# -- the sync storage ---------------------------------------------------------------------
 
 
 class SQLStorage:
-    """Sync SQL storage implementing :class:`~oauth_vault_mw.storage.Storage`."""
+    """Sync SQL storage implementing :class:`~oauth_vault_mw.storage.Storage`.
+
+    ``SQLStorage("sqlite:///vault.db")`` or ``SQLStorage("postgresql://user:pw@host/db",
+    pool_size=10, pool_timeout=10)``; call :meth:`setup` once before use (the vault does).
+    """
 
     shared_across_processes = True
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int | None = None, pool_timeout: float | None = None
+    ) -> None:
         self.url = url
         try:
-            self.engine = _engine(url, pool_size)
-        except (exc.ArgumentError, ImportError) as err:
+            self.engine = _engine(url, pool_size, pool_timeout)
+        except exc.ArgumentError as err:
             raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
-        c = credentials.c
-        self._get = sa.select(credentials).where(
-            c.connection_id == sa.bindparam("cid"),
-            c.user_id == sa.bindparam("uid"),
-            c.account == sa.bindparam("acc"),
-        )
-        s = sessions.c
-        self._get_session = sa.select(s.user_id, s.expires_at).where(
-            s.session_hash == sa.bindparam("sh")
-        )
+        except ImportError as err:
+            raise driver_missing(err) from None
+        self._sql = SQLStatements(self.engine.dialect.name)
         database = self.engine.url.database
         self._fast: _SQLiteReads | None = None
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
@@ -194,22 +224,20 @@ class SQLStorage:
     def __repr__(self) -> str:
         return f"SQLStorage(dialect={self.engine.dialect.name!r})"
 
-    # -- schema ---------------------------------------------------------------------------
+    def _run(self, op: Op[T]) -> T:
+        with map_errors():
+            if op.write:
+                with self.engine.begin() as conn:
+                    return op.result(conn.execute(op.statement, op.params))
+            with self.engine.connect() as conn:
+                return op.result(conn.execute(op.statement, op.params))
 
     def setup(self) -> None:
-        with _mapped(), self.engine.begin() as conn:
-            metadata.create_all(conn)
-            found = conn.execute(
-                sa.select(meta.c.value).where(meta.c.name == "schema_version")
-            ).scalar()
-            if found is None:
-                conn.execute(sa.insert(meta).values(name="schema_version",
-                                                    value=str(SCHEMA_VERSION)))  # fmt: skip
-            elif int(found) > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"OAUTH_VAULT_STORAGE_URL: schema version {found} is newer than this "
-                    f"library knows ({SCHEMA_VERSION}); upgrade oauth-vault-mw"
-                )
+        """Create or upgrade the schema (Alembic, to head); idempotent, safe to run at once
+        from several processes. A database newer than this library raises
+        :class:`ConfigurationError`."""
+        with map_errors(), self.engine.connect() as conn:
+            upgrade_schema(conn)
 
     def close(self) -> None:
         if self._fast is not None:
@@ -225,63 +253,19 @@ class SQLStorage:
                 return None
             version, status, expires_at, scope, sealed, updated_at = found
             return StoredCredential(key, version, sealed, status, expires_at, scope, updated_at)
-        with _mapped(), self.engine.connect() as conn:
-            row = conn.execute(
-                self._get, {"cid": key.connection_id, "uid": key.user_id, "acc": key.account}
-            ).first()
-        return _row(row) if row is not None else None
-
-    def _where_key(self, key: CredentialKey) -> Any:
-        c = credentials.c
-        return sa.and_(
-            c.connection_id == key.connection_id, c.user_id == key.user_id,
-            c.account == key.account,
-        )  # fmt: skip
+        return self._run(self._sql.get_credential(key))
 
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
-        values = {
-            "version": expected_version + 1,
-            "status": record.status,
-            "expires_at": record.expires_at,
-            "scope": record.scope,
-            "sealed": record.sealed,
-            "updated_at": record.updated_at,
-        }
-        if expected_version == 0:
-            try:
-                with _mapped(), self.engine.begin() as conn:
-                    conn.execute(sa.insert(credentials).values(
-                        connection_id=record.key.connection_id, user_id=record.key.user_id,
-                        account=record.key.account, **values,
-                    ))  # fmt: skip
-            except exc.IntegrityError:
-                return False
-            return True
-        with _mapped(), self.engine.begin() as conn:
-            result = conn.execute(
-                sa.update(credentials)
-                .where(self._where_key(record.key), credentials.c.version == expected_version)
-                .values(**values)
-            )
-            return result.rowcount == 1
+        return self._run(self._sql.save_credential(record, expected_version))
 
     def delete_credential(self, key: CredentialKey) -> bool:
-        with _mapped(), self.engine.begin() as conn:
-            return conn.execute(sa.delete(credentials).where(self._where_key(key))).rowcount > 0
+        return self._run(self._sql.delete_credential(key))
 
     def list_credentials(self, user_id: str) -> list[StoredCredential]:
-        c = credentials.c
-        query = (
-            sa.select(credentials).where(c.user_id == user_id).order_by(c.connection_id, c.account)
-        )
-        with _mapped(), self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+        return self._run(self._sql.list_credentials(user_id))
 
     def all_credentials(self) -> list[StoredCredential]:
-        c = credentials.c
-        query = sa.select(credentials).order_by(c.connection_id, c.user_id, c.account)
-        with _mapped(), self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+        return self._run(self._sql.all_credentials())
 
     def scan_credentials(
         self,
@@ -290,113 +274,48 @@ class SQLStorage:
         limit: int,
         expiring_before: float | None = None,
     ) -> list[StoredCredential]:
-        c = credentials.c
-        query = sa.select(credentials)
-        if after is not None:
-            query = query.where(
-                sa.tuple_(c.connection_id, c.user_id, c.account) > sa.tuple_(*after.parts())
-            )
-        if expiring_before is not None:
-            query = query.where(
-                c.status == ACTIVE, c.expires_at.is_not(None), c.expires_at < expiring_before
-            )
-        query = query.order_by(c.connection_id, c.user_id, c.account).limit(limit)
-        with _mapped(), self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+        return self._run(self._sql.scan_credentials(after, limit, expiring_before))
 
     def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
-        c = credentials.c
-        free = sa.or_(c.lease_until.is_(None), c.lease_until <= now, c.lease_owner == owner)
-        with _mapped(), self.engine.begin() as conn:
-            result = conn.execute(
-                sa.update(credentials)
-                .where(self._where_key(key), free)
-                .values(lease_owner=owner, lease_until=now + ttl)
-            )
-            return result.rowcount == 1
+        return self._run(self._sql.acquire_lease(key, owner, ttl, now))
 
     def release_lease(self, key: CredentialKey, owner: str) -> None:
-        c = credentials.c
-        with _mapped(), self.engine.begin() as conn:
-            conn.execute(
-                sa.update(credentials)
-                .where(self._where_key(key), c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-            )
+        self._run(self._sql.release_lease(key, owner))
 
     # -- identities -----------------------------------------------------------------------
 
     def get_identity(self, connection_id: str, subject: str) -> str | None:
-        i = identities.c
-        query = sa.select(i.user_id).where(i.connection_id == connection_id, i.subject == subject)
-        with _mapped(), self.engine.connect() as conn:
-            value = conn.execute(query).scalar()
-        return str(value) if value is not None else None
+        return self._run(self._sql.get_identity(connection_id, subject))
 
     def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
-        try:
-            with _mapped(), self.engine.begin() as conn:
-                conn.execute(
-                    sa.insert(identities).values(
-                        connection_id=connection_id, subject=subject, user_id=user_id
-                    )
-                )
-        except exc.IntegrityError:
+        while True:
+            if self._run(self._sql.insert_identity(connection_id, subject, user_id)):
+                return user_id
             found = self.get_identity(connection_id, subject)
-            if found is None:  # deleted in between: try once more
-                return self.link_identity(connection_id, subject, user_id)
-            return found
-        return user_id
+            if found is not None:  # else unlinked in between: try again
+                return found
 
     def unlink_identities(self, connection_id: str, user_id: str) -> None:
-        i = identities.c
-        with _mapped(), self.engine.begin() as conn:
-            conn.execute(
-                sa.delete(identities).where(i.connection_id == connection_id, i.user_id == user_id)
-            )
+        self._run(self._sql.unlink_identities(connection_id, user_id))
 
     # -- login states and sessions --------------------------------------------------------
 
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
-        with _mapped(), self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(login_states).values(
-                    state_hash=state_hash, data=data, expires_at=expires_at
-                )
-            )
+        self._run(self._sql.put_login_state(state_hash, data, expires_at))
 
     def take_login_state(self, state_hash: str, now: float) -> bytes | None:
-        s = login_states.c
-        with _mapped(), self.engine.begin() as conn:
-            row = conn.execute(
-                sa.delete(login_states)
-                .where(s.state_hash == state_hash)
-                .returning(s.data, s.expires_at)
-            ).first()
-            conn.execute(sa.delete(login_states).where(s.expires_at <= now))
-        if row is None or row.expires_at <= now:
-            return None
-        return bytes(row.data)
+        return self._run(self._sql.take_login_state(state_hash, now))
 
     def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None:
-        with _mapped(), self.engine.begin() as conn:
-            conn.execute(
-                sa.insert(sessions).values(
-                    session_hash=session_hash, user_id=user_id, expires_at=expires_at
-                )
-            )
+        self._run(self._sql.create_session(session_hash, user_id, expires_at))
 
     def get_session(self, session_hash: str, now: float) -> str | None:
-        if self._fast is not None:
-            found = self._fast.one(self._fast.SESSION, (session_hash,))
-        else:
-            with _mapped(), self.engine.connect() as conn:
-                row = conn.execute(self._get_session, {"sh": session_hash}).first()
-            found = None if row is None else (row.user_id, row.expires_at)
+        if self._fast is None:
+            return self._run(self._sql.get_session(session_hash, now))
+        found = self._fast.one(self._fast.SESSION, (session_hash,))
         if found is None or found[1] <= now:
             return None
         return str(found[0])
 
     def delete_session(self, session_hash: str) -> None:
-        with _mapped(), self.engine.begin() as conn:
-            conn.execute(sa.delete(sessions).where(sessions.c.session_hash == session_hash))
+        self._run(self._sql.delete_session(session_hash))

@@ -1,0 +1,312 @@
+"""The SQL schema and the statement of every storage step, shared by the sync
+:class:`~oauth_vault_mw.storage.sql.SQLStorage` and the async
+:class:`~oauth_vault_mw.storage.sql_async.AsyncSQLStorage`: each builds :class:`Op` values here
+and only runs them (``conn.execute`` or ``await conn.execute``), so the SQL exists once.
+
+The tables here are what the code queries; the migrations (``migrations/versions``) write the
+same schema out frozen, and a test compares the two. Import :data:`metadata` from
+:mod:`oauth_vault_mw.storage.sql`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .._exceptions import ConfigurationError, StorageUnavailable
+from ..core.model import ACTIVE, CredentialKey, StoredCredential
+
+__all__ = ["Op", "SQLStatements", "map_errors", "metadata"]
+
+T = TypeVar("T")
+
+metadata = sa.MetaData()
+
+credentials = sa.Table(
+    "oauth_vault_credentials",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=True),
+    sa.Column("scope", sa.Text, nullable=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Index("ix_oauth_vault_credentials_user", "user_id"),
+    sa.Index("ix_oauth_vault_credentials_expires", "status", "expires_at"),
+)
+
+identities = sa.Table(
+    "oauth_vault_identities",
+    metadata,
+    sa.Column("connection_id", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(255), primary_key=True),
+    sa.Column("user_id", sa.String(128), nullable=False, index=True),
+)
+
+login_states = sa.Table(
+    "oauth_vault_login_states",
+    metadata,
+    sa.Column("state_hash", sa.String(64), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),
+)
+
+sessions = sa.Table(
+    "oauth_vault_sessions",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(128), nullable=False, index=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+meta = sa.Table(  # the library's own settings, if it ever needs any; the version is Alembic's
+    "oauth_vault_meta",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.String(255), nullable=False),
+)
+
+
+@contextlib.contextmanager
+def map_errors() -> Iterator[None]:
+    """Driver, pool and connection errors become :class:`StorageUnavailable` (no URL in it)."""
+    try:
+        yield
+    except (exc.DBAPIError, exc.TimeoutError, exc.DisconnectionError) as err:
+        cause = err.orig if isinstance(err, exc.DBAPIError) and err.orig is not None else err
+        raise StorageUnavailable(f"storage error: {type(cause).__name__}") from None
+
+
+def _row(row: Any) -> StoredCredential:
+    return StoredCredential(
+        key=CredentialKey(row.connection_id, row.user_id, row.account),
+        version=row.version,
+        sealed=row.sealed,
+        status=row.status,
+        expires_at=row.expires_at,
+        scope=row.scope,
+        updated_at=row.updated_at,
+    )
+
+
+# -- statements: one definition for the sync and the async storage ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Op(Generic[T]):
+    """One storage step as data: run ``statement`` with ``params`` (in a transaction when
+    ``write``), then read the buffered result with ``result``."""
+
+    statement: sa.Executable
+    params: dict[str, Any] | None
+    write: bool
+    result: Callable[[sa.CursorResult[Any]], T]
+
+
+def _first_credential(result: sa.CursorResult[Any]) -> StoredCredential | None:
+    row = result.first()
+    return _row(row) if row is not None else None
+
+
+def _credentials(result: sa.CursorResult[Any]) -> list[StoredCredential]:
+    return [_row(r) for r in result]
+
+
+def _one_row(result: sa.CursorResult[Any]) -> bool:
+    return result.rowcount == 1
+
+
+def _some_rows(result: sa.CursorResult[Any]) -> bool:
+    return result.rowcount > 0
+
+
+def _nothing(_result: sa.CursorResult[Any]) -> None:
+    return None
+
+
+def _text_or_none(result: sa.CursorResult[Any]) -> str | None:
+    value = result.scalar()
+    return str(value) if value is not None else None
+
+
+def _key(key: CredentialKey) -> dict[str, Any]:
+    return {"cid": key.connection_id, "uid": key.user_id, "acc": key.account}
+
+
+class SQLStatements:
+    """The statements of every storage step for one dialect (``sqlite`` or ``postgresql``).
+
+    All are single statements, so each is atomic on its own: compare-and-set and leases are
+    conditional ``UPDATE``\\ s (PostgreSQL re-checks the condition on the row it locked), inserts
+    are ``INSERT ... ON CONFLICT DO NOTHING`` (no failed statement, no aborted transaction), and a
+    login state is taken with ``DELETE ... RETURNING``.
+    """
+
+    def __init__(self, dialect: str) -> None:
+        if dialect == "postgresql":
+            insert: Callable[[sa.Table], Any] = postgresql.insert
+        elif dialect == "sqlite":
+            insert = sqlite.insert
+        else:
+            raise ConfigurationError(
+                f"OAUTH_VAULT_STORAGE_URL: unsupported database {dialect!r} (sqlite, postgresql)"
+            )
+        c, i, s, ls = credentials.c, identities.c, sessions.c, login_states.c
+        bp = sa.bindparam
+        key = sa.and_(c.connection_id == bp("cid"), c.user_id == bp("uid"), c.account == bp("acc"))
+        self._get = sa.select(credentials).where(key)
+        # rowcount of an INSERT is kept only on request
+        counted = {"preserve_rowcount": True}
+        self._insert = insert(credentials).on_conflict_do_nothing().execution_options(**counted)
+        self._update = (
+            sa.update(credentials)
+            .where(key, c.version == bp("expected"))
+            .values(version=bp("new_version"), status=bp("new_status"),
+                    expires_at=bp("new_expires_at"), scope=bp("new_scope"),
+                    sealed=bp("new_sealed"), updated_at=bp("new_updated_at"))
+        )  # fmt: skip
+        self._delete = sa.delete(credentials).where(key)
+        self._list = (
+            sa.select(credentials)
+            .where(c.user_id == bp("uid"))
+            .order_by(c.connection_id, c.account)
+        )
+        self._all = sa.select(credentials).order_by(c.connection_id, c.user_id, c.account)
+        free = sa.or_(
+            c.lease_until.is_(None), c.lease_until <= bp("now"), c.lease_owner == bp("owner")
+        )
+        self._acquire = (
+            sa.update(credentials)
+            .where(key, free)
+            .values(lease_owner=bp("owner"), lease_until=bp("until"))
+        )
+        self._release = (
+            sa.update(credentials)
+            .where(key, c.lease_owner == bp("owner"))
+            .values(lease_owner=None, lease_until=None)
+        )
+        self._get_identity = sa.select(i.user_id).where(
+            i.connection_id == bp("cid"), i.subject == bp("sub")
+        )
+        self._link = insert(identities).on_conflict_do_nothing().execution_options(**counted)
+        self._unlink = sa.delete(identities).where(
+            i.connection_id == bp("cid"), i.user_id == bp("uid")
+        )
+        self._put_state = sa.insert(login_states)
+        self._take_state = (
+            sa.delete(login_states)
+            .where(sa.or_(ls.state_hash == bp("sh"), ls.expires_at <= bp("now")))
+            .returning(ls.state_hash, ls.data, ls.expires_at)
+        )
+        self._create_session = sa.insert(sessions)
+        self._get_session = sa.select(s.user_id, s.expires_at).where(s.session_hash == bp("sh"))
+        self._delete_session = sa.delete(sessions).where(s.session_hash == bp("sh"))
+
+    # credentials
+
+    def get_credential(self, key: CredentialKey) -> Op[StoredCredential | None]:
+        return Op(self._get, _key(key), False, _first_credential)
+
+    def save_credential(self, record: StoredCredential, expected_version: int) -> Op[bool]:
+        if expected_version == 0:
+            values = {
+                "connection_id": record.key.connection_id, "user_id": record.key.user_id,
+                "account": record.key.account, "version": 1, "status": record.status,
+                "expires_at": record.expires_at, "scope": record.scope, "sealed": record.sealed,
+                "updated_at": record.updated_at,
+            }  # fmt: skip
+            return Op(self._insert, values, True, _one_row)
+        params = {
+            **_key(record.key), "expected": expected_version,
+            "new_version": expected_version + 1, "new_status": record.status,
+            "new_expires_at": record.expires_at, "new_scope": record.scope,
+            "new_sealed": record.sealed, "new_updated_at": record.updated_at,
+        }  # fmt: skip
+        return Op(self._update, params, True, _one_row)
+
+    def delete_credential(self, key: CredentialKey) -> Op[bool]:
+        return Op(self._delete, _key(key), True, _some_rows)
+
+    def list_credentials(self, user_id: str) -> Op[list[StoredCredential]]:
+        return Op(self._list, {"uid": user_id}, False, _credentials)
+
+    def all_credentials(self) -> Op[list[StoredCredential]]:
+        return Op(self._all, None, False, _credentials)
+
+    def scan_credentials(
+        self, after: CredentialKey | None, limit: int, expiring_before: float | None
+    ) -> Op[list[StoredCredential]]:
+        c = credentials.c
+        query = sa.select(credentials)
+        if after is not None:  # a row-value comparison: SQLite >= 3.15, PostgreSQL
+            query = query.where(
+                sa.tuple_(c.connection_id, c.user_id, c.account) > sa.tuple_(*after.parts())
+            )
+        if expiring_before is not None:
+            query = query.where(
+                c.status == ACTIVE, c.expires_at.is_not(None), c.expires_at < expiring_before
+            )
+        query = query.order_by(c.connection_id, c.user_id, c.account).limit(limit)
+        return Op(query, None, False, _credentials)
+
+    def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> Op[bool]:
+        params = {**_key(key), "owner": owner, "now": now, "until": now + ttl}
+        return Op(self._acquire, params, True, _one_row)
+
+    def release_lease(self, key: CredentialKey, owner: str) -> Op[None]:
+        return Op(self._release, {**_key(key), "owner": owner}, True, _nothing)
+
+    # identities
+
+    def get_identity(self, connection_id: str, subject: str) -> Op[str | None]:
+        return Op(self._get_identity, {"cid": connection_id, "sub": subject}, False, _text_or_none)
+
+    def insert_identity(self, connection_id: str, subject: str, user_id: str) -> Op[bool]:
+        """True when this call bound the identity (see :meth:`SQLStorage.link_identity`)."""
+        values = {"connection_id": connection_id, "subject": subject, "user_id": user_id}
+        return Op(self._link, values, True, _one_row)
+
+    def unlink_identities(self, connection_id: str, user_id: str) -> Op[None]:
+        return Op(self._unlink, {"cid": connection_id, "uid": user_id}, True, _nothing)
+
+    # login states and sessions
+
+    def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> Op[None]:
+        values = {"state_hash": state_hash, "data": data, "expires_at": expires_at}
+        return Op(self._put_state, values, True, _nothing)
+
+    def take_login_state(self, state_hash: str, now: float) -> Op[bytes | None]:
+        """Deletes the state and, in the same statement, every expired one."""
+
+        def taken(result: sa.CursorResult[Any]) -> bytes | None:
+            for row in result:
+                if row.state_hash == state_hash and row.expires_at > now:
+                    return bytes(row.data)
+            return None
+
+        return Op(self._take_state, {"sh": state_hash, "now": now}, True, taken)
+
+    def create_session(self, session_hash: str, user_id: str, expires_at: float) -> Op[None]:
+        values = {"session_hash": session_hash, "user_id": user_id, "expires_at": expires_at}
+        return Op(self._create_session, values, True, _nothing)
+
+    def get_session(self, session_hash: str, now: float) -> Op[str | None]:
+        def live(result: sa.CursorResult[Any]) -> str | None:
+            row = result.first()
+            return str(row.user_id) if row is not None and row.expires_at > now else None
+
+        return Op(self._get_session, {"sh": session_hash}, False, live)
+
+    def delete_session(self, session_hash: str) -> Op[None]:
+        return Op(self._delete_session, {"sh": session_hash}, True, _nothing)

@@ -1,0 +1,177 @@
+"""Native async PostgreSQL storage: SQLAlchemy's asyncio engine over psycopg 3.
+
+The statements are :class:`~oauth_vault_mw.storage._sql_statements.SQLStatements`, shared
+with the sync :class:`~oauth_vault_mw.storage.sql.SQLStorage`; this module only awaits them.
+SQLite has no async path of its own: :func:`~oauth_vault_mw.storage.async_storage_from_url`
+wraps the sync storage (reads inline, writes in a thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TypeVar
+
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .._exceptions import ConfigurationError
+from ..core.model import CredentialKey, StoredCredential
+from ._sql_statements import Op, SQLStatements, map_errors
+from .sql import driver_missing, postgres_engine_options, upgrade_schema
+
+__all__ = ["AsyncSQLStorage"]
+
+T = TypeVar("T")
+
+
+class AsyncSQLStorage:
+    """Async PostgreSQL storage implementing :class:`~oauth_vault_mw.storage.AsyncStorage`.
+
+    ``AsyncSQLStorage("postgresql://user:pw@host/db", pool_size=10, pool_timeout=10)``; the
+    pool never grows past ``pool_size`` connections (per event loop's process), checked with
+    a ping at checkout. Call :meth:`setup` once (the vault does at start-up).
+    """
+
+    shared_across_processes = True
+
+    def __init__(
+        self, url: str, *, pool_size: int | None = None, pool_timeout: float | None = None
+    ) -> None:
+        if not url.lower().startswith("postgresql"):
+            raise ConfigurationError(
+                "OAUTH_VAULT_STORAGE_URL: AsyncSQLStorage is for postgresql:// URLs "
+                "(use async_storage_from_url for the others)"
+            )
+        self.url = url
+        self._url, self._options = postgres_engine_options(url, pool_size, pool_timeout)
+        first = self._new_engine()  # a bad URL or a missing driver fails here, at start-up
+        self._dialect = first.dialect.name
+        self._sql = SQLStatements(self._dialect)
+        self._unclaimed: AsyncEngine | None = first
+        self._engines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
+        self._retired: list[AsyncEngine] = []  # of closed loops, disposed of at the next step
+
+    def __repr__(self) -> str:
+        return f"AsyncSQLStorage(dialect={self._dialect!r})"
+
+    def _new_engine(self) -> AsyncEngine:
+        try:
+            return create_async_engine(self._url, **self._options)
+        except (exc.ArgumentError, exc.InvalidRequestError) as err:  # e.g. a sync-only driver
+            raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
+        except ImportError as err:
+            raise driver_missing(err) from None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The running event loop's engine: pooled connections belong to one loop, so each
+        loop that uses the storage gets its own pool (an app has one; test clients may start
+        several). Engines of loops that have closed are disposed of when a new one is made."""
+        loop = asyncio.get_running_loop()
+        engine = self._engines.get(loop)
+        if engine is None:
+            for old_loop in [old for old in self._engines if old.is_closed()]:
+                self._retired.append(self._engines.pop(old_loop))
+            engine = self._unclaimed or self._new_engine()
+            self._unclaimed = None
+            self._engines[loop] = engine
+        return engine
+
+    async def _dispose(self, engines: list[AsyncEngine]) -> None:
+        for engine in engines:
+            with contextlib.suppress(Exception):
+                await engine.dispose()
+
+    async def _run(self, op: Op[T]) -> T:
+        engine = self.engine
+        if self._retired:
+            retired, self._retired = self._retired, []
+            await self._dispose(retired)
+        with map_errors():
+            conn: AsyncConnection
+            if op.write:
+                async with engine.begin() as conn:
+                    return op.result(await conn.execute(op.statement, op.params))
+            async with engine.connect() as conn:
+                return op.result(await conn.execute(op.statement, op.params))
+
+    async def setup(self) -> None:
+        """Create or upgrade the schema; see :meth:`SQLStorage.setup
+        <oauth_vault_mw.storage.sql.SQLStorage.setup>`."""
+        with map_errors():
+            async with self.engine.connect() as conn:
+                await conn.run_sync(upgrade_schema)
+
+    async def close(self) -> None:
+        """Close every pooled connection (of every loop that used the storage)."""
+        engines = [*self._retired, *self._engines.values()]
+        if self._unclaimed is not None:
+            engines.append(self._unclaimed)
+        self._retired, self._engines, self._unclaimed = [], {}, None
+        await self._dispose(engines)
+
+    # -- credentials ----------------------------------------------------------------------
+
+    async def get_credential(self, key: CredentialKey) -> StoredCredential | None:
+        return await self._run(self._sql.get_credential(key))
+
+    async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
+        return await self._run(self._sql.save_credential(record, expected_version))
+
+    async def delete_credential(self, key: CredentialKey) -> bool:
+        return await self._run(self._sql.delete_credential(key))
+
+    async def list_credentials(self, user_id: str) -> list[StoredCredential]:
+        return await self._run(self._sql.list_credentials(user_id))
+
+    async def all_credentials(self) -> list[StoredCredential]:
+        return await self._run(self._sql.all_credentials())
+
+    async def scan_credentials(
+        self,
+        *,
+        after: CredentialKey | None,
+        limit: int,
+        expiring_before: float | None = None,
+    ) -> list[StoredCredential]:
+        return await self._run(self._sql.scan_credentials(after, limit, expiring_before))
+
+    async def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        return await self._run(self._sql.acquire_lease(key, owner, ttl, now))
+
+    async def release_lease(self, key: CredentialKey, owner: str) -> None:
+        await self._run(self._sql.release_lease(key, owner))
+
+    # -- identities -----------------------------------------------------------------------
+
+    async def get_identity(self, connection_id: str, subject: str) -> str | None:
+        return await self._run(self._sql.get_identity(connection_id, subject))
+
+    async def link_identity(self, connection_id: str, subject: str, user_id: str) -> str:
+        while True:
+            if await self._run(self._sql.insert_identity(connection_id, subject, user_id)):
+                return user_id
+            found = await self.get_identity(connection_id, subject)
+            if found is not None:  # else unlinked in between: try again
+                return found
+
+    async def unlink_identities(self, connection_id: str, user_id: str) -> None:
+        await self._run(self._sql.unlink_identities(connection_id, user_id))
+
+    # -- login states and sessions --------------------------------------------------------
+
+    async def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
+        await self._run(self._sql.put_login_state(state_hash, data, expires_at))
+
+    async def take_login_state(self, state_hash: str, now: float) -> bytes | None:
+        return await self._run(self._sql.take_login_state(state_hash, now))
+
+    async def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None:
+        await self._run(self._sql.create_session(session_hash, user_id, expires_at))
+
+    async def get_session(self, session_hash: str, now: float) -> str | None:
+        return await self._run(self._sql.get_session(session_hash, now))
+
+    async def delete_session(self, session_hash: str) -> None:
+        await self._run(self._sql.delete_session(session_hash))

@@ -1,0 +1,283 @@
+"""PostgreSQL specifics: a server going down and coming back, leases across pools, pool bounds.
+
+The contract itself runs on PostgreSQL from conftest's BACKENDS; these tests need a real server
+(``tests/support/postgres_server.py``), some a private one they can stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from oauth_vault_mw import ConfigurationError, StorageUnavailable
+from oauth_vault_mw.core.model import CredentialKey
+from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url, storage_from_url
+from oauth_vault_mw.storage.sql import SQLStorage
+from oauth_vault_mw.storage.sql_async import AsyncSQLStorage
+from tests.support.postgres_server import PostgresServer
+
+from .test_contract import ALICE, NOW, record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def private_server() -> Iterator[PostgresServer]:
+    """A server of this module's own, so stopping it disturbs no other test."""
+    with PostgresServer.start_new() as server:
+        yield server
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def _assert_unavailable(caught: pytest.ExceptionInfo[StorageUnavailable]) -> None:
+    assert caught.value.status_code == 503
+    assert caught.value.description.startswith("storage error: ")
+    assert "127.0.0.1" not in caught.value.description  # no URL, no driver message
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+
+
+# -- the server goes down and comes back --------------------------------------------------
+
+
+def test_server_down_is_storage_unavailable_then_recovers(private_server: PostgresServer) -> None:
+    store = SQLStorage(private_server.url(), pool_timeout=2)
+    try:
+        store.setup()
+        assert store.save_credential(record(), 0)
+        assert store.get_credential(ALICE) is not None  # a pooled connection now exists
+        private_server.stop()
+        calls = [
+            lambda: store.get_credential(ALICE),
+            lambda: store.save_credential(record(sealed="x"), 1),
+            lambda: store.acquire_lease(ALICE, "a", 10, NOW),
+            lambda: store.get_session("s1", NOW),
+            store.setup,
+        ]
+        for call in calls:
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable) as caught:
+                call()
+            assert time.monotonic() - started < 5
+            _assert_unavailable(caught)
+        private_server.start()  # same port, same data
+        stored = store.get_credential(ALICE)
+        assert stored is not None
+        assert stored.version == 1
+        assert store.save_credential(record(sealed="after"), 1)
+    finally:
+        if not private_server.running:
+            private_server.start()
+        store.close()
+
+
+async def test_async_server_down_is_storage_unavailable_then_recovers(
+    private_server: PostgresServer,
+) -> None:
+    store = AsyncSQLStorage(private_server.url(), pool_timeout=2)
+    try:
+        await store.setup()
+        await store.delete_credential(ALICE)
+        assert await store.save_credential(record(), 0)
+        private_server.stop()
+        for call in (
+            lambda: store.get_credential(ALICE),
+            lambda: store.save_credential(record(sealed="x"), 1),
+            lambda: store.take_login_state("h", NOW),
+            store.setup,
+        ):
+            with pytest.raises(StorageUnavailable) as caught:
+                await asyncio.wait_for(call(), 5)
+            _assert_unavailable(caught)
+        private_server.start()
+        stored = await store.get_credential(ALICE)
+        assert stored is not None
+        assert stored.version == 1
+    finally:
+        if not private_server.running:
+            private_server.start()
+        await store.close()
+
+
+def test_unreachable_server_at_startup(private_server: PostgresServer) -> None:
+    """Nothing listens on the port: setup fails fast with StorageUnavailable, no trace."""
+    url = private_server.url().replace(f":{private_server.port}/", ":9/")
+    store = SQLStorage(url)
+    try:
+        with pytest.raises(StorageUnavailable) as caught:
+            store.setup()
+        _assert_unavailable(caught)
+    finally:
+        store.close()
+
+
+# -- leases and compare-and-set across pools (as across processes) --------------------------
+
+
+def _race_for_lease(stores: list[SQLStorage], key: CredentialKey) -> list[int]:
+    """Every store tries to take the lease at once; returns the winners."""
+    barrier = threading.Barrier(len(stores))
+    wins: list[int] = []
+
+    def race(n: int) -> None:
+        barrier.wait()
+        if stores[n].acquire_lease(key, f"owner-{n}", 10, NOW):
+            wins.append(n)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return wins
+
+
+def test_concurrent_lease_across_pools_has_one_winner(postgres_store_url: str) -> None:
+    """8 threads, each with its own pool (as 8 processes would): one winner per credential."""
+    stores = [SQLStorage(postgres_store_url, pool_size=1) for _ in range(8)]
+    try:
+        stores[0].setup()
+        keys = [CredentialKey("demo", f"user-{n}") for n in range(10)]
+        for key in keys:
+            assert stores[0].save_credential(record(key), 0)
+        for key in keys:
+            wins = _race_for_lease(stores, key)
+            assert len(wins) == 1, key
+            assert not stores[0].acquire_lease(key, "late", 10, NOW + 1)
+            stores[wins[0]].release_lease(key, f"owner-{wins[0]}")
+            assert stores[0].acquire_lease(key, "next", 10, NOW + 1)
+    finally:
+        for store in stores:
+            store.close()
+
+
+# -- the pool -------------------------------------------------------------------------------
+
+
+def test_pool_never_exceeds_pool_size(
+    fresh_postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    store = SQLStorage(fresh_postgres_url, pool_size=3)
+    database = _database(fresh_postgres_url)
+    try:
+        store.setup()
+        assert store.save_credential(record(sealed="0"), 0)
+        seen: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                seen.append(postgres_server.connections(database))
+                time.sleep(0.005)
+
+        def work(_n: int) -> None:
+            for _ in range(40):
+                current = store.get_credential(ALICE)
+                assert current is not None
+                store.save_credential(record(sealed=current.sealed), current.version)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        with ThreadPoolExecutor(12) as pool:
+            list(pool.map(work, range(12)))
+        stop.set()
+        watcher.join()
+        assert max(seen) <= 3
+        assert max(seen) >= 2  # the threads did share the pool
+    finally:
+        store.close()
+    assert postgres_server.connections(database) == 0  # close() gives them all back
+
+
+def test_exhausted_pool_is_storage_unavailable_after_the_timeout(postgres_store_url: str) -> None:
+    store = SQLStorage(postgres_store_url, pool_size=1, pool_timeout=0.3)
+    try:
+        store.setup()
+        with store.engine.connect():  # the only connection is busy
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable) as caught:
+                store.get_credential(ALICE)
+            assert 0.25 < time.monotonic() - started < 3
+            assert caught.value.description == "storage error: TimeoutError"
+        assert store.get_credential(ALICE) is None  # free again
+    finally:
+        store.close()
+
+
+async def test_async_pool_never_exceeds_pool_size(
+    fresh_postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    store = AsyncSQLStorage(fresh_postgres_url, pool_size=2)
+    try:
+        await store.setup()
+        await store.save_credential(record(), 0)
+        found = await asyncio.gather(*(store.get_credential(ALICE) for _ in range(50)))
+        assert all(r is not None for r in found)
+        assert postgres_server.connections(_database(fresh_postgres_url)) <= 2
+        assert store.engine.sync_engine.pool.size() == 2  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+def test_pool_settings_from_the_url(postgres_url: str) -> None:
+    store = SQLStorage(f"{postgres_url}?pool_size=4&pool_timeout=2.5")
+    try:
+        pool = store.engine.pool
+        assert pool.size() == 4  # type: ignore[attr-defined]
+        assert pool.timeout() == 2.5  # type: ignore[attr-defined]
+        assert store.engine.url.query == {}  # not passed on to the driver
+        store.setup()
+    finally:
+        store.close()
+    explicit = SQLStorage(f"{postgres_url}?pool_size=4", pool_size=7)
+    assert explicit.engine.pool.size() == 7  # type: ignore[attr-defined]
+    explicit.close()
+    for bad in ("pool_size=0", "pool_size=lots", "pool_timeout=-1"):
+        with pytest.raises(ConfigurationError) as info:
+            SQLStorage(f"{postgres_url}?{bad}")
+        assert str(info.value).startswith("OAUTH_VAULT_STORAGE_URL: pool_")
+
+
+# -- selection --------------------------------------------------------------------------------
+
+
+async def test_urls_pick_the_postgres_backends(postgres_url: str) -> None:
+    sync = storage_from_url(postgres_url)
+    assert isinstance(sync, SQLStorage)
+    assert sync.engine.dialect.driver == "psycopg"
+    sync.close()
+    store = async_storage_from_url(postgres_url.replace("vault@", "vault:hunter2@"))
+    assert isinstance(store, AsyncSQLStorage)
+    assert isinstance(store, AsyncStorage)
+    assert store.shared_across_processes is True
+    assert repr(store) == "AsyncSQLStorage(dialect='postgresql')"
+    await store.close()
+    with pytest.raises(ConfigurationError):
+        AsyncSQLStorage("sqlite:///x.db")
+
+
+def test_async_storage_serves_several_event_loops(
+    fresh_postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    """Test clients may run each request on a new loop: each loop gets its own pool, and the
+    pools of loops that have closed are closed, not leaked."""
+    store = AsyncSQLStorage(fresh_postgres_url, pool_size=3)
+
+    async def use() -> int:
+        await store.setup()
+        await asyncio.gather(*(store.get_credential(ALICE) for _ in range(10)))
+        assert await store.save_credential(record(), 0) in (True, False)
+        return postgres_server.connections(_database(fresh_postgres_url))
+
+    for _ in range(4):
+        assert asyncio.run(use()) <= 3
+    asyncio.run(store.close())
+    assert postgres_server.connections(_database(fresh_postgres_url)) == 0

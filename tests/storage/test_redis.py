@@ -1,0 +1,381 @@
+"""What the contract tests cannot see of the Redis backend: its keys, its failure modes, its
+expiries, and that the async twin runs on ``redis.asyncio`` with no worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from oauth_vault_mw._exceptions import ConfigurationError, StorageUnavailable
+from oauth_vault_mw.core.crypto import Sealer
+from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, CredentialKey, TokenSet
+from oauth_vault_mw.storage import (
+    AsyncStorageAdapter,
+    async_storage_from_url,
+    storage_from_url,
+)
+from oauth_vault_mw.storage.redis import AsyncRedisStorage, RedisStorage
+from tests.support.redis_server import RedisServer
+
+from .test_contract import ALICE, NOW, record
+
+pytestmark = pytest.mark.integration
+
+ODD = CredentialKey("demo}", "we{ir}d", "%7D}{")  # ids are validated upstream; be safe anyway
+
+
+@pytest.fixture
+def store(redis_store_url: str) -> Iterator[RedisStorage]:
+    storage = RedisStorage(redis_store_url)
+    storage.setup()
+    yield storage
+    storage.close()
+
+
+@pytest.fixture
+async def astore(redis_store_url: str) -> AsyncIterator[AsyncRedisStorage]:
+    storage = AsyncRedisStorage(redis_store_url)
+    await storage.setup()
+    yield storage
+    await storage.close()
+
+
+@pytest.fixture
+def raw(redis_store_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_store_url)
+    yield client
+    client.close()
+
+
+def _keys(raw: redis.Redis) -> list[bytes]:
+    return sorted(bytes(k) for k in raw.scan_iter())
+
+
+def _slot_tag(key: bytes) -> bytes:
+    start = key.index(b"{")
+    return key[start + 1 : key.index(b"}", start + 1)]
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def test_record_and_lease_share_one_hash_tag(store: RedisStorage, raw: redis.Redis) -> None:
+    others = [CredentialKey("demo", f"user-{i}") for i in range(8)]
+    for key in [ALICE, ODD, *others]:
+        assert store.save_credential(record(key), 0)
+        assert store.acquire_lease(key, "me", 10, NOW)
+        cred, lease = store._ops.record(key), store._ops.lease(key)
+        assert raw.exists(cred, lease) == 2
+        assert key_slot(cred) == key_slot(lease)
+        assert _slot_tag(cred) == _slot_tag(lease) == cred[cred.index(b"{") + 1 : -1]
+    # the tag is the whole credential key, not a constant: credentials spread over slots
+    assert len({key_slot(store._ops.record(k)) for k in others}) > 4
+    assert raw.hgetall(store._ops.record(ALICE))[b"sealed"] == b"v1.kid.sealed-1"
+    assert _keys(raw) == sorted(
+        [b"oauth_vault:schema_version", b"oauth_vault:credentials", b"oauth_vault:expiring"]
+        + [b"oauth_vault:user:{" + _slot_tag(store._ops.user(k.user_id)) + b"}"
+           for k in [ALICE, ODD, *others]]
+        + [store._ops.record(k) for k in [ALICE, ODD, *others]]
+        + [store._ops.lease(k) for k in [ALICE, ODD, *others]]
+    )  # fmt: skip
+
+
+def test_odd_ids_round_trip(store: RedisStorage) -> None:
+    twin = CredentialKey("demo}", "we{ir}d", "%7D%7D")
+    for key in (ODD, twin, CredentialKey("a\x00b", "\x01"), CredentialKey("a", "\x00b")):
+        assert store.save_credential(record(key), 0)
+        found = store.get_credential(key)
+        assert found is not None
+        assert found.key == key
+    assert [r.key for r in store.list_credentials("we{ir}d")] == sorted([ODD, twin])
+    scanned = store.scan_credentials(after=None, limit=10)
+    assert [r.key for r in scanned] == sorted(r.key for r in scanned)
+    assert len(scanned) == 4
+
+
+def test_prefixes_keep_stores_apart(redis_store_url: str, raw: redis.Redis) -> None:
+    one = RedisStorage(redis_store_url, prefix="app1")
+    two = storage_from_url(redis_store_url + "?prefix=app2")
+    try:
+        assert one.save_credential(record(), 0)
+        assert two.get_credential(ALICE) is None
+        assert two.scan_credentials(after=None, limit=10) == []
+        assert two.save_credential(record(sealed="other"), 0)
+        assert {k.split(b":")[0] for k in _keys(raw)} == {b"app1", b"app2"}
+    finally:
+        one.close()
+        two.close()
+    with pytest.raises(ConfigurationError, match="prefix"):
+        RedisStorage(redis_store_url, prefix="a{b}")
+
+
+def test_setup_refuses_a_newer_schema(store: RedisStorage, raw: redis.Redis) -> None:
+    raw.set("oauth_vault:schema_version", 99)
+    with pytest.raises(ConfigurationError, match="newer"):
+        store.setup()
+
+
+# -- indexes ----------------------------------------------------------------------------------
+
+
+def test_indexes_follow_writes(store: RedisStorage, raw: redis.Redis) -> None:
+    ops, member = store._ops, b"demo\x00alice\x00default"
+    assert store.save_credential(record(expires_at=NOW + 60), 0)
+    assert raw.zscore(ops.expiring, member) == NOW + 60
+    assert store.save_credential(record(expires_at=NOW + 600), 1)
+    assert raw.zscore(ops.expiring, member) == NOW + 600
+    assert store.save_credential(record(status=REAUTHENTICATION_REQUIRED), 2)
+    assert raw.zscore(ops.expiring, member) is None
+    assert store.save_credential(record(expires_at=None), 3)
+    assert raw.zscore(ops.expiring, member) is None
+    assert raw.smembers(ops.user("alice")) == {member}
+    assert not store.save_credential(record(expires_at=NOW), 1)  # lost: indexes untouched
+    assert raw.zscore(ops.expiring, member) is None
+    assert store.delete_credential(ALICE)
+    assert raw.zcard(ops.all) == raw.zcard(ops.expiring) == raw.scard(ops.user("alice")) == 0
+
+
+def test_stale_index_entries_are_skipped(store: RedisStorage, raw: redis.Redis) -> None:
+    keys = [CredentialKey("demo", "alice", f"acc{i}") for i in range(5)]
+    for key in keys:
+        assert store.save_credential(record(key, expires_at=NOW + 60), 0)
+    raw.delete(store._ops.record(keys[1]), store._ops.record(keys[2]))  # a crash mid-delete
+    alive = [keys[0], keys[3], keys[4]]
+    assert [r.key for r in store.list_credentials("alice")] == alive
+    assert [r.key for r in store.scan_credentials(after=None, limit=2)] == alive[:2]
+    assert [r.key for r in store.scan_credentials(after=keys[0], limit=2)] == alive[1:]
+    soon = store.scan_credentials(after=None, limit=2, expiring_before=NOW + 61)
+    assert [r.key for r in soon] == alive[:2]
+    assert not store.delete_credential(keys[1])  # a delete cleans the stale entries
+    assert raw.zrangebylex(store._ops.all, "-", "+") == [
+        f"demo\x00alice\x00acc{i}".encode() for i in (0, 2, 3, 4)
+    ]
+
+
+def test_expiring_scan_pages_in_key_order(store: RedisStorage) -> None:
+    keys = [CredentialKey("demo", f"u{i:02}") for i in range(12)]
+    for i, key in enumerate(keys):
+        expires = NOW + (60 if i % 3 else 6000)  # every third one expires later
+        assert store.save_credential(record(key, expires_at=expires - i), 0)
+    seen: list[CredentialKey] = []
+    after: CredentialKey | None = None
+    while page := store.scan_credentials(after=after, limit=3, expiring_before=NOW + 600):
+        seen += [r.key for r in page]
+        after = page[-1].key
+    assert seen == [k for i, k in enumerate(keys) if i % 3]
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+def test_only_sealed_tokens_reach_redis(store: RedisStorage, raw: redis.Redis) -> None:
+    sealer = Sealer([b"k" * 32])
+    tokens = TokenSet("ACCESS-plaintext", "REFRESH-plaintext", expires_at=NOW + 60)
+    envelope = sealer.seal(tokens.to_bytes(), ALICE.aad())
+    assert store.save_credential(record(sealed=envelope), 0)
+    dump = b""
+    for name in _keys(raw):
+        kind = raw.type(name)
+        if kind == b"hash":
+            fields: dict[bytes, bytes] = raw.hgetall(name)  # type: ignore[assignment]
+            dump += b"".join(k + v for k, v in fields.items())
+        elif kind == b"string":
+            value: bytes = raw.get(name)  # type: ignore[assignment]
+            dump += value
+    assert envelope.encode() in dump
+    assert b"plaintext" not in dump
+    found = store.get_credential(ALICE)
+    assert found is not None
+    assert TokenSet.from_bytes(sealer.unseal(found.sealed, ALICE.aad())) == tokens
+
+
+def test_states_and_sessions_expire_in_redis_too(store: RedisStorage, raw: redis.Redis) -> None:
+    store.put_login_state("h1", b"data", time.time() + 600)
+    store.create_session("s1", "alice", time.time() + 3600)
+    assert 600_000 < raw.pttl("oauth_vault:state:h1") <= 660_000
+    assert 3_600_000 < raw.pttl("oauth_vault:session:s1") <= 3_660_000
+    assert store.take_login_state("h1", time.time()) == b"data"
+    assert not raw.exists("oauth_vault:state:h1")
+
+
+# -- leases -----------------------------------------------------------------------------------
+
+
+def test_lease_expires_in_redis_time(store: RedisStorage, raw: redis.Redis) -> None:
+    """A holder that dies frees the lease after ``ttl`` even if every caller's clock lags."""
+    assert store.save_credential(record(), 0)
+    assert store.acquire_lease(ALICE, "dead", 0.2, NOW)
+    assert 0 < raw.pttl(store._ops.lease(ALICE)) <= 200
+    assert not store.acquire_lease(ALICE, "b", 0.2, NOW)  # same `now`: still held
+    time.sleep(0.3)
+    assert store.acquire_lease(ALICE, "b", 10, NOW)
+    assert raw.get(store._ops.lease(ALICE)) == b"1700000010.0 b"
+
+
+def test_delete_drops_the_lease(store: RedisStorage, raw: redis.Redis) -> None:
+    assert store.save_credential(record(), 0)
+    assert store.acquire_lease(ALICE, "a", 10, NOW)
+    assert store.delete_credential(ALICE)
+    assert not raw.exists(store._ops.lease(ALICE))
+    assert store.save_credential(record(), 0)
+    assert store.acquire_lease(ALICE, "b", 10, NOW)
+
+
+async def test_async_lease_race_has_one_winner(astore: AsyncRedisStorage) -> None:
+    assert await astore.save_credential(record(), 0)
+    wins = await asyncio.gather(*(astore.acquire_lease(ALICE, f"o{i}", 10, NOW) for i in range(8)))
+    assert wins.count(True) == 1
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A server of this test's own, to stop, freeze and restart."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_server_down_is_storage_unavailable(private_server: RedisServer) -> None:
+    store = RedisStorage(private_server.url)
+    try:
+        store.setup()
+        assert store.save_credential(record(), 0)
+        private_server.stop()
+        for call in (
+            lambda: store.get_credential(ALICE),
+            lambda: store.save_credential(record(), 1),
+        ):
+            started = time.monotonic()
+            with pytest.raises(StorageUnavailable) as caught:
+                call()
+            assert time.monotonic() - started < 1
+            assert str(caught.value) == "storage error: ConnectionError"
+            assert caught.value.__cause__ is None
+            assert caught.value.__suppress_context__
+        private_server.start()  # same port, empty
+        assert store.get_credential(ALICE) is None
+        assert store.save_credential(record(), 0)
+        assert store.get_credential(ALICE) is not None
+    finally:
+        store.close()
+
+
+async def test_async_server_down_is_storage_unavailable(private_server: RedisServer) -> None:
+    store = AsyncRedisStorage(private_server.url)
+    try:
+        await store.setup()
+        assert await store.save_credential(record(), 0)
+        private_server.stop()
+        with pytest.raises(StorageUnavailable, match=r"^storage error: ConnectionError$"):
+            await store.get_credential(ALICE)
+        private_server.start()
+        assert await store.get_credential(ALICE) is None
+        assert await store.save_credential(record(), 0)
+    finally:
+        await store.close()
+
+
+def test_hung_server_times_out(private_server: RedisServer) -> None:
+    store = RedisStorage(private_server.url + "?socket_timeout=0.3")
+    try:
+        store.setup()
+        private_server.pause()
+        started = time.monotonic()
+        with pytest.raises(StorageUnavailable, match=r"^storage error: TimeoutError$"):
+            store.get_credential(ALICE)
+        assert time.monotonic() - started < 1.5
+        private_server.resume()
+        assert store.get_credential(ALICE) is None
+    finally:
+        private_server.resume()
+        store.close()
+
+
+def test_no_secret_in_repr_or_errors() -> None:
+    store = RedisStorage("redis://vault:s3cret@127.0.0.1:1/3", prefix="p")
+    assert repr(store) == "RedisStorage(host='127.0.0.1', port=1, db=3, prefix='p')"
+    with pytest.raises(StorageUnavailable) as caught:
+        store.get_credential(ALICE)
+    assert "s3cret" not in str(caught.value)
+    store.close()
+    with pytest.raises(ConfigurationError) as bad:
+        RedisStorage("redis://vault:s3cret@127.0.0.1:1/0?socket_timeout=soon")
+    assert "s3cret" not in str(bad.value)
+    with pytest.raises(ConfigurationError, match="unsupported Redis URL option 'colour'"):
+        AsyncRedisStorage("redis://vault:s3cret@127.0.0.1:1/0?colour=blue")  # at start-up
+
+
+def test_missing_redis_py_gives_an_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.delitem(sys.modules, "oauth_vault_mw.storage.redis")
+    with pytest.raises(ImportError, match=r"pip install 'oauth-vault-mw\[redis\]'"):
+        importlib.import_module("oauth_vault_mw.storage.redis")
+
+
+# -- async ------------------------------------------------------------------------------------
+
+
+def test_urls_pick_the_redis_backends(redis_url: str) -> None:
+    sync = storage_from_url(redis_url)
+    tls = storage_from_url("rediss://127.0.0.1:6380/0")
+    native = async_storage_from_url(redis_url)
+    assert isinstance(sync, RedisStorage)
+    assert isinstance(tls, RedisStorage)
+    assert isinstance(native, AsyncRedisStorage)
+    assert not isinstance(native, AsyncStorageAdapter)
+    sync.close()
+    tls.close()
+    asyncio.run(native.close())
+
+
+async def test_async_backend_uses_no_thread(
+    redis_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_threads(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the async Redis backend must not use a worker thread")
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(asyncio, "to_thread", no_threads)
+    monkeypatch.setattr(loop, "run_in_executor", no_threads)
+    threads = threading.active_count()
+    store = async_storage_from_url(redis_store_url)
+    await store.setup()
+    assert await store.save_credential(record(), 0)
+    assert await store.get_credential(ALICE) is not None
+    assert await store.acquire_lease(ALICE, "a", 10, NOW)
+    assert [r.key for r in await store.list_credentials("alice")] == [ALICE]
+    assert len(await store.scan_credentials(after=None, limit=5, expiring_before=NOW + 7200)) == 1
+    await store.create_session("s1", "alice", NOW + 60)
+    assert await store.get_session("s1", NOW) == "alice"
+    await store.close()
+    assert threading.active_count() == threads
+
+
+def test_async_backend_serves_successive_event_loops(redis_store_url: str) -> None:
+    """A storage built at import time outlives ``asyncio.run`` loops (tests, CLI, workers)."""
+    store = AsyncRedisStorage(redis_store_url)
+
+    async def use(sealed: str, version: int) -> str | None:
+        try:
+            assert await store.save_credential(record(sealed=sealed), version)
+            found = await store.get_credential(ALICE)
+            return None if found is None else found.sealed
+        finally:
+            await store.close()
+
+    assert asyncio.run(use("first", 0)) == "first"
+    assert asyncio.run(use("second", 1)) == "second"
