@@ -131,3 +131,59 @@ async def test_worker_killed_holding_the_lease(
     tokens = open_record(h.vault.sealer, after)  # not corrupted: it opens
     assert tokens.status == "active"
     assert tokens.access_token == fresh.access_token
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "redis"])
+async def test_storage_down_is_503_then_recovers(
+    kind: str, request: pytest.FixtureRequest, provider: DevProvider,
+    unique_user: Callable[[], str],
+) -> None:  # fmt: skip
+    server = request.getfixturevalue("postgres_server" if kind == "postgresql" else "redis_server")
+    url = store_url(request, kind, Path("/nonexistent"))
+    if kind == "redis":  # the throwaway Redis keeps nothing across restarts: freeze it instead
+        url += "?socket_timeout=0.5"
+    down, up = (
+        (server.stop, server.start) if kind == "postgresql" else (server.pause, server.resume)
+    )
+    vault = AsyncVault(settings_for(provider, storage_url=url, provider_timeout=2))
+    app = make_app(vault)
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as client,
+        httpx.AsyncClient() as browser,
+    ):
+        h = Harness(app, vault, client, browser, provider)
+        await h.login(user=unique_user())
+        user_id = (await client.get("/auth/me")).json()["user_id"]
+        key = CredentialKey("demo", user_id)
+        before = await vault.storage.get_credential(key)
+        assert before is not None
+        down()
+        try:
+            for answer in (
+                await client.get("/auth/connections/demo/credentials"),
+                await client.get("/auth/me"),
+                await client.get("/profile/demo"),
+                await client.get("/auth/login/demo"),
+            ):
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"] == "storage_unavailable"
+                assert answer.headers["retry-after"]
+                assert kind not in answer.text.lower() or "storage" in answer.text.lower()
+        finally:
+            up()
+        # Service resumes, and nothing was half-written meanwhile.
+        deadline = time.monotonic() + 15
+        while True:
+            answer = await client.get("/auth/connections/demo/credentials")
+            if answer.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert answer.status_code == 200, answer.text
+        after = await vault.storage.get_credential(key)
+        assert after is not None
+        # Whole writes only: the record opens; at most the one refresh its expiry asked for.
+        assert after.version in (before.version, before.version + 1)
+        tokens = open_record(vault.sealer, after)
+        assert tokens.status == "active"
+        assert tokens.access_token == answer.json()["access_token"]
+    await vault.aclose()
