@@ -1,8 +1,9 @@
-"""Generate the sync vault (``_sync_vault.py``) from the async one (``_vault.py``).
+"""Generate the sync shells from the async ones: ``_vault.py`` -> ``_sync_vault.py`` and
+``_service.py`` -> ``_sync_service.py``.
 
-Hand-written sync/async twins drift; this keeps one source. Edit ``_vault.py``, then run
-``python scripts/unasync.py``; ``--check`` (run by the test suite) fails when the generated
-file is stale. Lines marked ``# unasync: remove`` exist only in the async vault.
+Hand-written sync/async twins drift; this keeps one source. Edit the async file, then run
+``python scripts/unasync.py``; ``--check`` (run by the test suite) fails when a generated
+file is stale. Lines marked ``# unasync: remove`` exist only in the async file.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "oauth_vault_mw"
-SOURCE = PACKAGE / "_vault.py"
-TARGET = PACKAGE / "_sync_vault.py"
+PAIRS = [("_vault.py", "_sync_vault.py"), ("_service.py", "_sync_service.py")]
 
 REPLACEMENTS = [
     ('"""The async vault:', '"""The sync vault:'),
     ("Starlette/FastAPI integration", "Flask integration"),
+    ('"""Service-side access (async):', '"""Service-side access (sync):'),
     ("AsyncVault", "Vault"),
+    ("AsyncServiceAccess", "ServiceAccess"),
+    ("AsyncAuditTrail", "AuditTrail"),
+    ("from ._vault import", "from ._sync_vault import"),
     ("AsyncStorage", "Storage"),
     ("async_storage_from_url", "storage_from_url"),
     ("AsyncProviderClient", "ProviderClient"),
@@ -32,32 +36,35 @@ REPLACEMENTS = [
     ("asyncio.sleep", "time.sleep"),
     ("aclose", "close"),
 ]
-HEADER = "# Generated from _vault.py by scripts/unasync.py: do not edit.\n"
+HEADER = "# Generated from {source} by scripts/unasync.py: do not edit.\n"
 
 
-def generate() -> str:
-    lines = SOURCE.read_text().splitlines(keepends=True)
+def generate(source: str, target: str) -> str:
+    lines = (PACKAGE / source).read_text().splitlines(keepends=True)
     text = "".join(line for line in lines if "# unasync: remove" not in line)
     for old, new in REPLACEMENTS:
         text = text.replace(old, new)
-    text = HEADER + text
+    text = HEADER.format(source=source) + text
     for step in (["check", "--fix", "--quiet", "--exit-zero"], ["format"]):
         text = subprocess.run(  # noqa: S603 - our own file through our own formatter
-            [sys.executable, "-m", "ruff", *step, "--stdin-filename", str(TARGET), "-"],
+            [sys.executable, "-m", "ruff", *step, "--stdin-filename", str(PACKAGE / target), "-"],
             input=text, capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
     return text
 
 
 def main() -> int:
-    text = generate()
-    if "--check" in sys.argv:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET.name} is stale: run python scripts/unasync.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    return 0
+    stale = False
+    for source, target in PAIRS:
+        text = generate(source, target)
+        path = PACKAGE / target
+        if "--check" in sys.argv:
+            if not path.exists() or path.read_text() != text:
+                print(f"{target} is stale: run python scripts/unasync.py", file=sys.stderr)
+                stale = True
+        else:
+            path.write_text(text)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

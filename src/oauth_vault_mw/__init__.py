@@ -20,6 +20,7 @@ from ._exceptions import PermissionDenied as PermissionDenied
 from ._exceptions import ProviderUnavailable as ProviderUnavailable
 from ._exceptions import ReauthenticationRequired as ReauthenticationRequired
 from ._exceptions import StorageUnavailable as StorageUnavailable
+from ._exceptions import TokenExchangeError as TokenExchangeError
 from ._exceptions import UnknownConnection as UnknownConnection
 from ._exceptions import VaultError as VaultError
 from ._sync_vault import Vault as Vault
@@ -55,6 +56,7 @@ __all__ = [
     "ReauthenticationRequired",
     "Settings",
     "StorageUnavailable",
+    "TokenExchangeError",
     "UnknownConnection",
     "Vault",
     "VaultError",

@@ -22,7 +22,10 @@ The tree::
     ├── ReauthenticationRequired    409  reauthentication_required (+ login_url)
     ├── CredentialUnreadable        500  credential_unreadable (seal check failed / key missing)
     ├── ProviderUnavailable         503  provider_unavailable (+ retry_after)
-    └── StorageUnavailable          503  storage_unavailable
+    ├── StorageUnavailable          503  storage_unavailable
+    └── TokenExchangeError          400/401/403  RFC 8693 errors (invalid_request,
+                                    invalid_client, invalid_grant, invalid_target,
+                                    unauthorized_client)
 
 A message never contains a token, a secret or a key.
 """
@@ -46,6 +49,7 @@ __all__ = [
     "ProviderUnavailable",
     "ReauthenticationRequired",
     "StorageUnavailable",
+    "TokenExchangeError",
     "UnknownConnection",
     "VaultError",
 ]
@@ -182,3 +186,13 @@ class StorageUnavailable(VaultError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": "1"}
+
+
+class TokenExchangeError(VaultError):
+    """An RFC 8693 token exchange refused, with the RFC's error code."""
+
+    STATUSES = {"invalid_client": 401, "unauthorized_client": 403}
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description, error=error)
+        self.status_code = self.STATUSES.get(error, 400)

@@ -23,7 +23,7 @@ ENV_PREFIX = "OAUTH_VAULT_"
 SETTING_NAMES = (
     "secret_key", "encryption_keys", "storage_url", "base_url", "prefix", "connections",
     "session_max_age", "state_max_age", "provider_timeout", "refresh_attempts",
-    "failure_backoff", "clock_skew", "lease_ttl",
+    "failure_backoff", "clock_skew", "lease_ttl", "app_token_keys", "app_token_lifetime",
 )  # fmt: skip
 
 

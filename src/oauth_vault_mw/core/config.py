@@ -96,6 +96,8 @@ class Settings:
     refresh_attempts: int = 3
     failure_backoff: float = 10.0
     lease_ttl: float = 15.0
+    app_token_keys: tuple[bytes, ...] = field(repr=False, default=())
+    app_token_lifetime: int = 300
     clock_skew: int = 120
 
     @property
@@ -125,18 +127,15 @@ class Settings:
         return parse_settings(data)
 
 
-def _decode_key(index: int, raw: str) -> bytes:
+def _decode_key(index: int, raw: str, setting: str = "OAUTH_VAULT_ENCRYPTION_KEYS") -> bytes:
     try:
         padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
         key = base64.b64decode(padded, altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigurationError(
-            f"OAUTH_VAULT_ENCRYPTION_KEYS: key {index + 1} is not valid base64"
-        ) from None
+        raise ConfigurationError(f"{setting}: key {index + 1} is not valid base64") from None
     if len(key) != 32:
         raise ConfigurationError(
-            f"OAUTH_VAULT_ENCRYPTION_KEYS: key {index + 1} decodes to {len(key)} bytes, "
-            "expected 32 (AES-256)"
+            f"{setting}: key {index + 1} decodes to {len(key)} bytes, expected 32"
         )
     return key
 
@@ -300,7 +299,8 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
         seen.add(conn.id)
     extra: dict[str, Any] = {}
     for name, minimum in (("session_max_age", 60), ("state_max_age", 30),
-                          ("refresh_attempts", 1), ("clock_skew", 0)):  # fmt: skip
+                          ("refresh_attempts", 1), ("clock_skew", 0),
+                          ("app_token_lifetime", 30)):  # fmt: skip
         if name in data:
             extra[name] = _int(f"OAUTH_VAULT_{name.upper()}", data[name], minimum=minimum)
     for name in ("provider_timeout", "failure_backoff", "lease_ttl"):
@@ -311,6 +311,15 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
                 raise ConfigurationError(f"OAUTH_VAULT_{name.upper()}: must be a number") from None
             if extra[name] <= 0:
                 raise ConfigurationError(f"OAUTH_VAULT_{name.upper()}: must be > 0")
+    raw_app_keys = data.get("app_token_keys")
+    if isinstance(raw_app_keys, str):
+        raw_app_keys = [k for k in raw_app_keys.split(",") if k.strip()]
+    if raw_app_keys:
+        extra["app_token_keys"] = tuple(
+            k if isinstance(k, bytes) and len(k) == 32
+            else _decode_key(i, str(k), setting="OAUTH_VAULT_APP_TOKEN_KEYS")
+            for i, k in enumerate(raw_app_keys)
+        )  # fmt: skip
     timeout = extra.get("provider_timeout", 5.0)
     lease_ttl = extra.get("lease_ttl", max(15.0, 2 * timeout + 5))
     if lease_ttl <= 2 * timeout:

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
+from .._service import AsyncServiceAccess
 from .._vault import AsyncVault
 from ..core.cookies import SESSION_COOKIE
 
-__all__ = ["SCOPE_KEY", "RequestContext", "context_of", "read_cookie"]
+__all__ = ["SCOPE_KEY", "RequestContext", "context_of", "read_cookie", "read_header"]
 
 SCOPE_KEY = "oauth_vault"
 MAX_COOKIE_HEADER = 8192
@@ -35,20 +36,35 @@ def read_cookie(scope: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
+def read_header(scope: Mapping[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
 class RequestContext:
     """The vault and this request's lazily resolved user."""
 
-    __slots__ = ("_scope", "_user_id", "vault")
+    __slots__ = ("_scope", "_user_id", "service", "vault")
 
-    def __init__(self, vault: AsyncVault, scope: Mapping[str, Any]) -> None:
+    def __init__(
+        self, vault: AsyncVault, scope: Mapping[str, Any], service: AsyncServiceAccess
+    ) -> None:
         self.vault = vault
+        self.service = service
         self._scope = scope
         self._user_id: str | None = _UNSET
 
     async def user_id(self) -> str | None:
+        """The user of the app token (``Authorization: Bearer``) or of the session cookie."""
         if self._user_id is _UNSET:
-            cookie = read_cookie(self._scope, SESSION_COOKIE)
-            self._user_id = await self.vault.user_for_session(cookie)
+            by_token = self.service.user_for_app_token(read_header(self._scope, b"authorization"))
+            if by_token is not None:
+                self._user_id = by_token
+            else:
+                cookie = read_cookie(self._scope, SESSION_COOKIE)
+                self._user_id = await self.vault.user_for_session(cookie)
         return self._user_id
 
     async def require_user_id(self) -> str:

@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._exceptions import VaultError
+from .._service import AsyncServiceAccess
 from .._vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings, parse_settings
 from ..storage import AsyncStorage
@@ -58,8 +59,9 @@ class OAuthVaultMiddleware:
                 http_transport=http_transport,
             )  # fmt: skip
         self.vault = vault
+        self.service = AsyncServiceAccess(vault)
         self.prefix = vault.settings.prefix
-        self.router = build_router(vault)
+        self.router = build_router(vault, self.service)
         self._start_lock: asyncio.Lock | None = None
 
     async def _ensure_started(self) -> None:
@@ -79,7 +81,7 @@ class OAuthVaultMiddleware:
             await self.app(scope, receive, send)
             return
         await self._ensure_started()
-        scope[SCOPE_KEY] = RequestContext(self.vault, scope)
+        scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service)
         path: str = scope["path"]
         if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
             await self._serve(self.router, scope, receive, send)
@@ -114,6 +116,7 @@ class OAuthVaultMiddleware:
             if message["type"] == "lifespan.startup":
                 await self._ensure_started()
             elif message["type"] == "lifespan.shutdown":
+                await self.service.close()
                 await self.vault.provider.aclose()
             return message
 

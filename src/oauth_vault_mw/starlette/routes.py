@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from .._exceptions import BadRequest, ForbiddenOrigin, VaultError
+from .._exceptions import BadRequest, ForbiddenOrigin, TokenExchangeError, VaultError
+from .._service import AsyncServiceAccess
 from .._vault import AsyncVault
 from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
@@ -21,6 +22,7 @@ from ._context import context_of, read_cookie
 __all__ = ["build_router", "error_response", "http_error_response"]
 
 MAX_QUERY = 8192
+MAX_FORM = 16384
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -55,6 +57,24 @@ def _query(request: Request) -> Mapping[str, str]:
     return params
 
 
+async def _form(request: Request) -> Mapping[str, str]:
+    """A bounded ``application/x-www-form-urlencoded`` body, each field once."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise TokenExchangeError("invalid_request", "send application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise TokenExchangeError("invalid_request", "request body too large")
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        if name in fields:
+            raise TokenExchangeError("invalid_request", f"parameter {name[:64]!r} given twice")
+        fields[name] = value
+    return fields
+
+
 def _check_origin(vault: AsyncVault, request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:
@@ -65,7 +85,7 @@ def _check_origin(vault: AsyncVault, request: Request) -> None:
         raise ForbiddenOrigin()
 
 
-def build_router(vault: AsyncVault) -> Router:
+def build_router(vault: AsyncVault, service: AsyncServiceAccess) -> Router:
     prefix = vault.settings.prefix
 
     async def login(request: Request) -> Response:
@@ -117,6 +137,26 @@ def build_router(vault: AsyncVault) -> Router:
         )
         return JSONResponse(creds.to_dict(), headers=NO_STORE)
 
+    async def service_credentials(request: Request) -> Response:
+        principal = await service.authenticate(request.headers.get("authorization"))
+        creds = await service.credentials_for(
+            principal, request.path_params["connection_id"], request.path_params["user_id"]
+        )
+        return JSONResponse(creds.to_dict(), headers=NO_STORE)
+
+    async def app_token(request: Request) -> Response:
+        user_id = await context_of(request.scope).require_user_id()
+        return JSONResponse(service.issue_app_token(user_id), headers=NO_STORE)
+
+    async def jwks(request: Request) -> Response:
+        cache = {"Cache-Control": "public, max-age=300"}
+        return JSONResponse(service.app_tokens.jwks(), headers=cache)
+
+    async def token_exchange(request: Request) -> Response:
+        form = await _form(request)
+        answer = await service.exchange(form, request.headers.get("authorization"))
+        return JSONResponse(answer, headers=NO_STORE)
+
     async def disconnect(request: Request) -> Response:
         _check_origin(vault, request)
         connection_id = request.path_params["connection_id"]
@@ -138,6 +178,14 @@ def build_router(vault: AsyncVault) -> Router:
             Route(f"{prefix}/logout", logout, methods=["POST"]),
             Route(f"{prefix}/me", me, methods=["GET"]),
             Route(f"{prefix}/connections/{cid}/credentials", credentials, methods=["GET"]),
+            Route(
+                f"{prefix}/connections/{cid}/users/{{user_id}}/credentials",
+                service_credentials,
+                methods=["GET"],
+            ),
+            Route(f"{prefix}/app-token", app_token, methods=["GET"]),
+            Route(f"{prefix}/.well-known/jwks.json", jwks, methods=["GET"]),
+            Route(f"{prefix}/token", token_exchange, methods=["POST"]),
             Route(f"{prefix}/connections/{cid}", disconnect, methods=["DELETE"]),
         ],
         default=not_found,

@@ -8,7 +8,7 @@ which may wait for SQLite's write lock, run in a worker thread so the event loop
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..core.model import CredentialKey, StoredCredential
@@ -102,3 +102,25 @@ class AsyncStorageAdapter:
 
     async def delete_session(self, session_hash: str) -> None:
         await self._write(self.sync.delete_session, session_hash)
+
+    async def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        return await self._write(
+            lambda: self.sync.put_record(kind, name, data, only_if_absent=only_if_absent)
+        )
+
+    async def get_record(self, kind: str, name: str) -> bytes | None:
+        return await self._read(self.sync.get_record, kind, name)
+
+    async def delete_record(self, kind: str, name: str) -> bool:
+        return await self._write(self.sync.delete_record, kind, name)
+
+    async def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        return await self._read(self.sync.list_records, kind)
+
+    async def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        await self._write(self.sync.append_events, events)
+
+    async def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        return await self._read(self.sync.read_events, since, limit)

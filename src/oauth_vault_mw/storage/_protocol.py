@@ -10,6 +10,7 @@ reference implementation, and ``tests/storage`` runs the same contract tests on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ..core.model import CredentialKey, StoredCredential
@@ -77,6 +78,28 @@ class Storage(Protocol):
 
     def delete_session(self, session_hash: str) -> None: ...
 
+    # -- small documents and the audit trail (service clients, access keys, events) ------
+
+    def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        """Store a small document under (``kind``, ``name``); with ``only_if_absent``, False
+        (and nothing written) when one exists. ``kind`` and ``name`` are validated ids."""
+
+    def get_record(self, kind: str, name: str) -> bytes | None: ...
+
+    def delete_record(self, kind: str, name: str) -> bool: ...
+
+    def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        """Every document of ``kind`` as ``(name, data)``, sorted by name."""
+
+    def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        """Append audit events ``(at, data)``; never updated, never deleted by the library."""
+
+    def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        """Events with ``at >= since``, oldest first (ties in append order), at most ``limit``
+        of the newest ones."""
+
 
 @runtime_checkable
 class AsyncStorage(Protocol):
@@ -123,3 +146,17 @@ class AsyncStorage(Protocol):
     async def get_session(self, session_hash: str, now: float) -> str | None: ...
 
     async def delete_session(self, session_hash: str) -> None: ...
+
+    async def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool: ...
+
+    async def get_record(self, kind: str, name: str) -> bytes | None: ...
+
+    async def delete_record(self, kind: str, name: str) -> bool: ...
+
+    async def list_records(self, kind: str) -> list[tuple[str, bytes]]: ...
+
+    async def append_events(self, events: Sequence[tuple[float, bytes]]) -> None: ...
+
+    async def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]: ...

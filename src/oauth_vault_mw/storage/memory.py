@@ -7,6 +7,7 @@ other workers (the vault logs this once at start-up).
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
@@ -27,6 +28,8 @@ class MemoryStorage:
         self._states: dict[str, tuple[bytes, float]] = {}
         self._sessions: dict[str, tuple[str, float]] = {}
         self._leases: dict[CredentialKey, tuple[str, float]] = {}
+        self._records: dict[tuple[str, str], bytes] = {}
+        self._events: list[tuple[float, bytes]] = []
 
     def __repr__(self) -> str:
         return "MemoryStorage()"
@@ -136,3 +139,33 @@ class MemoryStorage:
     def delete_session(self, session_hash: str) -> None:
         with self._lock:
             self._sessions.pop(session_hash, None)
+
+    def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        with self._lock:
+            if only_if_absent and (kind, name) in self._records:
+                return False
+            self._records[(kind, name)] = data
+            return True
+
+    def get_record(self, kind: str, name: str) -> bytes | None:
+        return self._records.get((kind, name))
+
+    def delete_record(self, kind: str, name: str) -> bool:
+        with self._lock:
+            return self._records.pop((kind, name), None) is not None
+
+    def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        with self._lock:
+            return sorted((n, d) for (k, n), d in self._records.items() if k == kind)
+
+    def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        with self._lock:
+            self._events.extend(events)
+
+    def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        with self._lock:
+            found = [e for e in self._events if e[0] >= since]
+        found.sort(key=lambda e: e[0])  # stable: ties stay in append order
+        return found[-limit:] if limit > 0 else []
