@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -32,6 +32,7 @@ from ._exceptions import (
     ProviderUnavailable,
     ReauthenticationRequired,
     UnknownConnection,
+    VaultError,
 )
 from ._provider import AsyncProviderClient, ProviderCallFailed
 from ._singleflight import AsyncSingleFlight
@@ -73,11 +74,12 @@ from .core.vault_logic import (
 )
 from .storage import AsyncStorage, async_storage_from_url
 
-__all__ = ["AsyncVault", "NewUserIdHook"]
+__all__ = ["AsyncVault", "NewUserIdHook", "RefreshOutcome"]
 
 logger = logging.getLogger("oauth_vault_mw")
 
 NewUserIdHook = Callable[[NewIdentity], "str | Awaitable[str]"]
+RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "failed"]
 
 
 class AsyncVault:
@@ -169,6 +171,55 @@ class AsyncVault:
         )
         return Credentials.from_tokens(key, fresh)
 
+    async def refresh_if_expiring(
+        self, connection_id: str, user_id: str, *, within: float
+    ) -> RefreshOutcome:
+        """Refresh a credential that expires within ``within`` seconds; say how it went.
+
+        The proactive sweep (``oauth-vault credentials refresh``) calls it for each credential
+        that ``scan_credentials(expiring_before=...)`` finds. It uses the request path's
+        machinery (single flight, the cross-process lease, rotation, ``invalid_grant``
+        marking, backoff) but refreshes whatever expires within ``within``, without the
+        half-life rule, and never raises a :class:`VaultError`:
+
+        - ``"refreshed"``: the credential now holds a new token (from here or a concurrent
+          refresh);
+        - ``"fresh"``: nothing to do (valid for longer, never expires, or deleted meanwhile);
+        - ``"reauthentication_required"``: the provider refused the grant (now marked), it
+          was marked already, or the token expires within ``within`` and has no refresh token;
+        - ``"failed"``: provider or storage unavailable, or any other :class:`VaultError`
+          (the credential is unchanged; the next request or sweep tries again).
+        """
+        try:
+            conn = self.connection(connection_id)
+            key = CredentialKey(connection_id, user_id)
+            record = await self.storage.get_credential(key)
+            if record is None:
+                return "fresh"
+            tokens = open_record(self.sealer, record)
+            now = self.clock()
+            verdict = decide(tokens, now=now, min_validity=within, half_life=False)
+            if verdict == "use":
+                expiring = tokens.expires_at is not None and tokens.expires_at - now < within
+                return "reauthentication_required" if expiring else "fresh"  # no refresh token
+            if verdict != "refresh":
+                return "reauthentication_required"
+            fresh = await self._flight.run(
+                key, lambda: self._refresh(conn, key, record, within, False, half_life=False)
+            )
+        except ReauthenticationRequired:
+            return "reauthentication_required"
+        except CredentialNotFound:
+            return "fresh"
+        except VaultError as exc:
+            logger.warning(
+                "sweep: refresh failed connection=%s user=%s error=%s",
+                connection_id, user_id, exc.error,
+            )  # fmt: skip
+            return "failed"
+        # The fallback on a failed refresh hands back the unchanged token.
+        return "refreshed" if fresh != tokens else "failed"
+
     async def _refresh(
         self,
         conn: ConnectionConfig,
@@ -176,6 +227,8 @@ class AsyncVault:
         seen: StoredCredential,
         min_validity: float,
         force: bool,
+        *,
+        half_life: bool = True,
     ) -> TokenSet:
         """Refresh under the credential's lease; one refresh across processes."""
         now = self.clock()
@@ -193,7 +246,9 @@ class AsyncVault:
             now = self.clock()
             if record.version != seen.version:  # written since we looked: maybe fresh
                 force = False
-            verdict = decide(tokens, now=now, min_validity=min_validity, force=force)
+            verdict = decide(
+                tokens, now=now, min_validity=min_validity, force=force, half_life=half_life
+            )
             if verdict == "use":
                 return tokens
             if verdict != "refresh" or tokens.refresh_token is None:

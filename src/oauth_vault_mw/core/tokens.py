@@ -230,13 +230,21 @@ def _retry_after(value: str | None) -> float | None:
 Decision = Literal["use", "refresh", "reauthenticate", "expired"]
 
 
-def decide(tokens: TokenSet, *, now: float, min_validity: float, force: bool = False) -> Decision:
+def decide(
+    tokens: TokenSet,
+    *,
+    now: float,
+    min_validity: float,
+    force: bool = False,
+    half_life: bool = True,
+) -> Decision:
     """What to do with a stored token for a caller that needs ``min_validity`` seconds.
 
     A token whose whole lifetime is shorter than twice ``min_validity`` is refreshed at half
     its lifetime instead, so a provider issuing 5-minute tokens is not asked on every call
-    by a caller asking for 10 minutes. Without a refresh token an expiring token is served
-    while it lasts (``use``), then ``expired``.
+    by a caller asking for 10 minutes. ``half_life=False`` drops that rule: the refresh sweep
+    refreshes whatever expires within the window the operator asked for. Without a refresh
+    token an expiring token is served while it lasts (``use``), then ``expired``.
     """
     if tokens.status == REAUTHENTICATION_REQUIRED:
         return "reauthenticate"
@@ -245,7 +253,7 @@ def decide(tokens: TokenSet, *, now: float, min_validity: float, force: bool = F
     if not force and tokens.expires_at is not None:
         wanted = float(min_validity)
         lifetime = tokens.lifetime
-        if lifetime:
+        if lifetime and half_life:
             wanted = min(wanted, lifetime / 2)
         if tokens.expires_at - now >= wanted:
             return "use"

@@ -1,0 +1,264 @@
+"""The operator's long-running jobs, without the printing: key rotation and the refresh sweep.
+
+Both walk the store with ``scan_credentials`` in pages (key order, strictly after the last key
+seen), so memory stays bounded and an interrupted run simply starts again: a rotation skips
+records already on the current key, a sweep skips credentials that no longer expire soon.
+``oauth-vault keys rotate`` and ``oauth-vault credentials refresh`` (:mod:`.cli`) call them;
+a host app may too (the sweep from its own scheduler)::
+
+    vault = AsyncVault(Settings.from_env())
+    report = await sweep(vault, within=600, concurrency=8)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from ._exceptions import CredentialUnreadable, StorageUnavailable
+from ._vault import AsyncVault, RefreshOutcome
+from .core.crypto import Sealer, key_id
+from .core.model import CredentialKey, StoredCredential
+from .storage import AsyncStorage, Storage
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "DEFAULT_CONCURRENCY",
+    "Progress",
+    "RotationReport",
+    "SweepReport",
+    "count_credentials",
+    "count_expiring",
+    "rotate_keys",
+    "sweep",
+]
+
+DEFAULT_BATCH = 500
+DEFAULT_CONCURRENCY = 8
+
+Progress = Callable[[int, int], None]
+"""Called with ``(done, total)`` after each record."""
+
+
+def _no_progress(done: int, total: int) -> None:
+    return None
+
+
+# -- key rotation -------------------------------------------------------------------------
+
+
+@dataclass
+class RotationReport:
+    """What ``keys rotate`` did. ``unreadable = len(missing) + damaged`` records, by cause."""
+
+    resealed: int = 0
+    current: int = 0
+    missing_kids: dict[str, int] = field(default_factory=dict)  # key id -> records
+    damaged: int = 0  # sealed with a configured key, but failed the integrity check
+
+    @property
+    def unreadable(self) -> int:
+        return sum(self.missing_kids.values()) + self.damaged
+
+
+def _pages(storage: Storage, batch: int) -> Iterator[list[StoredCredential]]:
+    after: CredentialKey | None = None
+    while True:
+        page = storage.scan_credentials(after=after, limit=batch)
+        if page:
+            yield page
+        if len(page) < batch:
+            return
+        after = page[-1].key
+
+
+def count_credentials(storage: Storage, *, batch: int = DEFAULT_BATCH) -> int:
+    """How many credentials the store holds (one paged pass)."""
+    return sum(len(page) for page in _pages(storage, batch))
+
+
+def rotate_keys(
+    storage: Storage,
+    keys: Sequence[bytes],
+    *,
+    batch: int = DEFAULT_BATCH,
+    lease_ttl: float = 15.0,
+    total: int = 0,
+    progress: Progress = _no_progress,
+    clock: Callable[[], float] = time.time,
+) -> RotationReport:
+    """Re-seal every credential not sealed with ``keys[0]``; resumable, safe beside live apps.
+
+    Each record is re-sealed under its refresh lease (so a refresh in flight is never
+    overwritten: its rotated refresh token would be lost) and saved with compare-and-set on
+    its version; a conflict re-reads the record and tries again. A record whose key is not in
+    ``keys`` is counted as unreadable, by key id, and left as it is.
+    """
+    sealer = Sealer(keys)
+    configured = {key_id(k) for k in keys}
+    report = RotationReport()
+    done = 0
+    for page in _pages(storage, batch):
+        for record in page:
+            kid = sealer.kid_of(record.sealed) or "?"
+            try:
+                outcome = _reseal(storage, sealer, record, lease_ttl, clock)
+            except CredentialUnreadable:
+                if kid in configured:
+                    report.damaged += 1
+                else:
+                    report.missing_kids[kid] = report.missing_kids.get(kid, 0) + 1
+            else:
+                if outcome == "resealed":
+                    report.resealed += 1
+                elif outcome == "current":
+                    report.current += 1
+            done += 1
+            progress(done, total)
+    return report
+
+
+def _reseal(
+    storage: Storage,
+    sealer: Sealer,
+    record: StoredCredential,
+    lease_ttl: float,
+    clock: Callable[[], float],
+) -> Literal["resealed", "current", "gone"]:
+    deadline = time.monotonic() + 2 * lease_ttl + 5
+    pause = 0.02
+    while True:
+        if sealer.kid_of(record.sealed) == sealer.current_kid:
+            return "current"
+        aad = record.key.aad()
+        plaintext = sealer.unseal(record.sealed, aad)  # CredentialUnreadable: counted
+        owner = secrets.token_hex(12)
+        if storage.acquire_lease(record.key, owner, lease_ttl, clock()):
+            try:
+                latest = storage.get_credential(record.key)
+                if latest is not None and latest.version == record.version:
+                    resealed = replace(record, sealed=sealer.seal(plaintext, aad),
+                                       updated_at=clock())  # fmt: skip
+                    if storage.save_credential(resealed, record.version):
+                        return "resealed"
+            finally:
+                storage.release_lease(record.key, owner)
+        elif time.monotonic() > deadline:
+            raise StorageUnavailable(
+                f"credential {record.key.connection_id}/{record.key.user_id} stayed leased "
+                "by another process; rerun the rotation"
+            )
+        else:  # another process is refreshing it: it writes soon, maybe with the new key
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        # Someone wrote in between (a refresh, a login): start again from what is stored.
+        current = storage.get_credential(record.key)
+        if current is None:
+            return "gone"
+        record = current
+
+
+# -- the refresh sweep ------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    """What ``credentials refresh`` did, by :data:`~oauth_vault_mw._vault.RefreshOutcome`."""
+
+    refreshed: int = 0
+    reauthentication_required: int = 0
+    failed: int = 0
+    fresh: int = 0
+    not_started: int = 0  # left when ``deadline`` passed
+    unconfigured: dict[str, int] = field(default_factory=dict)  # connection id -> failed
+
+    def add(self, outcome: RefreshOutcome) -> None:
+        if outcome == "refreshed":
+            self.refreshed += 1
+        elif outcome == "fresh":
+            self.fresh += 1
+        elif outcome == "reauthentication_required":
+            self.reauthentication_required += 1
+        else:
+            self.failed += 1
+
+
+async def _expiring_pages(
+    storage: AsyncStorage, horizon: float, batch: int, connection_id: str | None
+) -> AsyncIterator[list[StoredCredential]]:
+    after: CredentialKey | None = None
+    while True:
+        page = await storage.scan_credentials(after=after, limit=batch, expiring_before=horizon)
+        wanted = [r for r in page if connection_id in (None, r.key.connection_id)]
+        if wanted:
+            yield wanted
+        if len(page) < batch:
+            return
+        after = page[-1].key
+
+
+async def count_expiring(
+    storage: AsyncStorage,
+    horizon: float,
+    *,
+    batch: int = DEFAULT_BATCH,
+    connection_id: str | None = None,
+) -> int:
+    """How many active credentials expire before ``horizon`` (epoch seconds)."""
+    total = 0
+    async for page in _expiring_pages(storage, horizon, batch, connection_id):
+        total += len(page)
+    return total
+
+
+async def sweep(
+    vault: AsyncVault,
+    *,
+    within: float,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    batch: int = DEFAULT_BATCH,
+    connection_id: str | None = None,
+    horizon: float | None = None,
+    total: int = 0,
+    progress: Progress = _no_progress,
+    deadline: float | None = None,
+) -> SweepReport:
+    """Refresh every active credential expiring within ``within`` seconds, N at a time.
+
+    At most ``concurrency`` run at once, each through :meth:`AsyncVault.refresh_if_expiring`
+    (leases, single flight, rotation, ``invalid_grant`` marking, backoff: what a request
+    does). ``horizon`` (default now + ``within``) bounds the scan; past ``deadline``
+    (``time.monotonic()``) no new refresh starts (those count as ``not_started``). A
+    credential of a connection no longer in the settings counts as failed, under
+    ``unconfigured``.
+    """
+    limit = asyncio.Semaphore(concurrency)
+    report = SweepReport()
+    end = vault.clock() + within if horizon is None else horizon
+    done = 0
+
+    async def one(record: StoredCredential) -> None:
+        nonlocal done
+        key = record.key
+        async with limit:
+            if deadline is not None and time.monotonic() >= deadline:
+                report.not_started += 1
+            elif vault.settings.connection(key.connection_id) is None:
+                report.failed += 1
+                report.unconfigured[key.connection_id] = (
+                    report.unconfigured.get(key.connection_id, 0) + 1
+                )
+            else:
+                report.add(
+                    await vault.refresh_if_expiring(key.connection_id, key.user_id, within=within)
+                )
+        done += 1
+        progress(done, total)
+
+    async for page in _expiring_pages(vault.storage, end, batch, connection_id):
+        await asyncio.gather(*(one(record) for record in page))
+    return report
