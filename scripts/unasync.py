@@ -22,6 +22,7 @@ REPLACEMENTS = [
     ("AsyncVault", "Vault"),
     ("AsyncServiceAccess", "ServiceAccess"),
     ("AsyncAuditTrail", "AuditTrail"),
+    ("AsyncAuditSink", "AuditSink"),
     ("from ._vault import", "from ._sync_vault import"),
     ("AsyncStorage", "Storage"),
     ("async_storage_from_url", "storage_from_url"),

@@ -69,13 +69,11 @@ class AsyncAuditTrail:
         self._lock = threading.Lock()
 
     async def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
-        audit_logger.info(
-            "%s by %s: %s",
-            event.action,
-            event.actor,
-            event.outcome,
-            extra={"audit": event.to_dict()},
-        )
+        if audit_logger.isEnabledFor(logging.INFO):
+            audit_logger.info(
+                "%s by %s: %s", event.action, event.actor, event.outcome,
+                extra={"audit": event.to_dict()},
+            )  # fmt: skip
         with self._lock:
             self._pending.append(event)
             due = (
@@ -113,6 +111,8 @@ class AsyncServiceAccess:
         self.vault = vault
         self.storage = vault.storage
         self.audit = audit or AsyncAuditTrail(vault.storage)
+        if vault.audit is None:
+            vault.audit = self.audit
         settings = vault.settings
         seeds = settings.app_token_keys or (derive_seed(settings.secret_key),)
         self.app_tokens = AppTokens(
@@ -246,23 +246,9 @@ class AsyncServiceAccess:
                 urgent=True,
             )
             raise PermissionDenied(f"not granted {READ_CREDENTIALS} on {resource}")
-        try:
-            creds = await self.vault.get_connection_credentials(
-                connection_id, user_id, min_validity=conn.min_validity
-            )
-        except VaultError as exc:
-            await self._event(
-                principal.actor,
-                "credentials.read",
-                exc.error,
-                connection_id=connection_id,
-                user_id=user_id,
-            )
-            raise
-        await self._event(
-            principal.actor, "credentials.read", "ok", connection_id=connection_id, user_id=user_id
+        return await self.vault.get_connection_credentials(
+            connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
         )
-        return creds
 
     async def exchange(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """RFC 8693: a user's app token, traded by a granted client for a provider token."""
@@ -301,7 +287,7 @@ class AsyncServiceAccess:
             raise TokenExchangeError("unauthorized_client", f"not granted on {resource}")
         try:
             creds = await self.vault.get_connection_credentials(
-                connection_id, user_id, min_validity=conn.min_validity
+                connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
             )
         except (CredentialNotFound, ReauthenticationRequired) as exc:
             await self._event(

@@ -70,13 +70,11 @@ class AuditTrail:
         self._lock = threading.Lock()
 
     def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
-        audit_logger.info(
-            "%s by %s: %s",
-            event.action,
-            event.actor,
-            event.outcome,
-            extra={"audit": event.to_dict()},
-        )
+        if audit_logger.isEnabledFor(logging.INFO):
+            audit_logger.info(
+                "%s by %s: %s", event.action, event.actor, event.outcome,
+                extra={"audit": event.to_dict()},
+            )  # fmt: skip
         with self._lock:
             self._pending.append(event)
             due = (
@@ -111,6 +109,8 @@ class ServiceAccess:
         self.vault = vault
         self.storage = vault.storage
         self.audit = audit or AuditTrail(vault.storage)
+        if vault.audit is None:
+            vault.audit = self.audit
         settings = vault.settings
         seeds = settings.app_token_keys or (derive_seed(settings.secret_key),)
         self.app_tokens = AppTokens(
@@ -237,23 +237,9 @@ class ServiceAccess:
                 urgent=True,
             )
             raise PermissionDenied(f"not granted {READ_CREDENTIALS} on {resource}")
-        try:
-            creds = self.vault.get_connection_credentials(
-                connection_id, user_id, min_validity=conn.min_validity
-            )
-        except VaultError as exc:
-            self._event(
-                principal.actor,
-                "credentials.read",
-                exc.error,
-                connection_id=connection_id,
-                user_id=user_id,
-            )
-            raise
-        self._event(
-            principal.actor, "credentials.read", "ok", connection_id=connection_id, user_id=user_id
+        return self.vault.get_connection_credentials(
+            connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
         )
-        return creds
 
     def exchange(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """RFC 8693: a user's app token, traded by a granted client for a provider token."""
@@ -292,7 +278,7 @@ class ServiceAccess:
             raise TokenExchangeError("unauthorized_client", f"not granted on {resource}")
         try:
             creds = self.vault.get_connection_credentials(
-                connection_id, user_id, min_validity=conn.min_validity
+                connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
             )
         except (CredentialNotFound, ReauthenticationRequired) as exc:
             self._event(

@@ -18,7 +18,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -48,6 +48,7 @@ from .core.model import (
     StoredCredential,
     TokenSet,
 )
+from .core.service import AuditEvent
 from .core.tokens import (
     TokenGranted,
     TokenOutcome,
@@ -81,6 +82,12 @@ NewUserIdHook = Callable[[NewIdentity], str]
 RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "failed"]
 
 
+class AuditSink(Protocol):
+    """Where the vault reports what it did (see ``_service.AuditTrail``)."""
+
+    def record(self, event: AuditEvent, *, urgent: bool = False) -> None: ...
+
+
 class Vault:
     """Everything the Flask integration does, without the framework."""
 
@@ -108,6 +115,7 @@ class Vault:
         self._new_user_id = new_user_id or default_user_id
         self._backoff = Backoff(settings.failure_backoff)
         self._flight: SingleFlight[TokenSet] = SingleFlight()
+        self.audit: AuditSink | None = None  # the service layer attaches its trail
         self._started = False
 
     def __repr__(self) -> str:
@@ -144,13 +152,27 @@ class Vault:
         *,
         min_validity: float | None = None,
         force_refresh: bool = False,
+        actor: str = "app",
     ) -> Credentials:
         """A token valid for ``min_validity`` seconds, refreshed once however many ask.
 
         ``force_refresh=True`` asks for a token other than the stored one (after the
-        provider answered 401 to it). Raises :class:`ReauthenticationRequired`,
-        :class:`ProviderUnavailable`, :class:`CredentialNotFound`, :class:`UnknownConnection`.
+        provider answered 401 to it). ``actor`` names the reader in the audit trail
+        (``user:<id>``, ``client:<name>/<key id>``; default ``app``: the host's own code).
+        Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
+        :class:`CredentialNotFound`, :class:`UnknownConnection`.
         """
+        try:
+            creds = self._credentials(connection_id, user_id, min_validity, force_refresh)
+        except VaultError as exc:
+            self._audit(actor, "credentials.read", exc.error, connection_id, user_id)
+            raise
+        self._audit(actor, "credentials.read", "ok", connection_id, user_id)
+        return creds
+
+    def _credentials(
+        self, connection_id: str, user_id: str, min_validity: float | None, force_refresh: bool
+    ) -> Credentials:
         conn = self.connection(connection_id)
         wanted = conn.min_validity if min_validity is None else min_validity
         key = CredentialKey(connection_id, user_id)
@@ -167,6 +189,20 @@ class Vault:
             key, lambda: self._refresh(conn, key, record, wanted, force_refresh)
         )
         return Credentials.from_tokens(key, fresh)
+
+    def _audit(
+        self,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str,
+        user_id: str,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        if self.audit is not None:
+            event = AuditEvent(self.clock(), actor, action, outcome, connection_id, user_id)
+            self.audit.record(event, urgent=urgent)
 
     def refresh_if_expiring(
         self, connection_id: str, user_id: str, *, within: float
@@ -311,6 +347,7 @@ class Vault:
         logger.warning(
             "refresh failed connection=%s user=%s reason=%s", conn.id, key.user_id, reason
         )
+        self._audit("system", "credentials.refresh", "failed", *key.parts()[:2])
         return self._fallback(conn, tokens, now, delay)
 
     def _fallback(
@@ -328,6 +365,7 @@ class Vault:
         if self.storage.save_credential(sealed, record.version):
             logger.info("credential refreshed connection=%s user=%s", key.connection_id,
                         key.user_id)  # fmt: skip
+            self._audit("system", "credentials.refresh", "ok", *key.parts()[:2])
             return fresh
         # Someone wrote in between (a new login): theirs is newer than ours.
         current = self.storage.get_credential(key)
@@ -346,6 +384,10 @@ class Vault:
             self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
         )
         self.storage.save_credential(marked, record.version)
+        self._audit(
+            "system", "credentials.refresh", REAUTHENTICATION_REQUIRED, *key.parts()[:2],
+            urgent=True,
+        )  # fmt: skip
 
     def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
         """Store a credential, whatever version is there (a login is authoritative)."""
@@ -397,6 +439,9 @@ class Vault:
         self.storage.delete_credential(key)
         logger.info("credential deleted connection=%s user=%s revoked=%s", connection_id,
                     user_id, revoked)  # fmt: skip
+        outcome = "revoked" if revoked else "deleted"
+        self._audit(f"user:{user_id}", "credentials.disconnect", outcome, connection_id,
+                          user_id, urgent=True)  # fmt: skip
         return revoked
 
     # -- login ----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -49,6 +49,7 @@ from .core.model import (
     StoredCredential,
     TokenSet,
 )
+from .core.service import AuditEvent
 from .core.tokens import (
     TokenGranted,
     TokenOutcome,
@@ -82,6 +83,12 @@ NewUserIdHook = Callable[[NewIdentity], "str | Awaitable[str]"]
 RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "failed"]
 
 
+class AsyncAuditSink(Protocol):
+    """Where the vault reports what it did (see ``_service.AsyncAuditTrail``)."""
+
+    async def record(self, event: AuditEvent, *, urgent: bool = False) -> None: ...
+
+
 class AsyncVault:
     """Everything the Starlette/FastAPI integration does, without the framework."""
 
@@ -111,6 +118,7 @@ class AsyncVault:
         self._new_user_id = new_user_id or default_user_id
         self._backoff = Backoff(settings.failure_backoff)
         self._flight: AsyncSingleFlight[TokenSet] = AsyncSingleFlight()
+        self.audit: AsyncAuditSink | None = None  # the service layer attaches its trail
         self._started = False
 
     def __repr__(self) -> str:
@@ -147,13 +155,27 @@ class AsyncVault:
         *,
         min_validity: float | None = None,
         force_refresh: bool = False,
+        actor: str = "app",
     ) -> Credentials:
         """A token valid for ``min_validity`` seconds, refreshed once however many ask.
 
         ``force_refresh=True`` asks for a token other than the stored one (after the
-        provider answered 401 to it). Raises :class:`ReauthenticationRequired`,
-        :class:`ProviderUnavailable`, :class:`CredentialNotFound`, :class:`UnknownConnection`.
+        provider answered 401 to it). ``actor`` names the reader in the audit trail
+        (``user:<id>``, ``client:<name>/<key id>``; default ``app``: the host's own code).
+        Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
+        :class:`CredentialNotFound`, :class:`UnknownConnection`.
         """
+        try:
+            creds = await self._credentials(connection_id, user_id, min_validity, force_refresh)
+        except VaultError as exc:
+            await self._audit(actor, "credentials.read", exc.error, connection_id, user_id)
+            raise
+        await self._audit(actor, "credentials.read", "ok", connection_id, user_id)
+        return creds
+
+    async def _credentials(
+        self, connection_id: str, user_id: str, min_validity: float | None, force_refresh: bool
+    ) -> Credentials:
         conn = self.connection(connection_id)
         wanted = conn.min_validity if min_validity is None else min_validity
         key = CredentialKey(connection_id, user_id)
@@ -170,6 +192,20 @@ class AsyncVault:
             key, lambda: self._refresh(conn, key, record, wanted, force_refresh)
         )
         return Credentials.from_tokens(key, fresh)
+
+    async def _audit(
+        self,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str,
+        user_id: str,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        if self.audit is not None:
+            event = AuditEvent(self.clock(), actor, action, outcome, connection_id, user_id)
+            await self.audit.record(event, urgent=urgent)
 
     async def refresh_if_expiring(
         self, connection_id: str, user_id: str, *, within: float
@@ -314,6 +350,7 @@ class AsyncVault:
         logger.warning(
             "refresh failed connection=%s user=%s reason=%s", conn.id, key.user_id, reason
         )
+        await self._audit("system", "credentials.refresh", "failed", *key.parts()[:2])
         return self._fallback(conn, tokens, now, delay)
 
     def _fallback(
@@ -331,6 +368,7 @@ class AsyncVault:
         if await self.storage.save_credential(sealed, record.version):
             logger.info("credential refreshed connection=%s user=%s", key.connection_id,
                         key.user_id)  # fmt: skip
+            await self._audit("system", "credentials.refresh", "ok", *key.parts()[:2])
             return fresh
         # Someone wrote in between (a new login): theirs is newer than ours.
         current = await self.storage.get_credential(key)
@@ -349,6 +387,10 @@ class AsyncVault:
             self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
         )
         await self.storage.save_credential(marked, record.version)
+        await self._audit(
+            "system", "credentials.refresh", REAUTHENTICATION_REQUIRED, *key.parts()[:2],
+            urgent=True,
+        )  # fmt: skip
 
     async def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
         """Store a credential, whatever version is there (a login is authoritative)."""
@@ -400,6 +442,9 @@ class AsyncVault:
         await self.storage.delete_credential(key)
         logger.info("credential deleted connection=%s user=%s revoked=%s", connection_id,
                     user_id, revoked)  # fmt: skip
+        outcome = "revoked" if revoked else "deleted"
+        await self._audit(f"user:{user_id}", "credentials.disconnect", outcome, connection_id,
+                          user_id, urgent=True)  # fmt: skip
         return revoked
 
     # -- login ----------------------------------------------------------------------------

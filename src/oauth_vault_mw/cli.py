@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from ._cli_progress import ProgressBar
+from ._cli_service import COMMANDS as SERVICE_COMMANDS
+from ._cli_service import add_parsers as add_service_parsers
 from ._exceptions import VaultError
 from ._ops import (
     DEFAULT_BATCH,
@@ -137,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     show = creds.add_parser("show", help="status, expiry and scopes of one credential")
     show.add_argument("connection")
     show.add_argument("user")
+    add_service_parsers(groups, parse_duration)
     return parser
 
 
@@ -282,6 +285,7 @@ _COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Settings], int]] 
     ("keys", "rotate"): _keys_rotate,
     ("credentials", "refresh"): _credentials_refresh,
     ("credentials", "show"): _credentials_show,
+    **SERVICE_COMMANDS,
 }
 
 

@@ -46,8 +46,9 @@ async def connection_credentials(
     ctx = context_of(request.scope)
     user_id = await ctx.require_user_id()
     return await ctx.vault.get_connection_credentials(
-        connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh
-    )
+        connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh,
+        actor=f"user:{user_id}",
+    )  # fmt: skip
 
 
 async def current_user_id(request: HTTPConnection) -> str | None:

@@ -133,7 +133,7 @@ def build_router(vault: AsyncVault, service: AsyncServiceAccess) -> Router:
         conn = vault.connection(connection_id)
         user_id = await context_of(request.scope).require_user_id()
         creds = await vault.get_connection_credentials(
-            connection_id, user_id, min_validity=conn.min_validity
+            connection_id, user_id, min_validity=conn.min_validity, actor=f"user:{user_id}"
         )
         return JSONResponse(creds.to_dict(), headers=NO_STORE)
 
