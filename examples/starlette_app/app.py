@@ -11,8 +11,10 @@ provider's userinfo, called with the vault's access token) and ``GET /demo/token
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,7 +26,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from oauth_vault_mw import Credentials, ProviderUnavailable, Settings, UnknownConnection
+from oauth_vault_mw import (
+    AsyncVault,
+    Credentials,
+    ProviderUnavailable,
+    Settings,
+    UnknownConnection,
+    VaultError,
+)
 from oauth_vault_mw.starlette import (
     OAuthVaultMiddleware,
     VaultRequest,
@@ -34,6 +43,7 @@ from oauth_vault_mw.starlette import (
 )
 
 settings = Settings.from_env()  # bad configuration fails here, at start-up
+vault = AsyncVault(settings)  # shared by the middleware and the background jobs below
 http = httpx.AsyncClient(timeout=10.0)  # one pooled client for the app's own API calls
 _userinfo_urls: dict[str, str] = {}
 
@@ -87,6 +97,52 @@ async def token_status(request: Request) -> Response:
         {"connection_id": creds.connection_id, "expires_in": left, "scope": creds.scope},
         headers={"Cache-Control": "no-store"},
     )
+
+
+# -- a background job: works for the user while they are away (logged out, tab closed) -------
+
+jobs: dict[str, dict[str, Any]] = {}  # a real app keeps these in its own database/queue
+
+
+async def run_job(job_id: str, connection_id: str, user_id: str, delay: float) -> None:
+    """Waits, then calls the provider for the user: no request, no session, only the vault."""
+    await asyncio.sleep(delay)
+    try:
+        url = await userinfo_url(connection_id)
+        creds = await vault.get_connection_credentials(connection_id, user_id, actor="job:demo")
+        resp = await call_userinfo(url, creds)
+        jobs[job_id] = {"state": "done", "status": resp.status_code, "result": resp.json()}
+    except VaultError as exc:  # e.g. reauthentication_required: tell the user next time
+        jobs[job_id] = {"state": "failed", "error": exc.error}
+
+
+async def start_job(request: Request) -> Response:
+    """``POST /demo/jobs/{connection_id}?delay=5``: schedule a job for the current user."""
+    user_id = await current_user_id(request)
+    if user_id is None:
+        return JSONResponse({"error": "not_authenticated"}, status_code=401)
+    connection_id = request.path_params["connection_id"]
+    vault.connection(connection_id)  # unknown connection: 404 JSON from the middleware
+    try:
+        delay = min(max(float(request.query_params.get("delay", "5")), 0.0), 600.0)
+    except ValueError:
+        return JSONResponse({"error": "invalid_request"}, status_code=400)
+    job_id = secrets.token_urlsafe(8)
+    jobs[job_id] = {"state": "scheduled"}
+    task = asyncio.create_task(run_job(job_id, connection_id, user_id, delay))
+    background.add(task)
+    task.add_done_callback(background.discard)
+    return JSONResponse({"job_id": job_id}, status_code=202)
+
+
+async def job_status(request: Request) -> Response:
+    job = jobs.get(request.path_params["job_id"])
+    if job is None:
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    return JSONResponse(job)
+
+
+background: set[asyncio.Task[None]] = set()
 
 
 PAGE = """<!doctype html>
@@ -152,7 +208,9 @@ app = Starlette(
         Route("/", home),
         VaultRoute("/demo/profile/{connection_id}", profile),
         Route("/demo/token/{connection_id}", token_status),
+        Route("/demo/jobs/{connection_id}", start_job, methods=["POST"]),
+        Route("/demo/job/{job_id}", job_status),
     ],
-    middleware=[Middleware(OAuthVaultMiddleware, settings=settings)],
+    middleware=[Middleware(OAuthVaultMiddleware, vault=vault)],
     lifespan=lifespan,
 )

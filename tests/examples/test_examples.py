@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import sys
@@ -14,6 +15,7 @@ import pytest
 
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     BASE,
+    TOKEN_TTL,
     conformance_ports,
     new_key,
     provider,
@@ -87,3 +89,37 @@ async def test_async_example(
         assert profile.status_code == 200, profile.text
         assert profile.json()["sub"]
         assert (await client.get("/demo/profile/nope")).status_code == 404
+
+
+async def test_background_job_after_logout(
+    example_env: Callable[[str], ModuleType],
+    provider: DevProvider,  # noqa: F811
+    unique_user: Callable[[], str],  # noqa: F811
+) -> None:
+    """The Starlette example's job refreshes and uses the user's token after they left."""
+    app: Any = example_env("examples.starlette_app.app").app
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+        httpx.AsyncClient() as browser,
+    ):
+        start = await client.get("/auth/login/demo?return_to=/")
+        final = await complete_login_async(browser, start.headers["location"], unique_user())
+        await client.get(final.headers["location"][len(BASE) :])
+        job = await client.post(f"/demo/jobs/demo?delay={TOKEN_TTL + 1}")
+        assert job.status_code == 202
+        job_id = job.json()["job_id"]
+        logout = await client.post("/auth/logout", headers={"Origin": BASE})
+        assert logout.status_code == 200
+        assert (await client.get("/auth/me")).status_code == 401  # the user is gone
+        before = provider.stats()["refresh_grants"]
+        for _ in range(100):
+            state = (await client.get(f"/demo/job/{job_id}")).json()
+            if state["state"] != "scheduled":
+                break
+            await asyncio.sleep(0.1)
+        assert state["state"] == "done", state
+        assert state["status"] == 200
+        assert state["result"]["sub"]
+        assert provider.stats()["refresh_grants"] == before + 1  # the expired token was renewed
