@@ -11,7 +11,7 @@ backend then runs through its sync API and through ``async_storage_from_url``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,6 +137,26 @@ class BlockingStorage:
 
     def delete_session(self, session_hash: str) -> None:
         self._run(self.inner.delete_session(session_hash))
+
+    def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        return self._run(self.inner.put_record(kind, name, data, only_if_absent=only_if_absent))
+
+    def get_record(self, kind: str, name: str) -> bytes | None:
+        return self._run(self.inner.get_record(kind, name))
+
+    def delete_record(self, kind: str, name: str) -> bool:
+        return self._run(self.inner.delete_record(kind, name))
+
+    def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        return self._run(self.inner.list_records(kind))
+
+    def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        self._run(self.inner.append_events(events))
+
+    def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        return self._run(self.inner.read_events(since, limit))
 
 
 @pytest.fixture(params=SYNC_PARAMS)

@@ -35,6 +35,8 @@ TABLES = {
     "oauth_vault_login_states",
     "oauth_vault_sessions",
     "oauth_vault_meta",
+    "oauth_vault_records",
+    "oauth_vault_events",
 }
 NEWER = "oauth_vault_9999"
 
@@ -83,11 +85,16 @@ def set_version(store: SQLStorage, revision: str) -> None:
 def test_revisions_are_stable_and_head_is_declared() -> None:
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_heads() == [migrations.HEAD]
-    assert [s.revision for s in script.walk_revisions()] == ["oauth_vault_0001"]
+    assert migrations.HEAD == "oauth_vault_0002"
+    assert [s.revision for s in script.walk_revisions()] == ["oauth_vault_0002", "oauth_vault_0001"]
     base = script.get_revision("oauth_vault_0001")
     assert base is not None
     assert base.down_revision is None
     assert base.branch_labels == {"oauth_vault"}
+    second = script.get_revision("oauth_vault_0002")
+    assert second is not None
+    assert second.down_revision == "oauth_vault_0001"
+    assert second.branch_labels == {"oauth_vault"}  # inherited from the base
     assert migrations.VERSION_TABLE == "oauth_vault_alembic_version"
 
 
@@ -186,6 +193,28 @@ def test_a_schema_made_before_migrations_is_adopted(store: SQLStorage) -> None:
     assert store.save_credential(record(), 0)
     store.setup()
     assert versions(store) == [migrations.HEAD]
+    assert store.get_credential(ALICE) is not None
+
+
+def test_a_0001_database_upgrades_to_head_keeping_its_rows(store: SQLStorage) -> None:
+    """A database of the previous release gets the records and events tables."""
+    with store.engine.begin() as conn:
+        command.upgrade(migrations.alembic_config(conn), "oauth_vault_0001")
+    assert versions(store) == ["oauth_vault_0001"]
+    assert "oauth_vault_records" not in tables(store)
+    assert store.save_credential(record(), 0)
+    store.setup()
+    assert versions(store) == [migrations.HEAD]
+    assert tables(store) == TABLES | {migrations.VERSION_TABLE}
+    assert store.get_credential(ALICE) is not None
+    assert store.put_record("client", "ci", b"x", only_if_absent=True)
+    store.append_events([(NOW, b"e")])
+    assert store.read_events(NOW, 10) == [(NOW, b"e")]
+    with store.engine.begin() as conn:  # and back: 0002 drops only its own tables
+        command.downgrade(migrations.alembic_config(conn), "oauth_vault_0001")
+    assert tables(store) == TABLES - {"oauth_vault_records", "oauth_vault_events"} | {
+        migrations.VERSION_TABLE
+    }
     assert store.get_credential(ALICE) is not None
 
 
@@ -355,6 +384,7 @@ def test_the_alembic_command_line_environment(tmp_path: Path) -> None:
     command.upgrade(offline, "head", sql=True)
     script = offline.output_buffer.getvalue()
     assert "CREATE TABLE oauth_vault_credentials" in script
+    assert "CREATE TABLE oauth_vault_events" in script
     assert f"CREATE TABLE {migrations.VERSION_TABLE}" in script
     command.upgrade(migrations.alembic_config(url=url), "head")
     store = SQLStorage(url)

@@ -11,7 +11,8 @@ same schema out frozen, and a test compares the two. Import :data:`metadata` fro
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -70,6 +71,25 @@ sessions = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
+records = sa.Table(  # small documents: service clients, access keys
+    "oauth_vault_records",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+events = sa.Table(  # the audit trail, append-only; `id` orders events of the same instant
+    "oauth_vault_events",
+    metadata,
+    # BIGSERIAL on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)  # fmt: skip
+
 meta = sa.Table(  # the library's own settings, if it ever needs any; the version is Alembic's
     "oauth_vault_meta",
     metadata,
@@ -109,7 +129,7 @@ class Op(Generic[T]):
     ``write``), then read the buffered result with ``result``."""
 
     statement: sa.Executable
-    params: dict[str, Any] | None
+    params: dict[str, Any] | list[dict[str, Any]] | None  # a list: executemany
     write: bool
     result: Callable[[sa.CursorResult[Any]], T]
 
@@ -135,6 +155,25 @@ def _nothing(_result: sa.CursorResult[Any]) -> None:
     return None
 
 
+def _written(_result: sa.CursorResult[Any]) -> bool:
+    return True
+
+
+def _bytes_or_none(result: sa.CursorResult[Any]) -> bytes | None:
+    value = result.scalar()
+    return bytes(value) if value is not None else None
+
+
+def _records(result: sa.CursorResult[Any]) -> list[tuple[str, bytes]]:
+    # sorted here, not by ORDER BY: PostgreSQL would sort by the database's collation, the
+    # contract (and SQLite, and Redis) by code point
+    return sorted((str(row.name), bytes(row.data)) for row in result)
+
+
+def _oldest_first(result: sa.CursorResult[Any]) -> list[tuple[float, bytes]]:
+    return [(float(row.at), bytes(row.data)) for row in result][::-1]
+
+
 def _text_or_none(result: sa.CursorResult[Any]) -> str | None:
     value = result.scalar()
     return str(value) if value is not None else None
@@ -150,7 +189,9 @@ class SQLStatements:
     All are single statements, so each is atomic on its own: compare-and-set and leases are
     conditional ``UPDATE``\\ s (PostgreSQL re-checks the condition on the row it locked), inserts
     are ``INSERT ... ON CONFLICT DO NOTHING`` (no failed statement, no aborted transaction), and a
-    login state is taken with ``DELETE ... RETURNING``.
+    login state is taken with ``DELETE ... RETURNING``. A batch of events is one ``INSERT`` run
+    with all its parameter sets, all or nothing: in SQLite's transaction; on PostgreSQL
+    psycopg pipelines them up to one Sync, one implicit transaction even in autocommit.
     """
 
     def __init__(self, dialect: str) -> None:
@@ -212,6 +253,24 @@ class SQLStatements:
         self._create_session = sa.insert(sessions)
         self._get_session = sa.select(s.user_id, s.expires_at).where(s.session_hash == bp("sh"))
         self._delete_session = sa.delete(sessions).where(s.session_hash == bp("sh"))
+        r, e = records.c, events.c
+        record = sa.and_(r.kind == bp("kind"), r.name == bp("name"))
+        self._add_record = insert(records).on_conflict_do_nothing().execution_options(**counted)
+        upsert = insert(records)
+        self._put_record = upsert.on_conflict_do_update(
+            index_elements=[r.kind, r.name],
+            set_={"data": upsert.excluded.data, "updated_at": upsert.excluded.updated_at},
+        )
+        self._get_record = sa.select(r.data).where(record)
+        self._delete_record = sa.delete(records).where(record)
+        self._list_records = sa.select(r.name, r.data).where(r.kind == bp("kind"))
+        self._append_events = sa.insert(events)
+        self._read_events = (
+            sa.select(e.at, e.data)
+            .where(e.at >= bp("since"))
+            .order_by(e.at.desc(), e.id.desc())
+            .limit(bp("limit", type_=sa.Integer))
+        )
 
     # credentials
 
@@ -310,3 +369,32 @@ class SQLStatements:
 
     def delete_session(self, session_hash: str) -> Op[None]:
         return Op(self._delete_session, {"sh": session_hash}, True, _nothing)
+
+    # records and events
+
+    def put_record(self, kind: str, name: str, data: bytes, only_if_absent: bool) -> Op[bool]:
+        values = {"kind": kind, "name": name, "data": data, "updated_at": time.time()}
+        if only_if_absent:
+            return Op(self._add_record, values, True, _one_row)
+        return Op(self._put_record, values, True, _written)
+
+    def get_record(self, kind: str, name: str) -> Op[bytes | None]:
+        return Op(self._get_record, {"kind": kind, "name": name}, False, _bytes_or_none)
+
+    def delete_record(self, kind: str, name: str) -> Op[bool]:
+        return Op(self._delete_record, {"kind": kind, "name": name}, True, _some_rows)
+
+    def list_records(self, kind: str) -> Op[list[tuple[str, bytes]]]:
+        return Op(self._list_records, {"kind": kind}, False, _records)
+
+    def append_events(self, batch: Sequence[tuple[float, bytes]]) -> Op[None]:
+        """For a non-empty ``batch`` (an empty parameter list would insert one empty row):
+        the storages skip an empty one."""
+        rows = [{"at": at, "data": data} for at, data in batch]
+        return Op(self._append_events, rows, True, _nothing)
+
+    def read_events(self, since: float, limit: int) -> Op[list[tuple[float, bytes]]]:
+        """The newest ``limit`` events at or after ``since``: selected newest first (ties: the
+        later insert first), returned reversed, oldest first."""
+        params = {"since": since, "limit": max(limit, 0)}  # SQLite reads LIMIT -1 as "all"
+        return Op(self._read_events, params, False, _oldest_first)

@@ -21,6 +21,9 @@ Keys (``P`` is the prefix, default ``oauth_vault``)::
     P:ident:{C,S}        string: user id bound to (connection, subject), SET NX
     P:links:{C,U}        set of the subjects bound to that user         (unlink_identities)
     P:state:H / P:session:H    "<expires_at> <payload>", PX until expiry (+ a grace minute)
+    P:records:K          hash: name -> data, the documents of kind K     (put_record...)
+    P:events             sorted set, score at, member "<seq, 20 digits>:<data>"  (audit)
+    P:events:seq         counter of the events ever appended
     P:schema_version
 
 ``M`` is the credential key's parts joined by NUL, escaped so that byte order is key order;
@@ -30,6 +33,10 @@ The credential record is the authority; the three indexes live in other cluster 
 they are written as separate commands: entries are added before a record is written (a
 crash leaves a stale entry, never a missing one), reconciled after every write and delete
 until a re-read agrees, and readers skip entries whose record is gone.
+
+An event's member starts with its sequence number, zero-padded: members of equal score sort
+by bytes, so events of the same instant keep their append order (and equal events stay
+distinct). A batch takes its numbers and is added in one script, atomically.
 """
 
 from __future__ import annotations
@@ -111,8 +118,18 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+_APPEND = """
+local n = #ARGV / 2
+local last = redis.call('INCRBY', KEYS[2], n)
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], ARGV[2 * i - 1],
+             string.format('%020d', last - n + i) .. ':' .. ARGV[2 * i])
+end
+return last
+"""
+
 _SCRIPTS = {"cas": _CAS, "acquire": _ACQUIRE, "release": _RELEASE, "link": _LINK,
-            "unlink": _UNLINK}  # fmt: skip
+            "unlink": _UNLINK, "append": _APPEND}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -206,6 +223,8 @@ class _Ops:
         self.all = self._p + b"credentials"
         self.expiring = self._p + b"expiring"
         self.schema = self._p + b"schema_version"
+        self.events = self._p + b"events"
+        self.event_seq = self._p + b"events:seq"
 
     def _tagged(self, kind: bytes, *parts: str) -> bytes:
         tag = _member(*parts).replace(b"%", b"%25").replace(b"}", b"%7D")
@@ -231,6 +250,9 @@ class _Ops:
 
     def session(self, session_hash: str) -> bytes:
         return self._p + b"session:" + session_hash.encode()
+
+    def records(self, kind: str) -> bytes:
+        return self._p + b"records:" + kind.encode()
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -415,6 +437,41 @@ class _Ops:
     def delete_session(self, session_hash: str) -> _Op[None]:
         yield [("DEL", self.session(session_hash))]
 
+    # -- records and events -------------------------------------------------------------------
+
+    def put_record(self, kind: str, name: str, data: bytes, only_if_absent: bool) -> _Op[bool]:
+        command = "HSETNX" if only_if_absent else "HSET"
+        (added,) = yield [(command, self.records(kind), name, data)]
+        return bool(added) or not only_if_absent  # HSET counts new fields only
+
+    def get_record(self, kind: str, name: str) -> _Op[bytes | None]:
+        (data,) = yield [("HGET", self.records(kind), name)]
+        return None if data is None else bytes(data)
+
+    def delete_record(self, kind: str, name: str) -> _Op[bool]:
+        (deleted,) = yield [("HDEL", self.records(kind), name)]
+        return bool(deleted)
+
+    def list_records(self, kind: str) -> _Op[list[tuple[str, bytes]]]:
+        (found,) = yield [("HGETALL", self.records(kind))]
+        # UTF-8 byte order is code point order: sorted as the contract sorts names
+        return sorted((bytes(n).decode(), bytes(d)) for n, d in dict(found).items())
+
+    def append_events(self, events: Sequence[tuple[float, bytes]]) -> _Op[None]:
+        if events:
+            args = [part for at, data in events for part in (_num(at), data)]
+            yield [_Eval("append", (self.events, self.event_seq), tuple(args))]
+
+    def read_events(self, since: float, limit: int) -> _Op[list[tuple[float, bytes]]]:
+        if limit <= 0:
+            return []
+        (reply,) = yield [("ZREVRANGEBYSCORE", self.events, "+inf", _num(since),
+                           "WITHSCORES", "LIMIT", 0, limit)]  # fmt: skip
+        if reply and not isinstance(reply[0], (list, tuple)):  # RESP2: member, score, ...
+            reply = list(zip(reply[::2], reply[1::2], strict=True))
+        found = [(float(score), bytes(member).partition(b":")[2]) for member, score in reply]
+        return found[::-1]
+
 
 def _pool_options(
     module: Any, url: str, prefix: str | None, max_connections: int
@@ -548,6 +605,26 @@ class RedisStorage:
     def delete_session(self, session_hash: str) -> None:
         self._run(self._ops.delete_session(session_hash))
 
+    def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        return self._run(self._ops.put_record(kind, name, data, only_if_absent))
+
+    def get_record(self, kind: str, name: str) -> bytes | None:
+        return self._run(self._ops.get_record(kind, name))
+
+    def delete_record(self, kind: str, name: str) -> bool:
+        return self._run(self._ops.delete_record(kind, name))
+
+    def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        return self._run(self._ops.list_records(kind))
+
+    def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        self._run(self._ops.append_events(events))
+
+    def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        return self._run(self._ops.read_events(since, limit))
+
 
 class _LoopClient:
     """One ``redis.asyncio`` client, its pool and its scripts: they belong to one event loop."""
@@ -674,3 +751,23 @@ class AsyncRedisStorage:
 
     async def delete_session(self, session_hash: str) -> None:
         await self._run(self._ops.delete_session(session_hash))
+
+    async def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        return await self._run(self._ops.put_record(kind, name, data, only_if_absent))
+
+    async def get_record(self, kind: str, name: str) -> bytes | None:
+        return await self._run(self._ops.get_record(kind, name))
+
+    async def delete_record(self, kind: str, name: str) -> bool:
+        return await self._run(self._ops.delete_record(kind, name))
+
+    async def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        return await self._run(self._ops.list_records(kind))
+
+    async def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        await self._run(self._ops.append_events(events))
+
+    async def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        return await self._run(self._ops.read_events(since, limit))

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 try:
@@ -27,10 +29,12 @@ from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import Op, SQLStatements, map_errors
 from ._sql_statements import credentials as credentials
+from ._sql_statements import events as events
 from ._sql_statements import identities as identities
 from ._sql_statements import login_states as login_states
 from ._sql_statements import meta as meta
 from ._sql_statements import metadata as metadata
+from ._sql_statements import records as records
 from ._sql_statements import sessions as sessions
 
 __all__ = ["SQLStorage", "metadata", "postgres_engine_options", "upgrade_schema"]
@@ -93,13 +97,31 @@ def postgres_engine_options(
     return parsed, options
 
 
+_WAL_WAIT = 10.0
+
+
+def _wal(cur: sqlite3.Cursor) -> None:
+    """Switch the database to WAL (kept in the file). The switch may fail at once with
+    "database is locked", without the busy timeout, while another connection holds a lock:
+    processes opening a new database together (``setup()`` at start-up) retry for a while."""
+    deadline = time.monotonic() + _WAL_WAIT
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def _sqlite_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        _wal(cur)
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
@@ -319,3 +341,26 @@ class SQLStorage:
 
     def delete_session(self, session_hash: str) -> None:
         self._run(self._sql.delete_session(session_hash))
+
+    # -- records and events ---------------------------------------------------------------
+
+    def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        return self._run(self._sql.put_record(kind, name, data, only_if_absent))
+
+    def get_record(self, kind: str, name: str) -> bytes | None:
+        return self._run(self._sql.get_record(kind, name))
+
+    def delete_record(self, kind: str, name: str) -> bool:
+        return self._run(self._sql.delete_record(kind, name))
+
+    def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        return self._run(self._sql.list_records(kind))
+
+    def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        if events:
+            self._run(self._sql.append_events(events))
+
+    def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        return self._run(self._sql.read_events(since, limit))

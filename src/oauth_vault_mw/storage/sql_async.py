@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import TypeVar
 
 from sqlalchemy import exc
@@ -175,3 +176,26 @@ class AsyncSQLStorage:
 
     async def delete_session(self, session_hash: str) -> None:
         await self._run(self._sql.delete_session(session_hash))
+
+    # -- records and events ---------------------------------------------------------------
+
+    async def put_record(
+        self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
+    ) -> bool:
+        return await self._run(self._sql.put_record(kind, name, data, only_if_absent))
+
+    async def get_record(self, kind: str, name: str) -> bytes | None:
+        return await self._run(self._sql.get_record(kind, name))
+
+    async def delete_record(self, kind: str, name: str) -> bool:
+        return await self._run(self._sql.delete_record(kind, name))
+
+    async def list_records(self, kind: str) -> list[tuple[str, bytes]]:
+        return await self._run(self._sql.list_records(kind))
+
+    async def append_events(self, events: Sequence[tuple[float, bytes]]) -> None:
+        if events:
+            await self._run(self._sql.append_events(events))
+
+    async def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]:
+        return await self._run(self._sql.read_events(since, limit))
