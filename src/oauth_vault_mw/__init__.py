@@ -23,6 +23,10 @@ from ._exceptions import StorageUnavailable as StorageUnavailable
 from ._exceptions import TokenExchangeError as TokenExchangeError
 from ._exceptions import UnknownConnection as UnknownConnection
 from ._exceptions import VaultError as VaultError
+from ._service import AsyncAuditTrail as AsyncAuditTrail
+from ._service import AsyncServiceAccess as AsyncServiceAccess
+from ._sync_service import AuditTrail as AuditTrail
+from ._sync_service import ServiceAccess as ServiceAccess
 from ._sync_vault import Vault as Vault
 from ._vault import AsyncVault as AsyncVault
 from .core.config import ConnectionConfig as ConnectionConfig
@@ -35,7 +39,10 @@ from .core.vault_logic import NewIdentity as NewIdentity
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncAuditTrail",
+    "AsyncServiceAccess",
     "AsyncVault",
+    "AuditTrail",
     "BadRequest",
     "CallbackError",
     "ConfigurationError",
@@ -54,6 +61,7 @@ __all__ = [
     "PermissionDenied",
     "ProviderUnavailable",
     "ReauthenticationRequired",
+    "ServiceAccess",
     "Settings",
     "StorageUnavailable",
     "TokenExchangeError",

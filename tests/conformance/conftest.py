@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from oauth_vault_mw import Settings
+from oauth_vault_mw import Settings, Vault
+from oauth_vault_mw._sync_service import ServiceAccess
 from oauth_vault_mw.core.crypto import Sealer
 from oauth_vault_mw.core.model import CredentialKey, TokenSet
 from oauth_vault_mw.core.vault_logic import open_record
@@ -65,6 +67,19 @@ class Site:
         assert record is not None
         return open_record(Sealer(self.settings.encryption_keys), record)
 
+    @contextmanager
+    def service(self) -> Iterator[ServiceAccess]:
+        """Service access over the served app's store (same SQLite file, same settings):
+        clients made here are the app's, tokens issued here verify there, and the events
+        the app wrote are read here."""
+        vault = Vault(self.settings)
+        service = ServiceAccess(vault)
+        try:
+            yield service
+        finally:
+            service.close()
+            vault.close()
+
 
 def _starlette_server(settings: Settings, port: int) -> Callable[[], None]:
     import uvicorn
@@ -99,8 +114,9 @@ def _starlette_server(settings: Settings, port: int) -> Callable[[], None]:
 
 def _flask_server(settings: Settings, port: int) -> Callable[[], None]:
     from flask import Flask, jsonify
-    from oauth_vault_mw.flask import OAuthVault, connection_credentials
     from werkzeug.serving import make_server
+
+    from oauth_vault_mw.flask import OAuthVault, connection_credentials
 
     app = Flask("conformance")
     OAuthVault(app, settings=settings)

@@ -159,6 +159,7 @@ def harness(provider: DevProvider, storage_url: str) -> Iterator[Harness]:
     h = harness_for(app, provider)
     with h.client, h.browser:
         yield h
+    OAuthVault().get_service(app).close()  # its audit trail first, then the vault
     h.vault.close()
 
 

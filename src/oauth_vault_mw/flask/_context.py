@@ -1,4 +1,5 @@
-"""Per-request state of the Flask shell: the app's vault, cookies, the cached user lookup."""
+"""Per-request state of the Flask shell: the app's vault and service access, cookies, the
+cached user lookup."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ from typing import Any
 from flask import Flask, Request, g
 
 from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
+from .._sync_service import ServiceAccess
 from .._sync_vault import Vault
 from ..core.cookies import SESSION_COOKIE
 
 __all__ = [
     "EXTENSION_KEY",
+    "SERVICE_KEY",
     "read_cookie",
     "require_user_id",
+    "service_of",
     "user_id",
     "vault_of",
 ]
 
 EXTENSION_KEY = "oauth_vault"
+SERVICE_KEY = "oauth_vault_service"
 MAX_COOKIE_HEADER = 8192
 _G_USER = "_oauth_vault_user"  # on flask.g: (request, user id or None)
 
@@ -29,6 +34,14 @@ def vault_of(app: Flask) -> Vault:
     if not isinstance(vault, Vault):
         raise MiddlewareNotInstalled()
     return vault
+
+
+def service_of(app: Flask) -> ServiceAccess:
+    """The service access :class:`OAuthVault` put on ``app`` next to its vault."""
+    service = app.extensions.get(SERVICE_KEY)
+    if not isinstance(service, ServiceAccess):
+        raise MiddlewareNotInstalled()
+    return service
 
 
 def read_cookie(request: Request, name: str) -> str | None:
@@ -43,23 +56,28 @@ def read_cookie(request: Request, name: str) -> str | None:
     return request.cookies.get(name)
 
 
-def user_id(vault: Vault, request: Request) -> str | None:
-    """The session's user, looked up once per request and cached on ``flask.g``.
+def user_id(service: ServiceAccess, request: Request) -> str | None:
+    """The user of the app token (``Authorization: Bearer``) or of the session cookie,
+    looked up once per request and cached on ``flask.g``.
 
-    The cache remembers which request it belongs to: an app context that outlives one
-    request (``with app.app_context():`` around several test requests) shares ``g``.
+    A service access key or an invalid app token in ``Authorization`` is NotAuthenticated
+    (not cached: every call raises it). The cache remembers which request it belongs to:
+    an app context that outlives one request (``with app.app_context():`` around several
+    test requests) shares ``g``.
     """
     cached: Any = g.get(_G_USER)
     if cached is not None and cached[0] is request:
         found: str | None = cached[1]
         return found
-    found = vault.user_for_session(read_cookie(request, SESSION_COOKIE))
+    found = service.user_for_app_token(request.headers.get("Authorization"))
+    if found is None:
+        found = service.vault.user_for_session(read_cookie(request, SESSION_COOKIE))
     setattr(g, _G_USER, (request, found))
     return found
 
 
-def require_user_id(vault: Vault, request: Request) -> str:
-    found = user_id(vault, request)
+def require_user_id(service: ServiceAccess, request: Request) -> str:
+    found = user_id(service, request)
     if found is None:
         raise NotAuthenticated()
     return found

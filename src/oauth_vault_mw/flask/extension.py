@@ -13,7 +13,9 @@
 Settings come from the app's ``OAUTH_VAULT_*`` config keys (the names and meanings of the
 environment variables) unless ``settings`` is given, and are validated in ``init_app``: bad
 configuration stops the app at start-up. The extension keeps no reference to any app: each
-app gets its own sync :class:`~oauth_vault_mw.Vault` in ``app.extensions["oauth_vault"]``.
+app gets its own sync :class:`~oauth_vault_mw.Vault` in ``app.extensions["oauth_vault"]`` and,
+next to it, its ``ServiceAccess`` (service clients, app tokens, token exchange, the audit
+trail) in ``app.extensions["oauth_vault_service"]``.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from flask import Request as FlaskRequest
 
 from .._exceptions import VaultError
 from .._settings import ENV_PREFIX, SETTING_NAMES, load_connections
+from .._sync_service import ServiceAccess
 from .._sync_vault import NewUserIdHook, Vault
 from ..core.config import Settings, parse_settings
 from ..storage import Storage
-from ._context import EXTENSION_KEY, vault_of
+from ._context import EXTENSION_KEY, SERVICE_KEY, service_of, vault_of
 from .request import VaultRequest
 from .routes import build_blueprint, error_response
 
@@ -68,6 +71,17 @@ def _resolve_settings(app: Flask, given: Settings | Mapping[str, Any] | None) ->
 
 def _handle_vault_error(exc: VaultError) -> Any:
     return error_response(exc)
+
+
+def _shutdown(service: ServiceAccess, vault: Vault | None) -> None:
+    """When the app goes (garbage-collected, or at exit): write the audit events still
+    pending, then close the vault if the extension made it."""
+    try:
+        service.close()
+    except Exception:  # a finalizer must not raise; the events are in the log records
+        logger.warning("oauth_vault_mw: could not flush the audit trail", exc_info=True)
+    if vault is not None:
+        vault.close()
 
 
 class OAuthVault:
@@ -126,14 +140,17 @@ class OAuthVault:
             )  # fmt: skip
         try:
             vault.startup()
-            app.register_blueprint(build_blueprint(vault))
+            service = ServiceAccess(vault)
+            app.register_blueprint(build_blueprint(vault, service))
         except BaseException:
             if owned:
                 vault.close()
             raise
-        if owned:  # no shutdown hook in WSGI: close the pooled client with the app
-            weakref.finalize(app, vault.close)
+        # No shutdown hook in WSGI: flush the audit trail (and close the pooled client and
+        # the storage of a vault made here) with the app. A given vault is the caller's.
+        weakref.finalize(app, _shutdown, service, vault if owned else None)
         app.extensions[EXTENSION_KEY] = vault
+        app.extensions[SERVICE_KEY] = service
         app.register_error_handler(VaultError, _handle_vault_error)
         self._set_request_class(app)
 
@@ -154,3 +171,8 @@ class OAuthVault:
     def get_vault(self, app: Flask | None = None) -> Vault:
         """The :class:`Vault` of ``app`` (default: ``current_app``), for background jobs."""
         return vault_of(app if app is not None else current_app)
+
+    def get_service(self, app: Flask | None = None) -> ServiceAccess:
+        """The ``ServiceAccess`` of ``app`` (default: ``current_app``): service clients and
+        their keys, app tokens, the audit trail. It shares the app's vault."""
+        return service_of(app if app is not None else current_app)

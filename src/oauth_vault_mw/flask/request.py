@@ -23,7 +23,7 @@ from typing import Any, cast
 import flask
 
 from ..core.model import Credentials
-from ._context import require_user_id, user_id, vault_of
+from ._context import require_user_id, service_of, user_id
 
 __all__ = ["VaultRequest", "connection_credentials", "current_user_id", "vault_request"]
 
@@ -36,11 +36,12 @@ _NO_REQUEST = (
 def _credentials_for(
     request: flask.Request, connection_id: str, min_validity: float | None, force_refresh: bool
 ) -> Credentials:
-    vault = vault_of(flask.current_app)
-    owner = require_user_id(vault, request)
-    return vault.get_connection_credentials(
-        connection_id, owner, min_validity=min_validity, force_refresh=force_refresh
-    )
+    service = service_of(flask.current_app)
+    owner = require_user_id(service, request)
+    return service.vault.get_connection_credentials(
+        connection_id, owner, min_validity=min_validity, force_refresh=force_refresh,
+        actor=f"user:{owner}",
+    )  # fmt: skip
 
 
 def _current_request(name: str) -> flask.Request:
@@ -66,9 +67,10 @@ def connection_credentials(
 
 
 def current_user_id() -> str | None:
-    """The logged-in user's id, or ``None``."""
+    """The logged-in user's id (session cookie or ``Authorization: Bearer`` app token), or
+    ``None``; an invalid app token or a service access key there is ``NotAuthenticated``."""
     request = _current_request("current_user_id")
-    return user_id(vault_of(flask.current_app), request)
+    return user_id(service_of(flask.current_app), request)
 
 
 class VaultRequest(flask.Request):
@@ -81,7 +83,7 @@ class VaultRequest(flask.Request):
         return _credentials_for(self, connection_id, min_validity, force_refresh)
 
     def vault_user_id(self) -> str | None:
-        return user_id(vault_of(flask.current_app), self)
+        return user_id(service_of(flask.current_app), self)
 
 
 vault_request: VaultRequest = cast(VaultRequest, flask.request)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from flask import Blueprint, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter, Rule
+from werkzeug.wsgi import get_input_stream
 
-from .._exceptions import BadRequest, ForbiddenOrigin, VaultError
+from .._exceptions import BadRequest, ForbiddenOrigin, TokenExchangeError, VaultError
+from .._sync_service import ServiceAccess
 from .._sync_vault import Vault
 from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
@@ -25,6 +27,7 @@ from ._context import read_cookie, require_user_id
 __all__ = ["build_blueprint", "error_response", "json_response"]
 
 MAX_QUERY = 8192
+MAX_FORM = 16384
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves unquoted
 
@@ -70,6 +73,29 @@ def _query() -> dict[str, str]:
     return params
 
 
+def _form() -> dict[str, str]:
+    """A bounded ``application/x-www-form-urlencoded`` body, each field once.
+
+    Read from the WSGI input itself, so the app's ``MAX_CONTENT_LENGTH`` and Flask's form
+    parser play no part: the bound and the errors are those of the Starlette shell.
+    """
+    kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise TokenExchangeError("invalid_request", "send application/x-www-form-urlencoded")
+    stream = get_input_stream(request.environ, max_content_length=None)
+    body = b""
+    while chunk := stream.read(MAX_FORM + 1 - len(body)):
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise TokenExchangeError("invalid_request", "request body too large")
+    fields: dict[str, str] = {}
+    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
+        if name in fields:
+            raise TokenExchangeError("invalid_request", f"parameter {name[:64]!r} given twice")
+        fields[name] = value
+    return fields
+
+
 def _check_origin(vault: Vault) -> None:
     origin = request.headers.get("Origin")
     if origin is None:
@@ -80,14 +106,14 @@ def _check_origin(vault: Vault) -> None:
         raise ForbiddenOrigin()
 
 
-def _handlers(vault: Vault) -> list[tuple[str, str, str, Handler]]:
+def _handlers(vault: Vault, service: ServiceAccess) -> list[tuple[str, str, str, Handler]]:
     """(endpoint, path under the prefix, method, handler) for every route."""
 
     def begin(connection_id: str, *, connect: bool) -> Response:
         params = _query()
         vault.connection(connection_id)
         return_to = check_return_to(params.get("return_to"))
-        user_id = require_user_id(vault, request) if connect else None
+        user_id = require_user_id(service, request) if connect else None
         url, cookie = vault.begin_login(connection_id, return_to=return_to, user_id=user_id)
         return _redirect(url, 302, [cookie])
 
@@ -115,25 +141,44 @@ def _handlers(vault: Vault) -> list[tuple[str, str, str, Handler]]:
         return response
 
     def me() -> Response:
-        user_id = require_user_id(vault, request)
+        user_id = require_user_id(service, request)
         return json_response(vault.me(user_id), headers=NO_STORE)
 
     def credentials(connection_id: str) -> Response:
         conn = vault.connection(connection_id)
-        user_id = require_user_id(vault, request)
+        user_id = require_user_id(service, request)
         creds = vault.get_connection_credentials(
-            connection_id, user_id, min_validity=conn.min_validity
+            connection_id, user_id, min_validity=conn.min_validity, actor=f"user:{user_id}"
         )
         return json_response(creds.to_dict(), headers=NO_STORE)
+
+    def service_credentials(connection_id: str, user_id: str) -> Response:
+        principal = service.authenticate(request.headers.get("Authorization"))
+        creds = service.credentials_for(principal, connection_id, user_id)
+        return json_response(creds.to_dict(), headers=NO_STORE)
+
+    def app_token() -> Response:
+        user_id = require_user_id(service, request)
+        return json_response(service.issue_app_token(user_id), headers=NO_STORE)
+
+    def jwks() -> Response:
+        cache = {"Cache-Control": "public, max-age=300"}
+        return json_response(service.app_tokens.jwks(), headers=cache)
+
+    def token_exchange() -> Response:
+        form = _form()
+        answer = service.exchange(form, request.headers.get("Authorization"))
+        return json_response(answer, headers=NO_STORE)
 
     def disconnect(connection_id: str) -> Response:
         _check_origin(vault)
         vault.connection(connection_id)
-        user_id = require_user_id(vault, request)
+        user_id = require_user_id(service, request)
         revoked = vault.disconnect(connection_id, user_id)
         return json_response({"connection_id": connection_id, "revoked": revoked})
 
     cid = "<connection_id>"
+    of_user = f"/connections/{cid}/users/<user_id>/credentials"
     return [
         ("login", f"/login/{cid}", "GET", login),
         ("connect", f"/connect/{cid}", "GET", connect),
@@ -141,6 +186,10 @@ def _handlers(vault: Vault) -> list[tuple[str, str, str, Handler]]:
         ("logout", "/logout", "POST", logout),
         ("me", "/me", "GET", me),
         ("credentials", f"/connections/{cid}/credentials", "GET", credentials),
+        ("service_credentials", of_user, "GET", service_credentials),
+        ("app_token", "/app-token", "GET", app_token),
+        ("jwks", "/.well-known/jwks.json", "GET", jwks),
+        ("token", "/token", "POST", token_exchange),
         ("disconnect", f"/connections/{cid}", "DELETE", disconnect),
     ]
 
@@ -174,12 +223,13 @@ def _view(method: str, handler: Handler) -> Handler:
     return view
 
 
-def build_blueprint(vault: Vault) -> Blueprint:
-    """The ``oauth_vault`` blueprint serving ``vault``'s routes under its prefix."""
+def build_blueprint(vault: Vault, service: ServiceAccess) -> Blueprint:
+    """The ``oauth_vault`` blueprint serving ``vault``'s routes (and ``service``'s: service
+    credentials, app tokens, JWKS, token exchange) under its prefix."""
     blueprint = Blueprint("oauth_vault", __name__)
     prefix = vault.settings.prefix
     routes = [(name, path, _view(method, handler))
-              for name, path, method, handler in _handlers(vault)]  # fmt: skip
+              for name, path, method, handler in _handlers(vault, service)]  # fmt: skip
     routes += [("not_found", path, _not_found) for path in ("", f"/<{_REST}:rest>")]
 
     def setup(state: BlueprintSetupState) -> None:
