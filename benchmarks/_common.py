@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from oauth_vault_mw import AsyncVault, CredentialKey, Settings
+from oauth_vault_mw import AsyncVault, CredentialKey, Settings, Vault
+from oauth_vault_mw._service import AsyncServiceAccess
 from oauth_vault_mw.core.cookies import hash_id
 from oauth_vault_mw.core.model import TokenSet
 
@@ -52,9 +53,12 @@ def make_settings(storage_url: str, secret_key: str, encryption_key: str) -> Set
 
 @dataclass(frozen=True)
 class Seeded:
-    """A started vault holding one valid credential and one session for ``USER_ID``."""
+    """A started vault holding one valid credential and one session for ``USER_ID``, with
+    the service layer attached as the middleware attaches it (its audit trail records every
+    credential read)."""
 
     vault: AsyncVault
+    service: AsyncServiceAccess
     key: CredentialKey
     session_id: str
     session_hash: str
@@ -63,26 +67,51 @@ class Seeded:
 
 async def seed(vault: AsyncVault) -> Seeded:
     await vault.startup()
+    service = AsyncServiceAccess(vault)
     now = time.time()
     key = CredentialKey(CONNECTION_ID, USER_ID)
-    await vault.put_tokens(
-        key,
-        TokenSet(
-            access_token="at-" + secrets.token_urlsafe(32),
-            refresh_token="rt-" + secrets.token_urlsafe(32),
-            expires_at=now + 3600,
-            obtained_at=now,
-            scope="openid",
-        ),
-    )
+    await vault.put_tokens(key, _tokens(now))
     session_id = secrets.token_urlsafe(32)
     session_hash = hash_id(session_id)
     await vault.storage.create_session(session_hash, USER_ID, now + 3600)
     cookie_value = vault.cookies.session_cookie(session_id).value
-    return Seeded(vault, key, session_id, session_hash, cookie_value)
+    return Seeded(vault, service, key, session_id, session_hash, cookie_value)
+
+
+def _tokens(now: float) -> TokenSet:
+    return TokenSet(
+        access_token="at-" + secrets.token_urlsafe(32),
+        refresh_token="rt-" + secrets.token_urlsafe(32),
+        expires_at=now + 3600,
+        obtained_at=now,
+        scope="openid",
+    )
+
+
+@dataclass(frozen=True)
+class SyncSeeded:
+    """A started sync vault (Flask) holding the same: one credential, one session."""
+
+    vault: Vault
+    key: CredentialKey
+    session_hash: str
+    cookie_value: str
+
+
+def seed_sync(vault: Vault) -> SyncSeeded:
+    vault.startup()
+    now = time.time()
+    key = CredentialKey(CONNECTION_ID, USER_ID)
+    vault.put_tokens(key, _tokens(now))
+    session_id = secrets.token_urlsafe(32)
+    session_hash = hash_id(session_id)
+    vault.storage.create_session(session_hash, USER_ID, now + 3600)
+    cookie_value = vault.cookies.session_cookie(session_id).value
+    return SyncSeeded(vault, key, session_hash, cookie_value)
 
 
 Call = Callable[[], Awaitable[object]]
+SyncCall = Callable[[], object]
 
 
 @dataclass(frozen=True)
@@ -130,3 +159,69 @@ async def time_interleaved(fns: dict[str, tuple[Call, int]], repeats: int) -> di
         name: Timing(statistics.median(s), min(s), fns[name][1], repeats)
         for name, s in samples.items()
     }
+
+
+def _run_sync(fn: SyncCall, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - start
+
+
+def calibrate_sync(fn: SyncCall, target_seconds: float) -> int:
+    """:func:`calibrate` for plain functions."""
+    for _ in range(20):
+        fn()
+    probe = 50
+    elapsed = _run_sync(fn, probe)
+    return max(20, int(target_seconds / max(elapsed / probe, 1e-9)))
+
+
+def time_interleaved_sync(fns: dict[str, tuple[SyncCall, int]], repeats: int) -> dict[str, Timing]:
+    """:func:`time_interleaved` for plain functions (the Flask shell is sync)."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, (fn, calls) in fns.items():
+            gc.collect()
+            gc.disable()
+            try:
+                elapsed = _run_sync(fn, calls)
+            finally:
+                gc.enable()
+            samples[name].append(elapsed / calls * 1e6)
+    return {
+        name: Timing(statistics.median(s), min(s), fns[name][1], repeats)
+        for name, s in samples.items()
+    }
+
+
+@dataclass(frozen=True)
+class HotResult:
+    """One hot-path row: ours next to its floor (or its peer), per call."""
+
+    case: str
+    storage: str
+    ours: Timing
+    floor: Timing
+
+    @property
+    def ratio(self) -> float:
+        return self.ours.median_us / self.floor.median_us
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A row that could not be measured here (a tool or package is missing)."""
+
+    case: str
+    storage: str
+    reason: str
+
+
+def batch_seconds(quick: bool) -> float:
+    """How long one timed batch of calls lasts (calibrated per function)."""
+    return 0.02 if quick else 0.05
+
+
+def repeats_for(quick: bool) -> int:
+    return 5 if quick else 9

@@ -148,7 +148,7 @@ class AsyncServiceAccess:
             CLIENT_KIND, name, client.to_bytes(), only_if_absent=True
         ):
             raise BadRequest(f"a client named {name!r} exists")
-        await self._event("system", "client.created", "ok", urgent=True)
+        await self._event(f"client:{name}", "client.created", "ok", urgent=True)
         return await self.add_access_key(name)
 
     async def _client(self, name: str) -> ServiceClient | None:
@@ -225,7 +225,8 @@ class AsyncServiceAccess:
             or record.revoked_at is not None
             or client.revoked
         ):
-            await self._event(f"key:{key_id}", "key.used", "rejected", urgent=True)
+            # Batched, not urgent: a flood of bad keys must not become a flood of writes.
+            await self._event(f"key:{key_id}", "key.used", "rejected")
             raise NotAuthenticated("invalid or revoked access key")
         return Principal(client.name, key_id, client.grants)
 

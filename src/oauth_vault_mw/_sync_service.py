@@ -144,7 +144,7 @@ class ServiceAccess:
         client = ServiceClient(name, parsed, self.vault.clock())
         if not self.storage.put_record(CLIENT_KIND, name, client.to_bytes(), only_if_absent=True):
             raise BadRequest(f"a client named {name!r} exists")
-        self._event("system", "client.created", "ok", urgent=True)
+        self._event(f"client:{name}", "client.created", "ok", urgent=True)
         return self.add_access_key(name)
 
     def _client(self, name: str) -> ServiceClient | None:
@@ -216,7 +216,8 @@ class ServiceAccess:
             or record.revoked_at is not None
             or client.revoked
         ):
-            self._event(f"key:{key_id}", "key.used", "rejected", urgent=True)
+            # Batched, not urgent: a flood of bad keys must not become a flood of writes.
+            self._event(f"key:{key_id}", "key.used", "rejected")
             raise NotAuthenticated("invalid or revoked access key")
         return Principal(client.name, key_id, client.grants)
 

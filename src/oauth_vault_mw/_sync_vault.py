@@ -30,6 +30,7 @@ from ._exceptions import (
     NotAuthenticated,
     ProviderUnavailable,
     ReauthenticationRequired,
+    StorageUnavailable,
     UnknownConnection,
     VaultError,
 )
@@ -195,7 +196,7 @@ class Vault:
         actor: str,
         action: str,
         outcome: str,
-        connection_id: str,
+        connection_id: str | None,
         user_id: str,
         *,
         urgent: bool = False,
@@ -288,7 +289,7 @@ class Vault:
                 raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
             if not leased:  # the holder neither finished nor let go in time
                 return self._fallback(conn, tokens, now, 1.0)
-            return self._call_provider(conn, key, record, tokens)
+            return self._call_provider(conn, key, record, tokens, owner)
         finally:
             if leased:
                 self.storage.release_lease(key, owner)
@@ -310,7 +311,7 @@ class Vault:
 
     def _call_provider(
         self, conn: ConnectionConfig, key: CredentialKey, record: StoredCredential,
-        tokens: TokenSet,
+        tokens: TokenSet, owner: str,
     ) -> TokenSet:  # fmt: skip
         assert tokens.refresh_token is not None
         endpoints = self.provider.endpoints(conn)
@@ -318,6 +319,12 @@ class Vault:
         deadline = time.monotonic() + 2 * self.settings.provider_timeout
         outcome: TokenOutcome = TokenRetryable("not attempted")
         for attempt in range(self.settings.refresh_attempts):
+            # Renew the lease before each call: a refresh slowed past its lease must not
+            # send the refresh token again once another process may hold the lease.
+            ttl = self.settings.lease_ttl
+            if not self.storage.acquire_lease(key, owner, ttl, self.clock()):
+                outcome = TokenRetryable("lease lost")
+                break
             try:
                 resp = self.provider.send(request)
             except ProviderCallFailed as exc:
@@ -396,7 +403,7 @@ class Vault:
             record = seal_record(self.sealer, key, tokens, now=self.clock())
             if self.storage.save_credential(record, current.version if current else 0):
                 return
-        raise ProviderUnavailable("could not store the credential under contention")
+        raise StorageUnavailable("could not store the credential under contention")
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -409,7 +416,11 @@ class Vault:
     def logout(self, cookie_value: str | None) -> CookieSpec:
         session_id = self.cookies.read_session(cookie_value)
         if session_id is not None:
-            self.storage.delete_session(hash_id(session_id))
+            session_hash = hash_id(session_id)
+            user_id = self.storage.get_session(session_hash, self.clock())
+            self.storage.delete_session(session_hash)
+            if user_id is not None:
+                self._audit(f"user:{user_id}", "logout", "ok", None, user_id)
         return self.cookies.clear_session()
 
     def me(self, user_id: str) -> dict[str, Any]:
@@ -529,6 +540,7 @@ class Vault:
             )
             cookies.append(self.cookies.session_cookie(session_id))
         logger.info("login completed connection=%s user=%s mode=%s", conn.id, user_id, tx.mode)
+        self._audit(f"user:{user_id}", tx.mode, "ok", conn.id, user_id)
         return LoginResult(user_id, tx.return_to, tuple(cookies))
 
     def _identify(

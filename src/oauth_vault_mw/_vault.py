@@ -31,6 +31,7 @@ from ._exceptions import (
     NotAuthenticated,
     ProviderUnavailable,
     ReauthenticationRequired,
+    StorageUnavailable,
     UnknownConnection,
     VaultError,
 )
@@ -198,7 +199,7 @@ class AsyncVault:
         actor: str,
         action: str,
         outcome: str,
-        connection_id: str,
+        connection_id: str | None,
         user_id: str,
         *,
         urgent: bool = False,
@@ -291,7 +292,7 @@ class AsyncVault:
                 raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
             if not leased:  # the holder neither finished nor let go in time
                 return self._fallback(conn, tokens, now, 1.0)
-            return await self._call_provider(conn, key, record, tokens)
+            return await self._call_provider(conn, key, record, tokens, owner)
         finally:
             if leased:
                 await self.storage.release_lease(key, owner)
@@ -313,7 +314,7 @@ class AsyncVault:
 
     async def _call_provider(
         self, conn: ConnectionConfig, key: CredentialKey, record: StoredCredential,
-        tokens: TokenSet,
+        tokens: TokenSet, owner: str,
     ) -> TokenSet:  # fmt: skip
         assert tokens.refresh_token is not None
         endpoints = await self.provider.endpoints(conn)
@@ -321,6 +322,12 @@ class AsyncVault:
         deadline = time.monotonic() + 2 * self.settings.provider_timeout
         outcome: TokenOutcome = TokenRetryable("not attempted")
         for attempt in range(self.settings.refresh_attempts):
+            # Renew the lease before each call: a refresh slowed past its lease must not
+            # send the refresh token again once another process may hold the lease.
+            ttl = self.settings.lease_ttl
+            if not await self.storage.acquire_lease(key, owner, ttl, self.clock()):
+                outcome = TokenRetryable("lease lost")
+                break
             try:
                 resp = await self.provider.send(request)
             except ProviderCallFailed as exc:
@@ -399,7 +406,7 @@ class AsyncVault:
             record = seal_record(self.sealer, key, tokens, now=self.clock())
             if await self.storage.save_credential(record, current.version if current else 0):
                 return
-        raise ProviderUnavailable("could not store the credential under contention")
+        raise StorageUnavailable("could not store the credential under contention")
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -412,7 +419,11 @@ class AsyncVault:
     async def logout(self, cookie_value: str | None) -> CookieSpec:
         session_id = self.cookies.read_session(cookie_value)
         if session_id is not None:
-            await self.storage.delete_session(hash_id(session_id))
+            session_hash = hash_id(session_id)
+            user_id = await self.storage.get_session(session_hash, self.clock())
+            await self.storage.delete_session(session_hash)
+            if user_id is not None:
+                await self._audit(f"user:{user_id}", "logout", "ok", None, user_id)
         return self.cookies.clear_session()
 
     async def me(self, user_id: str) -> dict[str, Any]:
@@ -532,6 +543,7 @@ class AsyncVault:
             )
             cookies.append(self.cookies.session_cookie(session_id))
         logger.info("login completed connection=%s user=%s mode=%s", conn.id, user_id, tx.mode)
+        await self._audit(f"user:{user_id}", tx.mode, "ok", conn.id, user_id)
         return LoginResult(user_id, tx.return_to, tuple(cookies))
 
     async def _identify(

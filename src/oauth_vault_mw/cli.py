@@ -8,6 +8,9 @@ stdout::
     oauth-vault keys rotate [--batch 500]
     oauth-vault credentials refresh --expiring-within 10m [--concurrency 8] [--connection ID]
     oauth-vault credentials show CONNECTION USER
+    oauth-vault clients create NAME --grant PATTERN:ACTION | list | revoke NAME
+    oauth-vault clients add-key NAME | revoke-key NAME KEY_ID
+    oauth-vault audit [--since 1h]
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ._ops import (
     rotate_keys,
     sweep,
 )
+from ._service import AsyncAuditTrail
 from ._settings import settings_from_env
 from ._vault import AsyncVault
 from .core.config import Settings
@@ -91,7 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log what the vault does (stderr)"
     )
-    groups = parser.add_subparsers(dest="group", required=True, metavar="{db,keys,credentials}")
+    groups = parser.add_subparsers(
+        dest="group", required=True, metavar="{db,keys,credentials,clients,audit}"
+    )
 
     db = groups.add_parser("db", help="storage schema").add_subparsers(dest="cmd", required=True)
     db.add_parser("init", help="create the schema (idempotent)")
@@ -202,6 +208,8 @@ def _unreadable_message(report: RotationReport) -> str:
 
 async def _sweep(settings: Settings, args: argparse.Namespace, bar: ProgressBar) -> SweepReport:
     vault = AsyncVault(settings)
+    audit = AsyncAuditTrail(vault.storage)
+    vault.audit = audit  # the sweep's refreshes go to the audit trail like any other
     try:
         horizon = vault.clock() + args.expiring_within
         total = 0
@@ -215,6 +223,7 @@ async def _sweep(settings: Settings, args: argparse.Namespace, bar: ProgressBar)
             progress=bar,
         )  # fmt: skip
     finally:
+        await audit.flush()
         await vault.aclose()
 
 

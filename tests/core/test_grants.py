@@ -121,3 +121,11 @@ def test_a_pattern_never_matches_outside_its_shape(resource: list[str]) -> None:
         assert len(parts) == 5
         assert (parts[0], parts[2], parts[4]) == ("Connections", "Users", "Credentials")
         assert all(re.fullmatch(_SEG, p) and p not in (".", "..") for p in parts)
+
+
+def test_user_ids_with_colons_can_be_granted() -> None:
+    grant = Grant.parse(f"Connections/*/Users/auth0:123/Credentials:{READ_CREDENTIALS}")
+    assert grant.pattern == "Connections/*/Users/auth0:123/Credentials"
+    assert grant.allows("Connections/g/Users/auth0:123/Credentials", READ_CREDENTIALS)
+    viewer = Grant.parse("Connections/*/Users/a:b/Credentials:UserCredentialsViewer")
+    assert viewer.action == "UserCredentialsViewer"

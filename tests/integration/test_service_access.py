@@ -10,7 +10,7 @@ import httpx
 import jwt
 import pytest
 
-from oauth_vault_mw._service import AsyncServiceAccess
+from oauth_vault_mw._service import AsyncAuditTrail, AsyncServiceAccess
 from oauth_vault_mw.core.app_tokens import AppTokens
 from oauth_vault_mw.core.grants import READ_CREDENTIALS
 
@@ -127,6 +127,9 @@ async def test_permission_matrix(harness: Harness, unique_user: Callable[[], str
     )
     assert on_user_route.status_code == 401
     # Audit: who, what, outcome; never a token.
+    trail = h.vault.audit  # the middleware's trail: flush what it batched
+    assert isinstance(trail, AsyncAuditTrail)
+    await trail.flush()
     events = await service.audit.read(0)
     assert any(e.action == "credentials.read" and e.outcome == "forbidden" for e in events)
     assert any(e.action == "key.used" and e.outcome == "rejected" for e in events)

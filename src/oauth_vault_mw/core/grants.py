@@ -79,9 +79,16 @@ class Grant:
 
     @classmethod
     def parse(cls, text: str) -> Grant:
-        """``PATTERN:ACTION`` (the pattern has no colon; the action may have several)."""
-        pattern, sep, action = text.partition(":")
-        if not sep or _segments(pattern, wildcards=True) is None:
+        """``PATTERN:ACTION``. Actions contain colons and so may user ids in the pattern
+        (``auth0:123``): the action is the known action or role the text ends with."""
+        pattern, action = text, ""
+        for known in sorted(ACTIONS | set(ROLES), key=len, reverse=True):
+            if text.endswith(":" + known):
+                pattern, action = text[: -len(known) - 1], known
+                break
+        else:
+            pattern, _, action = text.partition(":")
+        if not action or _segments(pattern, wildcards=True) is None:
             raise BadRequest(
                 "a grant is PATTERN:ACTION, e.g. "
                 "Connections/*/Users/*/Credentials:connections:credentials:read"

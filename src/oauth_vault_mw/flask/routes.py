@@ -17,7 +17,13 @@ from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter, Rule
 from werkzeug.wsgi import get_input_stream
 
-from .._exceptions import BadRequest, ForbiddenOrigin, TokenExchangeError, VaultError
+from .._exceptions import (
+    BadRequest,
+    ForbiddenOrigin,
+    NotAuthenticated,
+    TokenExchangeError,
+    VaultError,
+)
 from .._sync_service import ServiceAccess
 from .._sync_vault import Vault
 from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
@@ -158,7 +164,10 @@ def _handlers(vault: Vault, service: ServiceAccess) -> list[tuple[str, str, str,
         return json_response(creds.to_dict(), headers=NO_STORE)
 
     def app_token() -> Response:
-        user_id = require_user_id(service, request)
+        # The browser session only: an app token cannot renew itself past logout.
+        user_id = vault.user_for_session(read_cookie(request, SESSION_COOKIE))
+        if user_id is None:
+            raise NotAuthenticated("app tokens are issued to a session (log in first)")
         return json_response(service.issue_app_token(user_id), headers=NO_STORE)
 
     def jwks() -> Response:

@@ -12,7 +12,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from .._exceptions import BadRequest, ForbiddenOrigin, TokenExchangeError, VaultError
+from .._exceptions import (
+    BadRequest,
+    ForbiddenOrigin,
+    NotAuthenticated,
+    TokenExchangeError,
+    VaultError,
+)
 from .._service import AsyncServiceAccess
 from .._vault import AsyncVault
 from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
@@ -145,7 +151,10 @@ def build_router(vault: AsyncVault, service: AsyncServiceAccess) -> Router:
         return JSONResponse(creds.to_dict(), headers=NO_STORE)
 
     async def app_token(request: Request) -> Response:
-        user_id = await context_of(request.scope).require_user_id()
+        # The browser session only: an app token cannot renew itself past logout.
+        user_id = await vault.user_for_session(read_cookie(request.scope, SESSION_COOKIE))
+        if user_id is None:
+            raise NotAuthenticated("app tokens are issued to a session (log in first)")
         return JSONResponse(service.issue_app_token(user_id), headers=NO_STORE)
 
     async def jwks(request: Request) -> Response:

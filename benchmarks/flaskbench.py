@@ -1,0 +1,263 @@
+"""The Flask shell: hot path next to its floor, Flask-Dance as the peer, and throughput under
+waitress next to a bare Flask view.
+
+Hot path (``memory://`` and a temp SQLite file, the sync :class:`~oauth_vault_mw.Vault` that
+:class:`~oauth_vault_mw.flask.OAuthVault` sets up, its service layer and audit trail attached):
+
+* ``Vault.get_connection_credentials("demo", user)`` next to ``storage.get_credential(key)`` +
+  ``open_record(sealer, record)``;
+* ``request.connection_credentials("demo")`` (``flask.request``, the app's ``VaultRequest``)
+  next to the same + the signed cookie verified, its id hashed, ``storage.get_session``. An
+  app and request context carrying the session cookie stays pushed; each call gets a fresh
+  request object in it (what Flask builds per request: the per-request user cache is empty),
+  as the Starlette row builds a fresh ``Request`` per call.
+
+Peer (SQLite, same temp dir): one whole request context per call, pushed and popped (app
+context, Flask session, teardown: what a real request pays), on both apps with their own
+session cookie: ours ``request.connection_credentials("demo")``, Flask-Dance's
+``blueprint.token`` (see :mod:`benchmarks._dance`). Ratio ours / peer, target < 1.
+
+Throughput: ``benchmarks._flask_apps:vault_app`` (the blueprint's ``GET /auth/connections/demo/
+credentials``, SQLite) and ``:bare_app`` (a Flask view returning the same dict with the same
+no-store headers), each in its own waitress process (4 threads), load alternated a/b/a/b.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask.ctx import RequestContext
+from werkzeug.test import EnvironBuilder
+
+from oauth_vault_mw import Vault
+from oauth_vault_mw.core.cookies import SESSION_COOKIE, hash_id
+from oauth_vault_mw.core.model import Credentials
+from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.flask import OAuthVault, vault_request
+
+from . import _dance
+from ._common import (
+    CONNECTION_ID,
+    CREDENTIALS_PATH,
+    USER_ID,
+    HotResult,
+    Skipped,
+    SyncCall,
+    SyncSeeded,
+    batch_seconds,
+    calibrate_sync,
+    make_settings,
+    new_encryption_key,
+    new_secret_key,
+    repeats_for,
+    seed_sync,
+    time_interleaved_sync,
+)
+from ._http import (
+    EndpointResult,
+    Load,
+    Target,
+    alternate,
+    check_same,
+    serve,
+    subprocess_env,
+    waitress_command,
+)
+
+__all__ = [
+    "FLASK_CONNECTIONS",
+    "PEER_CASE",
+    "FlaskResults",
+    "run_flask_endpoint",
+    "run_flask_hot",
+]
+
+PEER_CASE = "peer: Flask-Dance blueprint.token (per request)"
+FLASK_CONNECTIONS = 4  # one per waitress thread
+
+
+@dataclass(frozen=True)
+class FlaskResults:
+    hot: list[HotResult]
+    peer: HotResult | Skipped
+
+
+def _environ(path: str, cookie: str, base: dict[str, str] | None = None) -> dict[str, Any]:
+    builder = EnvironBuilder(path=path, headers=[("Cookie", cookie)], environ_base=base)
+    try:
+        return builder.get_environ()
+    finally:
+        builder.close()
+
+
+@contextmanager
+def _flask_vault(url: str, secret: str, enc: str) -> Iterator[tuple[Flask, SyncSeeded]]:
+    """A Flask app with OAuthVault on a vault seeded here (closed here, audit flushed)."""
+    vault = Vault(make_settings(url, secret, enc))
+    ext = OAuthVault()
+    try:
+        seeded = seed_sync(vault)
+        app = Flask("bench_flask_hot")
+        ext.init_app(app, vault=vault)
+        try:
+            yield app, seeded
+        finally:
+            ext.get_service(app).close()
+    finally:
+        vault.close()
+
+
+def _hot_calls(app: Flask, s: SyncSeeded, ctx: RequestContext) -> dict[str, SyncCall]:
+    """The four timed calls; ``ours_request`` runs in ``ctx`` (pushed by the caller)."""
+    vault = s.vault
+    storage = vault.storage
+    sealer = vault.sealer
+    key = s.key
+    jar = vault.cookies
+    cookie_value = s.cookie_value
+    environ = ctx.request.environ
+    request_class = app.request_class
+
+    def floor_credentials() -> object:
+        record = storage.get_credential(key)
+        assert record is not None
+        return open_record(sealer, record)
+
+    def ours_credentials() -> object:
+        return vault.get_connection_credentials(CONNECTION_ID, USER_ID)
+
+    def floor_request() -> object:
+        session_id = jar.read_session(cookie_value)
+        assert session_id is not None
+        user = storage.get_session(hash_id(session_id), time.time())
+        assert user is not None
+        record = storage.get_credential(key)
+        assert record is not None
+        return open_record(sealer, record)
+
+    def ours_request() -> object:
+        ctx.request = request_class(dict(environ))
+        return vault_request.connection_credentials(CONNECTION_ID)
+
+    return {
+        "floor_credentials": floor_credentials,
+        "ours_credentials": ours_credentials,
+        "floor_request": floor_request,
+        "ours_request": ours_request,
+    }
+
+
+def _check(vault: Vault, calls: dict[str, SyncCall]) -> Credentials:
+    creds = vault.get_connection_credentials(CONNECTION_ID, USER_ID)
+    got = calls["ours_request"]()
+    if got != creds or creds.user_id != USER_ID:
+        raise RuntimeError(f"flask request path returned {got!r}, expected {creds!r}")
+    for fn in calls.values():
+        fn()
+    return creds
+
+
+def _hot(label: str, url: str, secret: str, enc: str, quick: bool) -> list[HotResult]:
+    with _flask_vault(url, secret, enc) as (app, seeded):
+        environ = _environ("/profile", f"{SESSION_COOKIE}={seeded.cookie_value}")
+        with app.request_context(environ) as ctx:
+            calls = _hot_calls(app, seeded, ctx)
+            _check(seeded.vault, calls)
+            batch = batch_seconds(quick)
+            plan = {name: (fn, calibrate_sync(fn, batch)) for name, fn in calls.items()}
+            t = time_interleaved_sync(plan, repeats_for(quick))
+    vault_case = "flask: Vault.get_connection_credentials()"
+    request_case = "flask: request.connection_credentials()"
+    return [
+        HotResult(vault_case, label, t["ours_credentials"], t["floor_credentials"]),
+        HotResult(request_case, label, t["ours_request"], t["floor_request"]),
+    ]
+
+
+def _peer(tmp: Path, secret: str, enc: str, quick: bool) -> HotResult | Skipped:
+    if _dance.MISSING is not None:
+        return Skipped(PEER_CASE, "sqlite", f"skipped: {_dance.MISSING}")
+    url = f"sqlite:///{tmp / 'flask_ours.db'}"
+    with _flask_vault(url, secret, enc) as (app, seeded):
+        creds = seeded.vault.get_connection_credentials(CONNECTION_ID, USER_ID)
+        peer = _dance.build_peer(tmp, secret, creds.access_token)
+        try:
+            ours_environ = _environ("/profile", f"{SESSION_COOKIE}={seeded.cookie_value}")
+            peer_environ = _environ("/profile", peer.cookie, peer.environ_base)
+            peer_app = peer.app
+            token = peer.token
+
+            def ours() -> object:
+                with app.request_context(dict(ours_environ)):
+                    return vault_request.connection_credentials(CONNECTION_ID)
+
+            def flask_dance() -> dict[str, Any] | None:
+                with peer_app.request_context(dict(peer_environ)):
+                    return token()
+
+            got = ours()
+            found = flask_dance()
+            if got != creds:
+                raise RuntimeError(f"ours returned {got!r}")
+            if not found or found.get("access_token") != peer.access_token:
+                raise RuntimeError("flask-dance did not find the stored token")
+            calls: dict[str, SyncCall] = {"ours": ours, "peer": flask_dance}
+            batch = batch_seconds(quick)
+            plan = {name: (fn, calibrate_sync(fn, batch)) for name, fn in calls.items()}
+            t = time_interleaved_sync(plan, repeats_for(quick))
+        finally:
+            peer.close()
+    return HotResult(PEER_CASE, "sqlite", t["ours"], t["peer"])
+
+
+def run_flask_hot(*, quick: bool) -> FlaskResults:
+    logging.getLogger("oauth_vault_mw").setLevel(logging.ERROR)
+    secret, enc = new_secret_key(), new_encryption_key()
+    hot = _hot("memory", "memory://", secret, enc, quick)
+    with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        hot += _hot("sqlite", f"sqlite:///{tmp / 'flask_hot.db'}", secret, enc, quick)
+        peer = _peer(tmp, secret, enc, quick)
+    return FlaskResults(hot, peer)
+
+
+# -- throughput under waitress ---------------------------------------------------------------
+
+
+def run_flask_endpoint(*, quick: bool, loadgen: str = "auto") -> EndpointResult:
+    seconds = 1 if quick else 4
+    rounds = 2
+    load = Load.choose(loadgen, FLASK_CONNECTIONS)
+    secret, enc = new_secret_key(), new_encryption_key()
+    with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        url = f"sqlite:///{tmp / 'flask_endpoint.db'}"
+        vault = Vault(make_settings(url, secret, enc))
+        try:
+            seeded = seed_sync(vault)
+            body = vault.get_connection_credentials(CONNECTION_ID, USER_ID).to_dict()
+        finally:
+            vault.close()
+        expected = json.dumps(body).encode()
+        env = subprocess_env(
+            BENCH_STORAGE_URL=url, BENCH_SECRET_KEY=secret, BENCH_ENCRYPTION_KEY=enc,
+            BENCH_PAYLOAD=expected.decode(),
+        )  # fmt: skip
+        cookie = {"Cookie": f"{SESSION_COOKIE}={seeded.cookie_value}"}
+        commands = {name: waitress_command(f"benchmarks._flask_apps:{name}")
+                    for name in ("vault_app", "bare_app")}  # fmt: skip
+        with serve(commands, env, tmp, CREDENTIALS_PATH, cookie) as servers:
+            ours = Target("ours", servers["vault_app"], CREDENTIALS_PATH, cookie)
+            bare = Target("bare", servers["bare_app"], CREDENTIALS_PATH, cookie)
+            check_same([ours, bare], expected)
+            rps = alternate(load, [ours, bare], seconds, rounds)
+    return EndpointResult(rps["ours"], rps["bare"], load.describe(), seconds)
