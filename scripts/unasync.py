@@ -3,11 +3,13 @@
 
 Hand-written sync/async twins drift; this keeps one source. Edit the async file, then run
 ``python scripts/unasync.py``; ``--check`` (run by the test suite) fails when a generated
-file is stale. Lines marked ``# unasync: remove`` exist only in the async file.
+file is stale. Lines marked ``# unasync: remove`` exist only in the async file; comments
+``# unasync: sync-only: CODE`` become ``CODE`` in the sync file.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,7 +44,9 @@ HEADER = "# Generated from {source} by scripts/unasync.py: do not edit.\n"
 
 def generate(source: str, target: str) -> str:
     lines = (PACKAGE / source).read_text().splitlines(keepends=True)
-    text = "".join(line for line in lines if "# unasync: remove" not in line)
+    kept = [line for line in lines if "# unasync: remove" not in line]
+    # "# unasync: sync-only: CODE" comments become CODE in the sync file.
+    text = "".join(re.sub(r"# unasync: sync-only: ", "", line) for line in kept)
     for old, new in REPLACEMENTS:
         text = text.replace(old, new)
     text = HEADER.format(source=source) + text

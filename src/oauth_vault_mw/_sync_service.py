@@ -55,47 +55,75 @@ logger = logging.getLogger("oauth_vault_mw")
 
 
 class AuditTrail:
-    """Records events as structured log records and in storage, in small batches.
+    """Records events as structured log records and in storage.
 
-    Security-relevant events (key use refused, grants denied, revocations, client changes)
-    are written at once; routine ones (reads) are batched: written when 50 are pending or
-    the oldest is a second old, and on ``flush()``.
+    Security-relevant events (refused keys aside) are written at once. Routine ones, reads
+    first of all, are aggregated: identical (actor, action, outcome, connection, user)
+    events within a window become one entry with a ``count``, written once the window is a
+    second old or holds 50 distinct entries, off the request path, and on ``flush()``.
     """
 
     def __init__(self, storage: Storage, *, batch: int = 50, max_delay: float = 1.0) -> None:
         self.storage = storage
         self.batch = batch
         self.max_delay = max_delay
-        self._pending: list[AuditEvent] = []
+        self._window: dict[tuple[str, str, str, str | None, str | None], list[float]] = {}
+        self._opened = 0.0
         self._lock = threading.Lock()
 
-    def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
+    def note(
+        self, at: float, actor: str, action: str, outcome: str,
+        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
+    ) -> None:  # fmt: skip
+        """Record one event; the cheap path every credential read takes."""
         if audit_logger.isEnabledFor(logging.INFO):
             audit_logger.info(
-                "%s by %s: %s", event.action, event.actor, event.outcome,
-                extra={"audit": event.to_dict()},
+                "%s by %s: %s", action, actor, outcome,
+                extra={"audit": {"at": at, "actor": actor, "action": action,
+                                 "outcome": outcome, "connection_id": connection_id,
+                                 "user_id": user_id}},
             )  # fmt: skip
+        key = (actor, action, outcome, connection_id, user_id)
         with self._lock:
-            self._pending.append(event)
-            due = (
-                urgent
-                or len(self._pending) >= self.batch
-                or event.at - self._pending[0].at >= self.max_delay
-            )
-        if due:
+            if not self._window:
+                self._opened = at
+            entry = self._window.get(key)
+            if entry is None:
+                self._window[key] = [at, 1.0]
+            else:
+                entry[1] += 1
+            due = len(self._window) >= self.batch or at - self._opened >= self.max_delay
+        if urgent:
             self.flush()
+        elif due:
+            self._flush_soon()
+
+    def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
+        self.note(
+            event.at, event.actor, event.action, event.outcome, event.connection_id,
+            event.user_id, urgent=urgent,
+        )  # fmt: skip
+
+    def _flush_soon(self) -> None:
+        self.flush()
+
+    def _take(self) -> list[AuditEvent]:
+        with self._lock:
+            window, self._window = self._window, {}
+        return [
+            AuditEvent(first, actor, action, outcome, cid, uid, int(count))
+            for (actor, action, outcome, cid, uid), (first, count) in window.items()
+        ]
 
     def flush(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        if not pending:
+        events = self._take()
+        if not events:
             return
+        events.sort(key=lambda e: e.at)
         try:
-            self.storage.append_events([(e.at, e.to_bytes()) for e in pending])
+            self.storage.append_events([(e.at, e.to_bytes()) for e in events])
         except VaultError:
-            with self._lock:  # keep them for the next flush, bounded
-                self._pending[:0] = pending[-10_000:]
-            logger.warning("audit trail: storage unavailable, %d events pending", len(pending))
+            logger.warning("audit trail: storage unavailable, %d events lost", len(events))
 
     def read(self, since: float, limit: int = 1000) -> list[AuditEvent]:
         self.flush()

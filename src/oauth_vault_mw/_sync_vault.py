@@ -49,7 +49,6 @@ from .core.model import (
     StoredCredential,
     TokenSet,
 )
-from .core.service import AuditEvent
 from .core.tokens import (
     TokenGranted,
     TokenOutcome,
@@ -86,7 +85,17 @@ RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "fai
 class AuditSink(Protocol):
     """Where the vault reports what it did (see ``_service.AuditTrail``)."""
 
-    def record(self, event: AuditEvent, *, urgent: bool = False) -> None: ...
+    def note(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None: ...
 
 
 class Vault:
@@ -202,8 +211,9 @@ class Vault:
         urgent: bool = False,
     ) -> None:
         if self.audit is not None:
-            event = AuditEvent(self.clock(), actor, action, outcome, connection_id, user_id)
-            self.audit.record(event, urgent=urgent)
+            self.audit.note(
+                self.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
+            )
 
     def refresh_if_expiring(
         self, connection_id: str, user_id: str, *, within: float

@@ -50,7 +50,6 @@ from .core.model import (
     StoredCredential,
     TokenSet,
 )
-from .core.service import AuditEvent
 from .core.tokens import (
     TokenGranted,
     TokenOutcome,
@@ -87,7 +86,17 @@ RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "fai
 class AsyncAuditSink(Protocol):
     """Where the vault reports what it did (see ``_service.AsyncAuditTrail``)."""
 
-    async def record(self, event: AuditEvent, *, urgent: bool = False) -> None: ...
+    async def note(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None: ...
 
 
 class AsyncVault:
@@ -205,8 +214,9 @@ class AsyncVault:
         urgent: bool = False,
     ) -> None:
         if self.audit is not None:
-            event = AuditEvent(self.clock(), actor, action, outcome, connection_id, user_id)
-            await self.audit.record(event, urgent=urgent)
+            await self.audit.note(
+                self.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
+            )
 
     async def refresh_if_expiring(
         self, connection_id: str, user_id: str, *, within: float

@@ -109,9 +109,18 @@ class AuditEvent:
     outcome: str
     connection_id: str | None = None
     user_id: str | None = None
+    count: int = 1  # routine reads are aggregated: this many since ``at``
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "outcome": self.outcome,
+            "connection_id": self.connection_id,
+            "user_id": self.user_id,
+            "count": self.count,
+        }
 
     def to_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), separators=(",", ":")).encode()

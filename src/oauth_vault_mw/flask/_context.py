@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Request, g
+from flask import Flask, Request
 
 from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
 from .._sync_service import ServiceAccess
@@ -25,7 +25,7 @@ __all__ = [
 EXTENSION_KEY = "oauth_vault"
 SERVICE_KEY = "oauth_vault_service"
 MAX_COOKIE_HEADER = 8192
-_G_USER = "_oauth_vault_user"  # on flask.g: (request, user id or None)
+_G_USER = "oauth_vault_mw.user"  # in the WSGI environ: (user id or None,)
 
 
 def vault_of(app: Flask) -> Vault:
@@ -45,34 +45,42 @@ def service_of(app: Flask) -> ServiceAccess:
 
 
 def read_cookie(request: Request, name: str) -> str | None:
-    """One cookie's value; an oversized ``Cookie`` header is refused (as in Starlette)."""
-    header = request.headers.get("Cookie")
-    if header is None:
+    """One cookie's value; an oversized ``Cookie`` header is refused (as in Starlette).
+
+    A plain split of the raw header, as the Starlette shell does: the library's cookie
+    values are URL-safe tokens, and this runs on every request.
+    """
+    header = request.environ.get("HTTP_COOKIE")
+    if not header:
         return None
     if len(header) > MAX_COOKIE_HEADER:  # WSGI headers are latin-1: one char, one byte
         raise BadRequest("cookie header too large")
     if name not in header:
         return None
-    return request.cookies.get(name)
+    for part in header.split(";"):
+        found, sep, content = part.strip().partition("=")
+        if sep and found == name:
+            value: str = content.strip('"')
+            return value
+    return None
 
 
 def user_id(service: ServiceAccess, request: Request) -> str | None:
     """The user of the app token (``Authorization: Bearer``) or of the session cookie,
-    looked up once per request and cached on ``flask.g``.
+    looked up once per request and cached in the request's WSGI environ.
 
     A service access key or an invalid app token in ``Authorization`` is NotAuthenticated
-    (not cached: every call raises it). The cache remembers which request it belongs to:
-    an app context that outlives one request (``with app.app_context():`` around several
-    test requests) shares ``g``.
+    (not cached: every call raises it). The environ belongs to one request, unlike ``g``,
+    which an app context around several test requests shares.
     """
-    cached: Any = g.get(_G_USER)
-    if cached is not None and cached[0] is request:
-        found: str | None = cached[1]
+    cached: Any = request.environ.get(_G_USER)
+    if cached is not None:
+        found: str | None = cached[0]
         return found
-    found = service.user_for_app_token(request.headers.get("Authorization"))
+    found = service.user_for_app_token(request.environ.get("HTTP_AUTHORIZATION"))
     if found is None:
         found = service.vault.user_for_session(read_cookie(request, SESSION_COOKIE))
-    setattr(g, _G_USER, (request, found))
+    request.environ[_G_USER] = (found,)  # per request: the environ is the request's own
     return found
 
 

@@ -88,7 +88,10 @@ def postgres_engine_options(
         "pool_size": size,
         "max_overflow": 0,
         "pool_timeout": timeout,
-        "pool_pre_ping": True,
+        # no pre-ping (a round trip per checkout): a connection found dead fails one call
+        # with StorageUnavailable and SQLAlchemy then recycles the whole pool
+        "pool_pre_ping": False,
+        "pool_recycle": 1800,
         # one statement per step, each atomic: no BEGIN/COMMIT round trips; migrations
         # switch their connection back to READ COMMITTED
         "isolation_level": "AUTOCOMMIT",
@@ -171,7 +174,8 @@ def upgrade_schema(conn: sa.Connection) -> None:
 
 
 class _SQLiteReads:
-    """The two reads on every request, on a plain ``sqlite3`` connection per thread.
+    """The reads on every request (credential, session; access key and client on the
+    service route), on a plain ``sqlite3`` connection per thread.
 
     A SQLAlchemy checkout, statement cache and result proxy cost ~40 us per read; a held
     connection with fixed SQL ~5 us. In WAL mode readers never wait for writers, and each
@@ -183,6 +187,7 @@ class _SQLiteReads:
         "FROM oauth_vault_credentials WHERE connection_id = ? AND user_id = ? AND account = ?"
     )
     SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = ?"
+    RECORD = "SELECT data FROM oauth_vault_records WHERE kind = ? AND name = ?"
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -350,7 +355,10 @@ class SQLStorage:
         return self._run(self._sql.put_record(kind, name, data, only_if_absent))
 
     def get_record(self, kind: str, name: str) -> bytes | None:
-        return self._run(self._sql.get_record(kind, name))
+        if self._fast is None:
+            return self._run(self._sql.get_record(kind, name))
+        found = self._fast.one(self._fast.RECORD, (kind, name))
+        return None if found is None else bytes(found[0])
 
     def delete_record(self, kind: str, name: str) -> bool:
         return self._run(self._sql.delete_record(kind, name))
