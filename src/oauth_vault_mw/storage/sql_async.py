@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import psycopg
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .._exceptions import ConfigurationError
+from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import Op, SQLStatements, map_errors
 from .sql import driver_missing, postgres_engine_options, upgrade_schema
@@ -24,6 +25,15 @@ from .sql import driver_missing, postgres_engine_options, upgrade_schema
 __all__ = ["AsyncSQLStorage"]
 
 T = TypeVar("T")
+
+
+# The per-request reads as fixed SQL (the same statements SQLStatements builds).
+_CREDENTIAL = (
+    "SELECT version, status, expires_at, scope, sealed, updated_at FROM oauth_vault_credentials"
+    " WHERE connection_id = %s AND user_id = %s AND account = %s"
+)
+_SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = %s"
+_RECORD = "SELECT data FROM oauth_vault_records WHERE kind = %s AND name = %s"
 
 
 class AsyncSQLStorage:
@@ -114,8 +124,26 @@ class AsyncSQLStorage:
 
     # -- credentials ----------------------------------------------------------------------
 
+    async def _fetchone(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
+        """The per-request reads: fixed SQL on the pooled connection's psycopg driver,
+        skipping SQLAlchemy's statement compilation and result processing (~100 us)."""
+        try:
+            with map_errors():
+                async with self.engine.connect() as conn:
+                    raw = await conn.get_raw_connection()
+                    driver: Any = raw.driver_connection
+                    cursor = await driver.execute(sql, params)
+                    row: tuple[Any, ...] | None = await cursor.fetchone()
+                    return row
+        except psycopg.Error as err:
+            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+
     async def get_credential(self, key: CredentialKey) -> StoredCredential | None:
-        return await self._run(self._sql.get_credential(key))
+        found = await self._fetchone(_CREDENTIAL, key.parts())
+        if found is None:
+            return None
+        version, status, expires_at, scope, sealed, updated_at = found
+        return StoredCredential(key, version, sealed, status, expires_at, scope, updated_at)
 
     async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return await self._run(self._sql.save_credential(record, expected_version))
@@ -172,7 +200,10 @@ class AsyncSQLStorage:
         await self._run(self._sql.create_session(session_hash, user_id, expires_at))
 
     async def get_session(self, session_hash: str, now: float) -> str | None:
-        return await self._run(self._sql.get_session(session_hash, now))
+        found = await self._fetchone(_SESSION, (session_hash,))
+        if found is None or found[1] <= now:
+            return None
+        return str(found[0])
 
     async def delete_session(self, session_hash: str) -> None:
         await self._run(self._sql.delete_session(session_hash))
@@ -185,7 +216,8 @@ class AsyncSQLStorage:
         return await self._run(self._sql.put_record(kind, name, data, only_if_absent))
 
     async def get_record(self, kind: str, name: str) -> bytes | None:
-        return await self._run(self._sql.get_record(kind, name))
+        found = await self._fetchone(_RECORD, (kind, name))
+        return None if found is None else bytes(found[0])
 
     async def delete_record(self, kind: str, name: str) -> bool:
         return await self._run(self._sql.delete_record(kind, name))
