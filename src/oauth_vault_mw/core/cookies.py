@@ -7,9 +7,11 @@ login's state, binding the callback to the browser that started it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous.signer import HMACAlgorithm
 
 __all__ = ["CookieJar", "CookieSpec", "hash_id"]
 
@@ -41,11 +43,23 @@ class CookieSpec:
         return "; ".join(parts)
 
 
+class _HMACSHA256(HMACAlgorithm):
+    """HMAC-SHA256 through the one-shot ``hmac.digest`` (C), not a new HMAC object per call."""
+
+    def __init__(self) -> None:
+        super().__init__(hashlib.sha256)
+
+    def get_signature(self, key: bytes, value: bytes) -> bytes:
+        return hmac.digest(key, value, "sha256")
+
+
 class _Signer(TimestampSigner):
     """A timestamp signer (HMAC-SHA256) that derives its key once, not on every request."""
 
     def __init__(self, secret_key: str, salt: str) -> None:
-        super().__init__(secret_key, salt=salt, digest_method=hashlib.sha256)
+        super().__init__(
+            secret_key, salt=salt, digest_method=hashlib.sha256, algorithm=_HMACSHA256()
+        )
         self._derived: dict[object, bytes] = {}
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
