@@ -72,11 +72,11 @@ class AsyncAuditTrail:
         self._lock = threading.Lock()
         self._flushing: set[asyncio.Task[None]] = set()  # unasync: remove
 
-    async def note(
+    def count(
         self, at: float, actor: str, action: str, outcome: str,
-        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
-    ) -> None:  # fmt: skip
-        """Record one event; the cheap path every credential read takes."""
+        connection_id: str | None = None, user_id: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Note one routine event, no I/O; True when the window is due to be written."""
         if audit_logger.isEnabledFor(logging.INFO):
             audit_logger.info(
                 "%s by %s: %s", action, actor, outcome,
@@ -93,11 +93,18 @@ class AsyncAuditTrail:
                 self._window[key] = [at, 1.0]
             else:
                 entry[1] += 1
-            due = len(self._window) >= self.batch or at - self._opened >= self.max_delay
+            return len(self._window) >= self.batch or at - self._opened >= self.max_delay
+
+    async def note(
+        self, at: float, actor: str, action: str, outcome: str,
+        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
+    ) -> None:  # fmt: skip
+        """Record one event: written at once when ``urgent``, else with its window."""
+        due = self.count(at, actor, action, outcome, connection_id, user_id)
         if urgent:
             await self.flush()
         elif due:
-            await self._flush_soon()
+            await self.flush_soon()
 
     async def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
         await self.note(
@@ -105,7 +112,7 @@ class AsyncAuditTrail:
             event.user_id, urgent=urgent,
         )  # fmt: skip
 
-    async def _flush_soon(self) -> None:
+    async def flush_soon(self) -> None:
         task = asyncio.ensure_future(self.flush())  # unasync: remove
         self._flushing.add(task)  # unasync: remove
         task.add_done_callback(self._flushing.discard)  # unasync: remove

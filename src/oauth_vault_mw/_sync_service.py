@@ -71,11 +71,11 @@ class AuditTrail:
         self._opened = 0.0
         self._lock = threading.Lock()
 
-    def note(
+    def count(
         self, at: float, actor: str, action: str, outcome: str,
-        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
-    ) -> None:  # fmt: skip
-        """Record one event; the cheap path every credential read takes."""
+        connection_id: str | None = None, user_id: str | None = None,
+    ) -> bool:  # fmt: skip
+        """Note one routine event, no I/O; True when the window is due to be written."""
         if audit_logger.isEnabledFor(logging.INFO):
             audit_logger.info(
                 "%s by %s: %s", action, actor, outcome,
@@ -92,11 +92,18 @@ class AuditTrail:
                 self._window[key] = [at, 1.0]
             else:
                 entry[1] += 1
-            due = len(self._window) >= self.batch or at - self._opened >= self.max_delay
+            return len(self._window) >= self.batch or at - self._opened >= self.max_delay
+
+    def note(
+        self, at: float, actor: str, action: str, outcome: str,
+        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
+    ) -> None:  # fmt: skip
+        """Record one event: written at once when ``urgent``, else with its window."""
+        due = self.count(at, actor, action, outcome, connection_id, user_id)
         if urgent:
             self.flush()
         elif due:
-            self._flush_soon()
+            self.flush_soon()
 
     def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
         self.note(
@@ -104,7 +111,7 @@ class AuditTrail:
             event.user_id, urgent=urgent,
         )  # fmt: skip
 
-    def _flush_soon(self) -> None:
+    def flush_soon(self) -> None:
         self.flush()
 
     def _take(self) -> list[AuditEvent]:

@@ -86,6 +86,19 @@ RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "fai
 class AsyncAuditSink(Protocol):
     """Where the vault reports what it did (see ``_service.AsyncAuditTrail``)."""
 
+    def count(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+    ) -> bool:
+        """Note a routine event without I/O; True when a write is due (``flush_soon``)."""
+
+    async def flush_soon(self) -> None: ...
+
     async def note(
         self,
         at: float,
@@ -176,32 +189,29 @@ class AsyncVault:
         :class:`CredentialNotFound`, :class:`UnknownConnection`.
         """
         try:
-            creds = await self._credentials(connection_id, user_id, min_validity, force_refresh)
+            conn = self.connection(connection_id)
+            wanted = conn.min_validity if min_validity is None else min_validity
+            key = CredentialKey(connection_id, user_id)
+            record = await self.storage.get_credential(key)
+            if record is None:
+                raise CredentialNotFound()
+            tokens = open_record(self.sealer, record)
+            verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
+            if verdict == "refresh":
+                tokens = await self._flight.run(
+                    key, lambda: self._refresh(conn, key, record, wanted, force_refresh)
+                )
+            elif verdict != "use":
+                raise ReauthenticationRequired(login_url=self.settings.login_url(connection_id))
         except VaultError as exc:
             await self._audit(actor, "credentials.read", exc.error, connection_id, user_id)
             raise
-        await self._audit(actor, "credentials.read", "ok", connection_id, user_id)
-        return creds
-
-    async def _credentials(
-        self, connection_id: str, user_id: str, min_validity: float | None, force_refresh: bool
-    ) -> Credentials:
-        conn = self.connection(connection_id)
-        wanted = conn.min_validity if min_validity is None else min_validity
-        key = CredentialKey(connection_id, user_id)
-        record = await self.storage.get_credential(key)
-        if record is None:
-            raise CredentialNotFound()
-        tokens = open_record(self.sealer, record)
-        verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
-        if verdict == "use":
-            return Credentials.from_tokens(key, tokens)
-        if verdict != "refresh":
-            raise ReauthenticationRequired(login_url=self.settings.login_url(connection_id))
-        fresh = await self._flight.run(
-            key, lambda: self._refresh(conn, key, record, wanted, force_refresh)
-        )
-        return Credentials.from_tokens(key, fresh)
+        audit = self.audit  # the cheap path: count the read, write later
+        if audit is not None and audit.count(
+            self.clock(), actor, "credentials.read", "ok", connection_id, user_id
+        ):
+            await audit.flush_soon()
+        return Credentials.from_tokens(key, tokens)
 
     async def _audit(
         self,
