@@ -28,6 +28,8 @@ __all__ = [
     "ProviderResponse",
     "endpoints_from_metadata",
     "json_document",
+    "json_headers",
+    "provider_response",
 ]
 
 METADATA_TTL = 3600.0
@@ -101,6 +103,22 @@ def endpoints_from_metadata(conn: ConnectionConfig, doc: dict[str, Any] | None) 
     )
 
 
+def provider_response(resp: httpx.Response) -> ProviderResponse:
+    return ProviderResponse(
+        resp.status_code,
+        resp.headers.get("content-type", ""),
+        resp.content,
+        resp.headers.get("retry-after"),
+    )
+
+
+def json_headers(bearer: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return headers
+
+
 def json_document(resp: httpx.Response, what: str) -> dict[str, Any]:
     if resp.status_code != 200 or len(resp.content) > MAX_DOCUMENT:
         raise ProviderCallFailed(f"{what}: http {resp.status_code}")
@@ -159,19 +177,11 @@ class AsyncProviderClient:
             )  # fmt: skip
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return ProviderResponse(
-            resp.status_code,
-            resp.headers.get("content-type", ""),
-            resp.content,
-            resp.headers.get("retry-after"),
-        )
+        return provider_response(resp)
 
     async def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
-        if bearer is not None:
-            headers["Authorization"] = f"Bearer {bearer}"
         try:
-            resp = await self.client.get(url, headers=headers)
+            resp = await self.client.get(url, headers=json_headers(bearer))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
         return json_document(resp, url.split("?", 1)[0])

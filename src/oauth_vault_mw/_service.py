@@ -174,8 +174,9 @@ class AsyncServiceAccess:
         user_id: str | None = None,
         urgent: bool = False,
     ) -> None:
-        event = AuditEvent(self.vault.clock(), actor, action, outcome, connection_id, user_id)
-        await self.audit.record(event, urgent=urgent)
+        await self.audit.note(
+            self.vault.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
+        )
 
     # -- clients and keys ------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from ._provider import (
     ProviderResponse,
     endpoints_from_metadata,
     json_document,
+    json_headers,
+    provider_response,
 )
 from .core.config import ConnectionConfig, Settings
 from .core.tokens import HttpRequest
@@ -56,19 +58,11 @@ class ProviderClient:
             )
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return ProviderResponse(
-            resp.status_code,
-            resp.headers.get("content-type", ""),
-            resp.content,
-            resp.headers.get("retry-after"),
-        )
+        return provider_response(resp)
 
     def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
-        if bearer is not None:
-            headers["Authorization"] = f"Bearer {bearer}"
         try:
-            resp = self.client.get(url, headers=headers)
+            resp = self.client.get(url, headers=json_headers(bearer))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
         return json_document(resp, url.split("?", 1)[0])

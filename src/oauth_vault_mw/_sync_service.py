@@ -167,8 +167,9 @@ class ServiceAccess:
         user_id: str | None = None,
         urgent: bool = False,
     ) -> None:
-        event = AuditEvent(self.vault.clock(), actor, action, outcome, connection_id, user_id)
-        self.audit.record(event, urgent=urgent)
+        self.audit.note(
+            self.vault.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
+        )
 
     # -- clients and keys ------------------------------------------------------------------
 

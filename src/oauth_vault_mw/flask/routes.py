@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import quote
 
 from flask import Blueprint, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
@@ -18,23 +18,26 @@ from werkzeug.routing import BaseConverter, Rule
 from werkzeug.wsgi import get_input_stream
 
 from .._exceptions import (
-    BadRequest,
-    ForbiddenOrigin,
     NotAuthenticated,
-    TokenExchangeError,
     VaultError,
 )
 from .._sync_service import ServiceAccess
 from .._sync_vault import Vault
 from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
+from ..core.inputs import (
+    MAX_FORM,
+    NO_STORE,
+    check_form_type,
+    check_origin,
+    check_query_size,
+    parse_form,
+    unique_params,
+)
 from ._context import read_cookie, require_user_id
 
 __all__ = ["build_blueprint", "error_response", "json_response"]
 
-MAX_QUERY = 8192
-MAX_FORM = 16384
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves unquoted
 
 _REST = "oauth_vault_rest"
@@ -69,14 +72,8 @@ def _set_cookies(response: Response, cookies: Cookies) -> None:
 
 
 def _query() -> dict[str, str]:
-    if len(request.query_string) > MAX_QUERY:
-        raise BadRequest("query string too long")
-    params: dict[str, str] = {}
-    for name, value in request.args.items(multi=True):
-        if name in params:
-            raise BadRequest(f"parameter {name[:64]!r} given twice")
-        params[name] = value
-    return params
+    check_query_size(request.query_string)
+    return unique_params(request.args.items(multi=True))
 
 
 def _form() -> dict[str, str]:
@@ -85,31 +82,18 @@ def _form() -> dict[str, str]:
     Read from the WSGI input itself, so the app's ``MAX_CONTENT_LENGTH`` and Flask's form
     parser play no part: the bound and the errors are those of the Starlette shell.
     """
-    kind = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise TokenExchangeError("invalid_request", "send application/x-www-form-urlencoded")
+    check_form_type(request.headers.get("Content-Type"))
     stream = get_input_stream(request.environ, max_content_length=None)
     body = b""
     while chunk := stream.read(MAX_FORM + 1 - len(body)):
         body += chunk
         if len(body) > MAX_FORM:
-            raise TokenExchangeError("invalid_request", "request body too large")
-    fields: dict[str, str] = {}
-    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
-        if name in fields:
-            raise TokenExchangeError("invalid_request", f"parameter {name[:64]!r} given twice")
-        fields[name] = value
-    return fields
+            break  # parse_form refuses it without reading the rest
+    return parse_form(body)
 
 
 def _check_origin(vault: Vault) -> None:
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return
-    expected = urlsplit(vault.settings.base_url)
-    got = urlsplit(origin)
-    if (got.scheme, got.netloc) != (expected.scheme, expected.netloc):
-        raise ForbiddenOrigin()
+    check_origin(request.headers.get("Origin"), vault.settings.base_url)
 
 
 def _handlers(vault: Vault, service: ServiceAccess) -> list[tuple[str, str, str, Handler]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -13,23 +12,25 @@ from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
 from .._exceptions import (
-    BadRequest,
-    ForbiddenOrigin,
     NotAuthenticated,
-    TokenExchangeError,
     VaultError,
 )
 from .._service import AsyncServiceAccess
 from .._vault import AsyncVault
 from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
+from ..core.inputs import (
+    MAX_FORM,
+    NO_STORE,
+    check_form_type,
+    check_origin,
+    check_query_size,
+    parse_form,
+    unique_params,
+)
 from ._context import context_of, read_cookie
 
 __all__ = ["build_router", "error_response", "http_error_response"]
-
-MAX_QUERY = 8192
-MAX_FORM = 16384
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def error_response(exc: VaultError) -> JSONResponse:
@@ -52,43 +53,23 @@ def _set_cookies(response: Response, cookies: tuple[CookieSpec, ...] | list[Cook
 
 
 def _query(request: Request) -> Mapping[str, str]:
-    raw = request.scope.get("query_string", b"")
-    if len(raw) > MAX_QUERY:
-        raise BadRequest("query string too long")
-    params: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
-        if name in params:
-            raise BadRequest(f"parameter {name[:64]!r} given twice")
-        params[name] = value
-    return params
+    check_query_size(request.scope.get("query_string", b""))
+    return unique_params(request.query_params.multi_items())
 
 
 async def _form(request: Request) -> Mapping[str, str]:
     """A bounded ``application/x-www-form-urlencoded`` body, each field once."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind != "application/x-www-form-urlencoded":
-        raise TokenExchangeError("invalid_request", "send application/x-www-form-urlencoded")
+    check_form_type(request.headers.get("content-type"))
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM:
-            raise TokenExchangeError("invalid_request", "request body too large")
-    fields: dict[str, str] = {}
-    for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True):
-        if name in fields:
-            raise TokenExchangeError("invalid_request", f"parameter {name[:64]!r} given twice")
-        fields[name] = value
-    return fields
+            break  # parse_form refuses it without reading the rest
+    return parse_form(body)
 
 
 def _check_origin(vault: AsyncVault, request: Request) -> None:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return
-    expected = urlsplit(vault.settings.base_url)
-    got = urlsplit(origin)
-    if (got.scheme, got.netloc) != (expected.scheme, expected.netloc):
-        raise ForbiddenOrigin()
+    check_origin(request.headers.get("origin"), vault.settings.base_url)
 
 
 def build_router(vault: AsyncVault, service: AsyncServiceAccess) -> Router:
