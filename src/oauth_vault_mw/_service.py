@@ -113,6 +113,8 @@ class AsyncAuditTrail:
         )  # fmt: skip
 
     async def flush_soon(self) -> None:
+        if self._flushing:  # unasync: remove
+            return  # one write already scheduled takes the whole window  # unasync: remove
         task = asyncio.ensure_future(self.flush())  # unasync: remove
         self._flushing.add(task)  # unasync: remove
         task.add_done_callback(self._flushing.discard)  # unasync: remove
