@@ -56,6 +56,10 @@ class LoginFlowError(RuntimeError):
     """complete_login() met a response it does not know how to handle."""
 
 
+class _StartupTimeout(DevProviderError):
+    """The child printed nothing in time; ``start`` may try once more."""
+
+
 class DevProvider:
     """A running ``node devprovider/server.mjs`` child process.
 
@@ -71,7 +75,8 @@ class DevProvider:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 90.0,
+        start_attempts: int = 2,
         node: str = "node",
         directory: Path | None = None,
         log_requests: bool = False,
@@ -83,6 +88,7 @@ class DevProvider:
         self.host = host
         self.port = port
         self.startup_timeout = startup_timeout
+        self.start_attempts = max(1, start_attempts)
         self.node = node
         self.directory = directory if directory is not None else DEVPROVIDER_DIR
         self.log_requests = log_requests
@@ -108,6 +114,18 @@ class DevProvider:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> DevProvider:
+        """Launch the provider; a child that stays silent past the timeout is stopped and
+        launched again (up to ``start_attempts`` times): a loaded CI machine can stall one
+        start without anything being wrong with the next."""
+        for attempt in range(1, self.start_attempts + 1):
+            try:
+                return self._start_once()
+            except _StartupTimeout as exc:
+                if attempt == self.start_attempts:
+                    raise DevProviderError(str(exc)) from None
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> DevProvider:
         if self._proc is not None:
             raise DevProviderError("DevProvider already started")
         server = self.directory / "server.mjs"
@@ -176,9 +194,10 @@ class DevProvider:
         try:
             line = lines.get(timeout=self.startup_timeout)
         except queue.Empty:
-            raise DevProviderError(
-                f"devprovider did not print READY within {self.startup_timeout:g} s"
-                f"{self._stderr_excerpt()}"
+            alive = "still running" if self.running else "exited"
+            raise _StartupTimeout(
+                f"devprovider did not print READY within {self.startup_timeout:g} s "
+                f"(pid {self.pid}, {alive}){self._stderr_excerpt()}"
             ) from None
         if line is None or not line.startswith("READY "):
             proc = self._proc

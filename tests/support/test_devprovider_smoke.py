@@ -320,3 +320,37 @@ def test_missing_node_modules_is_a_clear_error(tmp_path: Path) -> None:
     shutil.copy(DEVPROVIDER_DIR / "server.mjs", tmp_path / "server.mjs")
     with pytest.raises(DevProviderError, match=r"npm ci --prefix devprovider"):
         DevProvider(directory=tmp_path).start()
+
+
+def test_a_start_that_hangs_is_stopped_and_tried_again(tmp_path: Path) -> None:
+    """A child that prints nothing in time is killed and launched once more."""
+    node = shutil.which("node")
+    assert node is not None
+    marker = tmp_path / "first-launch-done"
+    hung_pid = tmp_path / "hung.pid"
+    wrapper = tmp_path / "node-wrapper"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'if [ ! -e "{marker}" ]; then\n'
+        f'  touch "{marker}"; echo $$ > "{hung_pid}"; exec sleep 60\n'
+        "fi\n"
+        f'exec "{node}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    op = DevProvider(clients=[CLIENT], node=str(wrapper), startup_timeout=3)
+    with op:
+        assert marker.exists()
+        discovery = httpx.get(f"{op.issuer}/.well-known/openid-configuration", timeout=10)
+        assert discovery.status_code == 200
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(hung_pid.read_text()), 0)
+
+
+def test_a_start_that_always_hangs_fails_with_the_reason(tmp_path: Path) -> None:
+    wrapper = tmp_path / "node-wrapper"
+    wrapper.write_text("#!/bin/sh\nexec sleep 60\n")
+    wrapper.chmod(0o755)
+    op = DevProvider(clients=[CLIENT], node=str(wrapper), startup_timeout=1)
+    with pytest.raises(DevProviderError, match=r"did not print READY within 1 s \(pid \d+, still"):
+        op.start()
+    assert not op.running
