@@ -441,6 +441,7 @@ class Vault:
             self.storage.delete_session(session_hash)
             if user_id is not None:
                 self._audit(f"user:{user_id}", "logout", "ok", None, user_id)
+        self.cookies.forget_session(cookie_value)
         return self.cookies.clear_session()
 
     def me(self, user_id: str) -> dict[str, Any]:

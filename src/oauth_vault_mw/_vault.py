@@ -444,6 +444,7 @@ class AsyncVault:
             await self.storage.delete_session(session_hash)
             if user_id is not None:
                 await self._audit(f"user:{user_id}", "logout", "ok", None, user_id)
+        self.cookies.forget_session(cookie_value)
         return self.cookies.clear_session()
 
     async def me(self, user_id: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 from itsdangerous import TimestampSigner
 
+from oauth_vault_mw.core import cookies as cookies_module
 from oauth_vault_mw.core.cookies import (
     MAX_COOKIE,
     SESSION_COOKIE,
@@ -118,6 +119,65 @@ def test_oversized_value_reads_as_none(clock: Clock) -> None:
     fits = cookies.session_cookie("s" * (MAX_COOKIE - 60)).value
     assert len(fits) <= MAX_COOKIE
     assert cookies.read_session(fits) == "s" * (MAX_COOKIE - 60)
+
+
+# -- the per-process memory of verified session cookies -------------------------------------
+
+
+def test_a_remembered_cookie_still_ages_out(clock: Clock) -> None:
+    cookies = jar()
+    value = cookies.session_cookie("sid").value
+    assert cookies.read_session(value) == "sid"  # verified, remembered
+    clock.now = T0 + 3600
+    assert cookies.read_session(value) == "sid"
+    clock.now = T0 + 3601
+    assert cookies.read_session(value) is None
+    clock.now = T0  # and it is not served from memory once it was found too old
+    assert value not in cookies._verified
+
+
+def test_a_remembered_cookie_from_the_future_is_refused(clock: Clock) -> None:
+    cookies = jar()
+    clock.now = T0 + 1000
+    value = cookies.session_cookie("sid").value
+    assert cookies.read_session(value) == "sid"
+    clock.now = T0 + 999  # the clock went back: its signature is from the future again
+    assert cookies.read_session(value) is None
+
+
+def test_only_verified_values_are_remembered(clock: Clock) -> None:
+    cookies = jar()
+    value = cookies.session_cookie("sid").value
+    forged = ["other" + value[5:], value[:-1] + ("A" if value[-1] != "A" else "B"), "x.y.z"]
+    for bad in forged:
+        assert cookies.read_session(bad) is None
+    assert cookies._verified == {}
+    assert jar(secret="another-secret-" + "y" * 32).read_session(value) is None
+
+
+def test_the_memory_is_bounded_and_forgets_the_oldest(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cookies_module, "VERIFIED_SESSIONS", 8)
+    cookies = jar()
+    values = [cookies.session_cookie(f"sid-{i}").value for i in range(20)]
+    for i, value in enumerate(values):
+        assert cookies.read_session(value) == f"sid-{i}"
+        assert len(cookies._verified) <= 8
+    assert list(cookies._verified) == values[-8:]
+    assert cookies.read_session(values[0]) == "sid-0"  # forgotten: verified again
+
+
+def test_logout_forgets_and_verify_checks_every_time(clock: Clock) -> None:
+    cookies = jar()
+    value = cookies.session_cookie("sid").value
+    assert cookies.read_session(value) == "sid"
+    cookies.forget_session(value)
+    cookies.forget_session(None)
+    assert cookies._verified == {}
+    assert cookies.verify_session(value) == "sid"
+    assert cookies._verified == {}
+    assert cookies.verify_session(value[:-1] + ("A" if value[-1] != "A" else "B")) is None
 
 
 def _attributes(header: str) -> tuple[str, list[str]]:

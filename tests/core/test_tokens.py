@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from dataclasses import replace
 from typing import Any
@@ -522,3 +523,20 @@ def test_github_bad_refresh_token_demands_reauthentication() -> None:
                     default_expires_in=None)  # fmt: skip
     assert isinstance(outcome, Rejected)
     assert outcome.needs_reauthentication
+
+
+def test_credentials_from_tokens_is_the_dataclass_itself() -> None:
+    """``from_tokens`` skips the frozen ``__init__``: the result is indistinguishable from it."""
+    stored = replace(tokens(), token_type="bearer", scope="read")
+    made = Credentials.from_tokens(CredentialKey("demo", "u1"), stored)
+    built = Credentials(
+        connection_id="demo", user_id="u1", access_token=ACCESS, token_type="bearer",
+        expires_at=stored.expires_at, scope="read",
+    )  # fmt: skip
+    assert made == built
+    assert hash(made) == hash(built)
+    assert repr(made) == repr(built)
+    assert dataclasses.asdict(made) == dataclasses.asdict(built)
+    assert set(vars(made)) == {f.name for f in dataclasses.fields(Credentials)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.access_token = "other"  # type: ignore[misc]

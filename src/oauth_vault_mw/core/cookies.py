@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, TimestampSigner
@@ -18,6 +19,7 @@ __all__ = ["CookieJar", "CookieSpec", "hash_id"]
 SESSION_COOKIE = "oauth_vault_session"
 STATE_COOKIE = "oauth_vault_state"
 MAX_COOKIE = 1024
+VERIFIED_SESSIONS = 4096  # session cookies whose signature this process has checked
 
 
 def hash_id(value: str) -> str:
@@ -77,6 +79,11 @@ class CookieJar:
         state_max_age: int,
     ) -> None:  # fmt: skip
         self._session = _Signer(secret_key, salt="oauth_vault_mw.session")
+        # value -> (session id, signed at): a browser sends the same session cookie on every
+        # request, so its HMAC is checked once per process, not on each of them. Only values
+        # that verified get in; the age is checked on every read; bounded, oldest out first.
+        self._verified: dict[str, tuple[str, int]] = {}
+        self._lock = threading.Lock()
         self._state = _Signer(secret_key, salt="oauth_vault_mw.state")
         self.secure = secure
         self.prefix = prefix
@@ -101,7 +108,42 @@ class CookieJar:
         return CookieSpec(STATE_COOKIE, "", 0, self.prefix, self.secure)
 
     def read_session(self, value: str | None) -> str | None:
+        """The session id a valid, unexpired session cookie holds; ``None`` otherwise."""
+        if not value:
+            return None
+        known = self._verified.get(value)
+        if known is not None:
+            age = self._session.get_timestamp() - known[1]
+            if 0 <= age <= self.session_max_age:
+                return known[0]
+            with self._lock:
+                self._verified.pop(value, None)
+            return None
+        if len(value) > MAX_COOKIE:
+            return None
+        try:
+            raw, signed_at = self._session.unsign(
+                value, max_age=self.session_max_age, return_timestamp=True
+            )
+            session_id = raw.decode()
+        except (BadSignature, UnicodeError):
+            return None
+        with self._lock:  # readers above need none: a dict lookup is atomic
+            verified = self._verified
+            if len(verified) >= VERIFIED_SESSIONS:
+                verified.pop(next(iter(verified)), None)
+            verified[value] = (session_id, int(signed_at.timestamp()))
+        return session_id
+
+    def verify_session(self, value: str | None) -> str | None:
+        """:meth:`read_session` without the per-process memory: the HMAC checked every time."""
         return self._read(self._session, value, self.session_max_age)
+
+    def forget_session(self, value: str | None) -> None:
+        """Drop a cookie from the verified memory (at logout: nothing left to look up)."""
+        if value:
+            with self._lock:
+                self._verified.pop(value, None)
 
     def read_state(self, value: str | None) -> str | None:
         return self._read(self._state, value, self.state_max_age)

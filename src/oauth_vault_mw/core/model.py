@@ -134,7 +134,11 @@ class Credentials:
 
     @classmethod
     def from_tokens(cls, key: CredentialKey, tokens: TokenSet) -> Credentials:
-        return cls(
+        # Every credential read ends here: fill the instance's dict in one step rather than
+        # through the frozen __init__'s six object.__setattr__ calls (~1 us per read). The
+        # fields are exactly the dataclass's own (tests compare with the __init__ result).
+        made = object.__new__(cls)
+        made.__dict__.update(
             connection_id=key.connection_id,
             user_id=key.user_id,
             access_token=tokens.access_token,
@@ -142,3 +146,4 @@ class Credentials:
             expires_at=tokens.expires_at,
             scope=tokens.scope,
         )
+        return made

@@ -15,6 +15,8 @@ from ..core.cookies import SESSION_COOKIE
 __all__ = [
     "EXTENSION_KEY",
     "SERVICE_KEY",
+    "USER_CACHE_KEY",
+    "cookie_from",
     "read_cookie",
     "require_user_id",
     "service_of",
@@ -25,7 +27,7 @@ __all__ = [
 EXTENSION_KEY = "oauth_vault"
 SERVICE_KEY = "oauth_vault_service"
 MAX_COOKIE_HEADER = 8192
-_G_USER = "oauth_vault_mw.user"  # in the WSGI environ: (user id or None,)
+USER_CACHE_KEY = "oauth_vault_mw.user"  # in the WSGI environ: (user id or None,)
 
 
 def vault_of(app: Flask) -> Vault:
@@ -50,7 +52,12 @@ def read_cookie(request: Request, name: str) -> str | None:
     A plain split of the raw header, as the Starlette shell does: the library's cookie
     values are URL-safe tokens, and this runs on every request.
     """
-    header = request.environ.get("HTTP_COOKIE")
+    return cookie_from(request.environ, name)
+
+
+def cookie_from(environ: dict[str, Any], name: str) -> str | None:
+    """:func:`read_cookie` on a WSGI environ."""
+    header = environ.get("HTTP_COOKIE")
     if not header:
         return None
     if len(header) > MAX_COOKIE_HEADER:  # WSGI headers are latin-1: one char, one byte
@@ -73,14 +80,16 @@ def user_id(service: ServiceAccess, request: Request) -> str | None:
     (not cached: every call raises it). The environ belongs to one request, unlike ``g``,
     which an app context around several test requests shares.
     """
-    cached: Any = request.environ.get(_G_USER)
+    environ = request.environ  # once: ``request`` may be Flask's proxy
+    cached: Any = environ.get(USER_CACHE_KEY)
     if cached is not None:
         found: str | None = cached[0]
         return found
-    found = service.user_for_app_token(request.environ.get("HTTP_AUTHORIZATION"))
+    authorization = environ.get("HTTP_AUTHORIZATION")
+    found = service.user_for_app_token(authorization) if authorization else None
     if found is None:
-        found = service.vault.user_for_session(read_cookie(request, SESSION_COOKIE))
-    request.environ[_G_USER] = (found,)  # per request: the environ is the request's own
+        found = service.vault.user_for_session(cookie_from(environ, SESSION_COOKIE))
+    environ[USER_CACHE_KEY] = (found,)  # per request: the environ is the request's own
     return found
 
 

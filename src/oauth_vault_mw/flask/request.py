@@ -36,12 +36,19 @@ _NO_REQUEST = (
 def _credentials_for(
     request: flask.Request, connection_id: str, min_validity: float | None, force_refresh: bool
 ) -> Credentials:
-    service = service_of(flask.current_app)
+    service = service_of(_current_app())
     owner = require_user_id(service, request)
     return service.vault.get_connection_credentials(
         connection_id, owner, min_validity=min_validity, force_refresh=force_refresh,
         actor=f"user:{owner}",
     )  # fmt: skip
+
+
+def _current_app() -> flask.Flask:
+    """The app behind ``flask.current_app``, unwrapped once (each attribute access through
+    the proxy costs a context-variable lookup)."""
+    app: flask.Flask = cast(Any, flask.current_app)._get_current_object()
+    return app
 
 
 def _current_request(name: str) -> flask.Request:
@@ -70,7 +77,7 @@ def current_user_id() -> str | None:
     """The logged-in user's id (session cookie or ``Authorization: Bearer`` app token), or
     ``None``; an invalid app token or a service access key there is ``NotAuthenticated``."""
     request = _current_request("current_user_id")
-    return user_id(service_of(flask.current_app), request)
+    return user_id(service_of(_current_app()), request)
 
 
 class VaultRequest(flask.Request):
@@ -83,7 +90,7 @@ class VaultRequest(flask.Request):
         return _credentials_for(self, connection_id, min_validity, force_refresh)
 
     def vault_user_id(self) -> str | None:
-        return user_id(service_of(flask.current_app), self)
+        return user_id(service_of(_current_app()), self)
 
 
 vault_request: VaultRequest = cast(VaultRequest, flask.request)

@@ -41,6 +41,7 @@ __all__ = ["build_blueprint", "error_response", "json_response"]
 _LOCATION_SAFE = ":/%#?=@[]!$&'()*+,;"  # what Starlette's RedirectResponse leaves unquoted
 
 _REST = "oauth_vault_rest"
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 Handler = Callable[..., Response]
 Cookies = tuple[CookieSpec, ...] | list[CookieSpec]
 
@@ -49,8 +50,10 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """JSON as Starlette's ``JSONResponse`` writes it, whatever the app's JSON provider."""
-    text = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return Response(text, status=status, headers=dict(headers or {}), mimetype="application/json")
+    response = Response(_JSON.encode(body), status=status, mimetype="application/json")
+    if headers:
+        response.headers.extend(headers)
+    return response
 
 
 def error_response(exc: VaultError) -> Response:
