@@ -111,6 +111,9 @@ class AuditSink(Protocol):
     ) -> None: ...
 
 
+_UNREAD = object()  # _credentials: the record is still to be read
+
+
 class Vault:
     """Everything the Flask integration does, without the framework."""
 
@@ -185,13 +188,63 @@ class Vault:
         Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
         :class:`CredentialNotFound`, :class:`UnknownConnection`.
         """
+        return self._credentials(
+            connection_id, user_id, min_validity, force_refresh, actor, _UNREAD
+        )
+
+    def session_credentials(
+        self,
+        cookie_value: str | None,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
+        force_refresh: bool = False,
+    ) -> tuple[str, Credentials] | None:
+        """The user of a session cookie and their credential for ``connection_id``: the
+        request path's two lookups in one storage read where the storage offers it
+        (``get_session_credential``). ``None`` when the cookie holds no live session;
+        otherwise raises as :meth:`get_connection_credentials` does.
+        """
+        session_id = self.cookies.read_session(cookie_value)
+        if session_id is None:
+            return None
+        session_hash = hash_id(session_id)
+        read = getattr(self.storage, "get_session_credential", None)
+        if read is None or self.settings.connection(connection_id) is None:
+            user_id = self.storage.get_session(session_hash, self.clock())
+            if user_id is None:
+                return None
+            record: object = _UNREAD
+        else:
+            found = read(session_hash, self.clock(), connection_id)
+            if found is None:
+                return None
+            user_id, record = found
+        creds = self._credentials(
+            connection_id, user_id, min_validity, force_refresh, f"user:{user_id}", record
+        )
+        return user_id, creds
+
+    def _credentials(
+        self,
+        connection_id: str,
+        user_id: str,
+        min_validity: float | None,
+        force_refresh: bool,
+        actor: str,
+        fetched: object,
+    ) -> Credentials:
+        """:meth:`get_connection_credentials`, with the record already read (``fetched``:
+        the row or ``None``) or ``_UNREAD``."""
         try:
             conn = self.connection(connection_id)
             wanted = conn.min_validity if min_validity is None else min_validity
             key = CredentialKey(connection_id, user_id)
-            record = self.storage.get_credential(key)
-            if record is None:
+            if fetched is _UNREAD:
+                fetched = self.storage.get_credential(key)
+            if not isinstance(fetched, StoredCredential):
                 raise CredentialNotFound()
+            record = fetched
             tokens = open_record(self.sealer, record)
             verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
             if verdict == "refresh":

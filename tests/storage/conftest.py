@@ -138,6 +138,17 @@ class BlockingStorage:
     def delete_session(self, session_hash: str) -> None:
         self._run(self.inner.delete_session(session_hash))
 
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        read = getattr(self.inner, "get_session_credential", None)
+        if read is None:
+            pytest.skip(f"{self.inner!r} does not offer the optional get_session_credential")
+        found: tuple[str, StoredCredential | None] | None = self._run(
+            read(session_hash, now, connection_id, account)
+        )
+        return found
+
     def put_record(
         self, kind: str, name: str, data: bytes, *, only_if_absent: bool = False
     ) -> bool:

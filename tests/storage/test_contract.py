@@ -6,6 +6,8 @@ import asyncio
 import threading
 from dataclasses import replace
 
+import pytest
+
 from oauth_vault_mw.core.model import (
     ACTIVE,
     REAUTHENTICATION_REQUIRED,
@@ -13,6 +15,7 @@ from oauth_vault_mw.core.model import (
     StoredCredential,
 )
 from oauth_vault_mw.storage import AsyncStorage, Storage
+from oauth_vault_mw.storage._protocol import SessionCredentialReads
 
 ALICE = CredentialKey("demo", "alice")
 NOW = 1_700_000_000.0
@@ -218,6 +221,46 @@ def test_session_expires(storage: Storage) -> None:
     assert storage.get_session("s1", NOW + 3599.9) == "alice"
     assert storage.get_session("s1", NOW + 3600) is None
     assert storage.get_session("s1", NOW + 7200) is None
+
+
+def test_session_and_credential_in_one_read(storage: Storage) -> None:
+    """The optional ``get_session_credential``: what ``get_session`` then ``get_credential``
+    would answer, for the session's own user only."""
+    if not isinstance(storage, SessionCredentialReads):
+        pytest.skip(f"{storage!r} does not offer the optional get_session_credential")
+    read = storage.get_session_credential
+    assert read("s1", NOW, "demo") is None
+    storage.create_session("s1", "alice", NOW + 3600)
+    storage.create_session("s2", "bob", NOW + 3600)
+    assert read("s1", NOW, "demo") == ("alice", None)
+    assert storage.save_credential(record(), 0)
+    assert storage.save_credential(record(CredentialKey("other", "alice"), "other-sealed"), 0)
+    assert storage.save_credential(record(CredentialKey("demo", "alice", "work"), "work"), 0)
+    assert storage.save_credential(record(CredentialKey("demo", "bob"), "bob-sealed"), 0)
+    assert storage.save_credential(record(sealed="v1.kid.sealed-2"), 1)
+    mine = storage.get_credential(ALICE)
+    assert mine is not None
+    assert mine.version == 2
+    assert read("s1", NOW, "demo") == ("alice", mine)
+    assert read("s1", NOW, "other") == (
+        "alice",
+        storage.get_credential(CredentialKey("other", "alice")),
+    )
+    assert read("s1", NOW, "demo", "work") == (
+        "alice", storage.get_credential(CredentialKey("demo", "alice", "work"))
+    )  # fmt: skip
+    assert read("s1", NOW, "nowhere") == ("alice", None)
+    bob = read("s2", NOW, "demo")
+    assert bob is not None
+    assert bob[1] is not None
+    assert (bob[0], bob[1].key, bob[1].sealed) == (
+        "bob",
+        CredentialKey("demo", "bob"),
+        "bob-sealed",
+    )
+    assert read("s1", NOW + 3600, "demo") is None  # the session expired: nothing else either
+    storage.delete_session("s1")
+    assert read("s1", NOW, "demo") is None
 
 
 def test_setup_is_idempotent(storage: Storage) -> None:

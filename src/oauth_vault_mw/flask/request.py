@@ -23,7 +23,7 @@ from typing import Any, cast
 import flask
 
 from ..core.model import Credentials
-from ._context import require_user_id, service_of, user_id
+from ._context import credentials, service_of, user_id
 
 __all__ = ["VaultRequest", "connection_credentials", "current_user_id", "vault_request"]
 
@@ -37,11 +37,7 @@ def _credentials_for(
     request: flask.Request, connection_id: str, min_validity: float | None, force_refresh: bool
 ) -> Credentials:
     service = service_of(_current_app())
-    owner = require_user_id(service, request)
-    return service.vault.get_connection_credentials(
-        connection_id, owner, min_validity=min_validity, force_refresh=force_refresh,
-        actor=f"user:{owner}",
-    )  # fmt: skip
+    return credentials(service, request, connection_id, min_validity, force_refresh)
 
 
 def _current_app() -> flask.Flask:

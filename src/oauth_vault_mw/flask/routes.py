@@ -34,6 +34,7 @@ from ..core.inputs import (
     parse_form,
     unique_params,
 )
+from ._context import credentials as user_credentials
 from ._context import read_cookie, require_user_id
 
 __all__ = ["build_blueprint", "error_response", "json_response"]
@@ -138,11 +139,8 @@ def _handlers(vault: Vault, service: ServiceAccess) -> list[tuple[str, str, str,
         return json_response(vault.me(user_id), headers=NO_STORE)
 
     def credentials(connection_id: str) -> Response:
-        conn = vault.connection(connection_id)
-        user_id = require_user_id(service, request)
-        creds = vault.get_connection_credentials(
-            connection_id, user_id, min_validity=conn.min_validity, actor=f"user:{user_id}"
-        )
+        vault.connection(connection_id)  # an unknown connection is a 404 before any 401
+        creds = user_credentials(service, request, connection_id)
         return json_response(creds.to_dict(), headers=NO_STORE)
 
     def service_credentials(connection_id: str, user_id: str) -> Response:

@@ -9,6 +9,7 @@ from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
 from .._service import AsyncServiceAccess
 from .._vault import AsyncVault
 from ..core.cookies import SESSION_COOKIE
+from ..core.model import Credentials
 
 __all__ = ["SCOPE_KEY", "RequestContext", "context_of", "read_cookie", "read_header"]
 
@@ -66,6 +67,27 @@ class RequestContext:
                 cookie = read_cookie(self._scope, SESSION_COOKIE)
                 self._user_id = await self.vault.user_for_session(cookie)
         return self._user_id
+
+    async def credentials(
+        self, connection_id: str, min_validity: float | None = None, force_refresh: bool = False
+    ) -> Credentials:
+        """The user's credential for ``connection_id``. A request on a session cookie whose
+        user is not looked up yet gets both from the vault at once (one storage read)."""
+        if self._user_id is _UNSET and read_header(self._scope, b"authorization") is None:
+            found = await self.vault.session_credentials(
+                read_cookie(self._scope, SESSION_COOKIE), connection_id,
+                min_validity=min_validity, force_refresh=force_refresh,
+            )  # fmt: skip
+            if found is None:
+                self._user_id = None
+                raise NotAuthenticated()
+            self._user_id, creds = found
+            return creds
+        user_id = await self.require_user_id()
+        return await self.vault.get_connection_credentials(
+            connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh,
+            actor=f"user:{user_id}",
+        )  # fmt: skip
 
     async def require_user_id(self) -> str:
         user_id = await self.user_id()

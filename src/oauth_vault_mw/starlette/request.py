@@ -43,12 +43,7 @@ async def connection_credentials(
     ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
     ``UnknownConnection``; the middleware renders each as its JSON error.
     """
-    ctx = context_of(request.scope)
-    user_id = await ctx.require_user_id()
-    return await ctx.vault.get_connection_credentials(
-        connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh,
-        actor=f"user:{user_id}",
-    )  # fmt: skip
+    return await context_of(request.scope).credentials(connection_id, min_validity, force_refresh)
 
 
 async def current_user_id(request: HTTPConnection) -> str | None:

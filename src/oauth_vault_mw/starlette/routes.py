@@ -117,11 +117,8 @@ def build_router(vault: AsyncVault, service: AsyncServiceAccess) -> Router:
 
     async def credentials(request: Request) -> Response:
         connection_id = request.path_params["connection_id"]
-        conn = vault.connection(connection_id)
-        user_id = await context_of(request.scope).require_user_id()
-        creds = await vault.get_connection_credentials(
-            connection_id, user_id, min_validity=conn.min_validity, actor=f"user:{user_id}"
-        )
+        vault.connection(connection_id)  # an unknown connection is a 404 before any 401
+        creds = await context_of(request.scope).credentials(connection_id)
         return JSONResponse(creds.to_dict(), headers=NO_STORE)
 
     async def service_credentials(request: Request) -> Response:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from .._exceptions import ConfigurationError
 from ._adapter import AsyncStorageAdapter as AsyncStorageAdapter
+from ._protocol import AsyncSessionCredentialReads as AsyncSessionCredentialReads
 from ._protocol import AsyncStorage as AsyncStorage
+from ._protocol import SessionCredentialReads as SessionCredentialReads
 from ._protocol import Storage as Storage
 from .memory import MemoryStorage as MemoryStorage
 
 __all__ = [
+    "AsyncSessionCredentialReads",
     "AsyncStorage",
     "AsyncStorageAdapter",
     "MemoryStorage",
+    "SessionCredentialReads",
     "Storage",
     "async_storage_from_url",
     "storage_from_url",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 from ..core.model import CredentialKey, StoredCredential
@@ -17,6 +18,16 @@ from ._protocol import Storage
 __all__ = ["AsyncStorageAdapter"]
 
 T = TypeVar("T")
+
+
+def _two_reads(
+    sync: Storage, session_hash: str, now: float, connection_id: str, account: str
+) -> tuple[str, StoredCredential | None] | None:
+    """``get_session_credential`` for a sync backend without it: the two reads in a row."""
+    user_id = sync.get_session(session_hash, now)
+    if user_id is None:
+        return None
+    return user_id, sync.get_credential(CredentialKey(connection_id, user_id, account))
 
 
 async def _inline(fn: Callable[..., T], *args: object) -> T:
@@ -99,6 +110,17 @@ class AsyncStorageAdapter:
 
     async def get_session(self, session_hash: str, now: float) -> str | None:
         return await self._read(self.sync.get_session, session_hash, now)
+
+    async def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        read = getattr(self.sync, "get_session_credential", None)
+        if read is None:
+            read = partial(_two_reads, self.sync)
+        found: tuple[str, StoredCredential | None] | None = await self._read(
+            read, session_hash, now, connection_id, account
+        )
+        return found
 
     async def delete_session(self, session_hash: str) -> None:
         await self._write(self.sync.delete_session, session_hash)

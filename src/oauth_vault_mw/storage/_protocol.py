@@ -6,6 +6,10 @@ sealed). Backends translate their driver's errors into :class:`StorageUnavailabl
 Write a backend by implementing :class:`Storage` (sync) and, for async frameworks,
 :class:`AsyncStorage`; :class:`~oauth_vault_mw.storage.memory.MemoryStorage` is the
 reference implementation, and ``tests/storage`` runs the same contract tests on every one.
+
+A backend may also offer :class:`SessionCredentialReads` (``get_session_credential``): the
+request path's session and credential lookups in one read. The vault uses it when present
+and makes the two reads otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Protocol, runtime_checkable
 
 from ..core.model import CredentialKey, StoredCredential
 
-__all__ = ["AsyncStorage", "Storage"]
+__all__ = ["AsyncSessionCredentialReads", "AsyncStorage", "SessionCredentialReads", "Storage"]
+
+SessionCredential = tuple[str, StoredCredential | None]
 
 
 @runtime_checkable
@@ -160,3 +166,24 @@ class AsyncStorage(Protocol):
     async def append_events(self, events: Sequence[tuple[float, bytes]]) -> None: ...
 
     async def read_events(self, since: float, limit: int) -> list[tuple[float, bytes]]: ...
+
+
+@runtime_checkable
+class SessionCredentialReads(Protocol):
+    """Optional for a :class:`Storage`: a session and its user's credential in one read."""
+
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> SessionCredential | None:
+        """``None`` when no session lives under ``session_hash`` at ``now`` (as
+        ``get_session``); else ``(user_id, the credential (connection_id, user_id, account)
+        or None)``, both seen at one instant."""
+
+
+@runtime_checkable
+class AsyncSessionCredentialReads(Protocol):
+    """Async twin of :class:`SessionCredentialReads`."""
+
+    async def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> SessionCredential | None: ...

@@ -23,7 +23,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
-__all__ = ["Op", "SQLStatements", "map_errors", "metadata"]
+__all__ = [
+    "SESSION_CREDENTIAL_SQL",
+    "Op",
+    "SQLStatements",
+    "map_errors",
+    "metadata",
+    "session_credential_row",
+]
 
 T = TypeVar("T")
 
@@ -132,6 +139,30 @@ class Op(Generic[T]):
     params: dict[str, Any] | list[dict[str, Any]] | None  # a list: executemany
     write: bool
     result: Callable[[sa.CursorResult[Any]], T]
+
+
+SESSION_CREDENTIAL_SQL = (
+    "SELECT s.user_id, s.expires_at, c.version, c.status, c.expires_at, c.scope, c.sealed,"
+    " c.updated_at FROM oauth_vault_sessions s LEFT JOIN oauth_vault_credentials c"
+    " ON c.connection_id = ? AND c.user_id = s.user_id AND c.account = ?"
+    " WHERE s.session_hash = ?"
+)
+"""The session and its user's credential in one statement (a LEFT JOIN on the credentials'
+primary key), for the drivers' own cursors: parameters (connection id, account, session
+hash); ``?`` placeholders (sqlite3), ``.replace("?", "%s")`` for psycopg."""
+
+
+def session_credential_row(
+    row: Sequence[Any] | None, now: float, connection_id: str, account: str
+) -> tuple[str, StoredCredential | None] | None:
+    """The row of :func:`session_credential_sql` as ``get_session_credential`` answers."""
+    if row is None or row[1] <= now:
+        return None
+    user_id = str(row[0])
+    if row[2] is None:
+        return user_id, None
+    key = CredentialKey(connection_id, user_id, account)
+    return user_id, StoredCredential(key, row[2], row[6], row[3], row[4], row[5], row[7])
 
 
 def _first_credential(result: sa.CursorResult[Any]) -> StoredCredential | None:
@@ -252,6 +283,18 @@ class SQLStatements:
         )
         self._create_session = sa.insert(sessions)
         self._get_session = sa.select(s.user_id, s.expires_at).where(s.session_hash == bp("sh"))
+        joined = sessions.outerjoin(
+            credentials,
+            sa.and_(
+                c.connection_id == bp("cid"), c.user_id == s.user_id, c.account == bp("account")
+            ),
+        )
+        self._session_credential = (
+            sa.select(s.user_id, s.expires_at, c.version, c.status, c.expires_at, c.scope,
+                      c.sealed, c.updated_at)
+            .select_from(joined)
+            .where(s.session_hash == bp("sh"))
+        )  # fmt: skip
         self._delete_session = sa.delete(sessions).where(s.session_hash == bp("sh"))
         r, e = records.c, events.c
         record = sa.and_(r.kind == bp("kind"), r.name == bp("name"))
@@ -366,6 +409,15 @@ class SQLStatements:
             return str(row.user_id) if row is not None and row.expires_at > now else None
 
         return Op(self._get_session, {"sh": session_hash}, False, live)
+
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str
+    ) -> Op[tuple[str, StoredCredential | None] | None]:
+        def found(result: sa.CursorResult[Any]) -> tuple[str, StoredCredential | None] | None:
+            return session_credential_row(result.first(), now, connection_id, account)
+
+        params = {"sh": session_hash, "cid": connection_id, "account": account}
+        return Op(self._session_credential, params, False, found)
 
     def delete_session(self, session_hash: str) -> Op[None]:
         return Op(self._delete_session, {"sh": session_hash}, True, _nothing)

@@ -136,6 +136,14 @@ class MemoryStorage:
             return None
         return entry[0]
 
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        user_id = self.get_session(session_hash, now)
+        if user_id is None:
+            return None
+        return user_id, self.get_credential(CredentialKey(connection_id, user_id, account))
+
     def delete_session(self, session_hash: str) -> None:
         with self._lock:
             self._sessions.pop(session_hash, None)

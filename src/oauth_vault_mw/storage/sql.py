@@ -27,7 +27,13 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
 
 from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
-from ._sql_statements import Op, SQLStatements, map_errors
+from ._sql_statements import (
+    SESSION_CREDENTIAL_SQL,
+    Op,
+    SQLStatements,
+    map_errors,
+    session_credential_row,
+)
 from ._sql_statements import credentials as credentials
 from ._sql_statements import events as events
 from ._sql_statements import identities as identities
@@ -188,6 +194,7 @@ class _SQLiteReads:
     )
     SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = ?"
     RECORD = "SELECT data FROM oauth_vault_records WHERE kind = ? AND name = ?"
+    SESSION_CREDENTIAL = SESSION_CREDENTIAL_SQL
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -343,6 +350,16 @@ class SQLStorage:
         if found is None or found[1] <= now:
             return None
         return str(found[0])
+
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        if self._fast is None:
+            return self._run(
+                self._sql.get_session_credential(session_hash, now, connection_id, account)
+            )
+        row = self._fast.one(self._fast.SESSION_CREDENTIAL, (connection_id, account, session_hash))
+        return session_credential_row(row, now, connection_id, account)
 
     def delete_session(self, session_hash: str) -> None:
         self._run(self._sql.delete_session(session_hash))

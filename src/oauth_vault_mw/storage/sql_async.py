@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
-from ._sql_statements import Op, SQLStatements, map_errors
+from ._sql_statements import (
+    SESSION_CREDENTIAL_SQL,
+    Op,
+    SQLStatements,
+    map_errors,
+    session_credential_row,
+)
 from .sql import driver_missing, postgres_engine_options, upgrade_schema
 
 __all__ = ["AsyncSQLStorage"]
@@ -34,6 +40,7 @@ _CREDENTIAL = (
 )
 _SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = %s"
 _RECORD = "SELECT data FROM oauth_vault_records WHERE kind = %s AND name = %s"
+_SESSION_CREDENTIAL = SESSION_CREDENTIAL_SQL.replace("?", "%s")
 
 
 class AsyncSQLStorage:
@@ -204,6 +211,12 @@ class AsyncSQLStorage:
         if found is None or found[1] <= now:
             return None
         return str(found[0])
+
+    async def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        row = await self._fetchone(_SESSION_CREDENTIAL, (connection_id, account, session_hash))
+        return session_credential_row(row, now, connection_id, account)
 
     async def delete_session(self, session_hash: str) -> None:
         await self._run(self._sql.delete_session(session_hash))
