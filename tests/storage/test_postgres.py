@@ -107,6 +107,36 @@ async def test_async_server_down_is_storage_unavailable_then_recovers(
         await store.close()
 
 
+async def test_read_connections_survive_a_database_restart(
+    private_server: PostgresServer,
+) -> None:
+    """The per-request reads keep their own connections: after a restart the first read on
+    a dead one is retried on a fresh connection (no 503 for a database that is back), and
+    while the database is down every read is StorageUnavailable."""
+    store = AsyncSQLStorage(private_server.url(), pool_size=4, pool_timeout=2)
+    try:
+        await store.setup()
+        await store.delete_credential(ALICE)
+        assert await store.save_credential(record(), 0)
+        found = await asyncio.gather(*(store.get_credential(ALICE) for _ in range(6)))
+        assert all(r is not None for r in found)  # two read connections open now
+        private_server.stop()
+        private_server.start()
+        again = await store.get_credential(ALICE)
+        assert again is not None
+        assert again.version == 1
+        private_server.stop()
+        with pytest.raises(StorageUnavailable) as caught:
+            await asyncio.wait_for(store.get_credential(ALICE), 5)
+        _assert_unavailable(caught)
+        private_server.start()
+        assert await store.get_credential(ALICE) is not None
+    finally:
+        if not private_server.running:
+            private_server.start()
+        await store.close()
+
+
 def test_unreachable_server_at_startup(private_server: PostgresServer) -> None:
     """Nothing listens on the port: setup fails fast with StorageUnavailable, no trace."""
     url = private_server.url().replace(f":{private_server.port}/", ":9/")
@@ -222,7 +252,11 @@ async def test_async_pool_never_exceeds_pool_size(
         found = await asyncio.gather(*(store.get_credential(ALICE) for _ in range(50)))
         assert all(r is not None for r in found)
         assert postgres_server.connections(_database(fresh_postgres_url)) <= 2
-        assert store.engine.sync_engine.pool.size() == 2  # type: ignore[attr-defined]
+        # one read connection of its own, one in SQLAlchemy's pool for the rest
+        assert store.engine.sync_engine.pool.size() == 1  # type: ignore[attr-defined]
+        assert store._read_limit == 1
+        assert await store.save_credential(record(), 1)
+        assert postgres_server.connections(_database(fresh_postgres_url)) <= 2
     finally:
         await store.close()
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -43,12 +44,67 @@ _RECORD = "SELECT data FROM oauth_vault_records WHERE kind = %s AND name = %s"
 _SESSION_CREDENTIAL = SESSION_CREDENTIAL_SQL.replace("?", "%s")
 
 
+HELD_RECYCLE = 1800.0  # s: a read connection is replaced after this long (as pool_recycle)
+
+
+class _ReadConnections:
+    """One event loop's psycopg connections for the per-request reads, next to the loop's
+    SQLAlchemy pool (whose checkout, check-in and result handling cost more than the read):
+    at most ``limit`` of them, opened when needed, each used by one read at a time.
+    """
+
+    __slots__ = ("connect", "idle", "limit", "opened")
+
+    def __init__(self, limit: int, connect: Callable[[], Awaitable[Any]]) -> None:
+        self.limit = limit
+        self.connect = connect
+        self.opened = 0
+        self.idle: list[tuple[Any, float]] = []  # (psycopg connection, opened at: monotonic)
+
+    async def take(self) -> tuple[Any, float] | None:
+        """An idle connection, a new one while fewer than ``limit`` are open, or None."""
+        while self.idle:
+            conn, opened_at = self.idle.pop()
+            if time.monotonic() - opened_at < HELD_RECYCLE and not conn.closed:
+                return conn, opened_at
+            await self.drop(conn)
+        if self.opened >= self.limit:
+            return None
+        self.opened += 1
+        try:
+            conn = await self.connect()
+        except BaseException:
+            self.opened -= 1
+            raise
+        return conn, time.monotonic()
+
+    async def drop(self, conn: Any) -> None:
+        self.opened -= 1
+        with contextlib.suppress(Exception):
+            await conn.close()
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for conn, _at in idle:
+            await self.drop(conn)
+
+    def abandon(self) -> None:
+        """Close the sockets of a closed loop's connections (nothing there can be awaited)."""
+        for conn, _at in self.idle:
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()
+        self.idle.clear()
+        self.opened = 0
+
+
 class AsyncSQLStorage:
     """Async PostgreSQL storage implementing :class:`~oauth_vault_mw.storage.AsyncStorage`.
 
-    ``AsyncSQLStorage("postgresql://user:pw@host/db", pool_size=10, pool_timeout=10)``; the
-    pool never grows past ``pool_size`` connections (per event loop's process), checked with
-    a ping at checkout. Call :meth:`setup` once (the vault does at start-up).
+    ``AsyncSQLStorage("postgresql://user:pw@host/db", pool_size=10, pool_timeout=10)``: at
+    most ``pool_size`` connections per event loop, half of them (rounded down) for the
+    per-request reads (credential, session, service records) on psycopg directly, the rest in
+    SQLAlchemy's pool for everything else. Call :meth:`setup` once (the vault does at
+    start-up).
     """
 
     shared_across_processes = True
@@ -63,12 +119,21 @@ class AsyncSQLStorage:
             )
         self.url = url
         self._url, self._options = postgres_engine_options(url, pool_size, pool_timeout)
+        # Half the connections serve the per-request reads directly (_ReadConnections), the
+        # rest are SQLAlchemy's pool for everything else: together never more than pool_size.
+        size = int(self._options["pool_size"])
+        self._read_limit = size // 2
+        self._options["pool_size"] = size - self._read_limit
         first = self._new_engine()  # a bad URL or a missing driver fails here, at start-up
         self._dialect = first.dialect.name
         self._sql = SQLStatements(self._dialect)
         self._unclaimed: AsyncEngine | None = first
         self._engines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
         self._retired: list[AsyncEngine] = []  # of closed loops, disposed of at the next step
+        self._reads: dict[asyncio.AbstractEventLoop, _ReadConnections] = {}
+        _args, kwargs = first.dialect.create_connect_args(first.url)
+        kwargs.pop("context", None)  # SQLAlchemy's adapters: the reads use psycopg's own
+        self._read_args: dict[str, Any] = {**kwargs, **self._options["connect_args"]}
 
     def __repr__(self) -> str:
         return f"AsyncSQLStorage(dialect={self._dialect!r})"
@@ -91,6 +156,9 @@ class AsyncSQLStorage:
         if engine is None:
             for old_loop in [old for old in self._engines if old.is_closed()]:
                 self._retired.append(self._engines.pop(old_loop))
+                reads = self._reads.pop(old_loop, None)
+                if reads is not None:
+                    reads.abandon()
             engine = self._unclaimed or self._new_engine()
             self._unclaimed = None
             self._engines[loop] = engine
@@ -123,6 +191,13 @@ class AsyncSQLStorage:
 
     async def close(self) -> None:
         """Close every pooled connection (of every loop that used the storage)."""
+        running = asyncio.get_running_loop()
+        for loop, reads in list(self._reads.items()):
+            if loop is running:
+                await reads.close()
+            else:
+                reads.abandon()
+        self._reads = {}
         engines = [*self._retired, *self._engines.values()]
         if self._unclaimed is not None:
             engines.append(self._unclaimed)
@@ -132,11 +207,54 @@ class AsyncSQLStorage:
     # -- credentials ----------------------------------------------------------------------
 
     async def _fetchone(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
-        """The per-request reads: fixed SQL on the pooled connection's psycopg driver,
-        skipping SQLAlchemy's statement compilation and result processing (~100 us)."""
+        """The per-request reads: fixed SQL on one of the loop's read connections (see
+        :class:`_ReadConnections`), skipping SQLAlchemy's checkout, statement compilation and
+        result processing; on a pooled connection when they are all busy."""
+        engine = self.engine
+        if self._read_limit == 0:
+            return await self._fetchone_once(engine, sql, params)
+        loop = asyncio.get_running_loop()
+        reads = self._reads.get(loop)
+        if reads is None:
+            reads = self._reads[loop] = _ReadConnections(self._read_limit, self._connect)
+        for attempt in (1, 2):
+            try:
+                taken = await reads.take()
+            except psycopg.Error as err:
+                raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+            if taken is None:
+                return await self._fetchone_once(engine, sql, params)
+            conn, opened_at = taken
+            try:
+                cursor = await conn.execute(sql, params)
+                row: tuple[Any, ...] | None = await cursor.fetchone()
+            except BaseException as err:
+                # Failed or cancelled mid-read: the connection's state is unknown; close it.
+                await asyncio.shield(reads.drop(conn))
+                lost = isinstance(err, psycopg.OperationalError)
+                if lost and attempt == 1:
+                    # A lost connection (a database restart, an idle timeout): the idle ones
+                    # are likely gone too. The read is a SELECT: once more on a new
+                    # connection, which fails as StorageUnavailable if the database is down.
+                    await reads.close()
+                    continue
+                if isinstance(err, psycopg.Error):
+                    raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+                raise
+            reads.idle.append((conn, opened_at))
+            return row
+        raise AssertionError("unreachable")
+
+    async def _connect(self) -> Any:
+        return await psycopg.AsyncConnection.connect(autocommit=True, **self._read_args)
+
+    async def _fetchone_once(
+        self, engine: AsyncEngine, sql: str, params: tuple[str, ...]
+    ) -> tuple[Any, ...] | None:
+        """One read on a connection checked out for it alone."""
         try:
             with map_errors():
-                async with self.engine.connect() as conn:
+                async with engine.connect() as conn:
                     raw = await conn.get_raw_connection()
                     driver: Any = raw.driver_connection
                     cursor = await driver.execute(sql, params)
