@@ -8,7 +8,9 @@ Floors (the bare work, done directly, nothing remembered between calls):
   ``CookieJar.verify_session``), hash the session id, ``storage.get_session(hash, now)``
   (one more read). Ours remembers, per process, the cookie values whose HMAC it checked
   (a browser sends the same cookie on every request), so a repeat cookie skips the HMAC;
-  its age and the session row are still checked on every call.
+  its age and the session row are still checked on every call. On SQLite and memory ours
+  reads the session and the credential in one step (``get_session_credential``), where the
+  floor makes the two reads.
 
 Ours: ``vault.get_connection_credentials("demo", user)``, and ``connection_credentials(request,
 "demo")`` on a fresh Starlette ``Request`` whose scope holds a fresh ``RequestContext`` (what
