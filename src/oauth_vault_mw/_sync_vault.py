@@ -128,6 +128,8 @@ class Vault:
     ) -> None:
         self.settings = settings
         self.storage = storage if storage is not None else storage_from_url(settings.storage_url)
+        # optional (SessionCredentialReads): the request path's session and credential at once
+        self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
         self.sealer = Sealer(settings.encryption_keys)
         self.cookies = CookieJar(
             settings.secret_key,
@@ -209,7 +211,7 @@ class Vault:
         if session_id is None:
             return None
         session_hash = hash_id(session_id)
-        read = getattr(self.storage, "get_session_credential", None)
+        read = self._session_credential
         if read is None or self.settings.connection(connection_id) is None:
             user_id = self.storage.get_session(session_hash, self.clock())
             if user_id is None:

@@ -131,6 +131,8 @@ class AsyncVault:
         self.storage = (
             storage if storage is not None else async_storage_from_url(settings.storage_url)
         )
+        # optional (SessionCredentialReads): the request path's session and credential at once
+        self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
         self.sealer = Sealer(settings.encryption_keys)
         self.cookies = CookieJar(
             settings.secret_key,
@@ -212,7 +214,7 @@ class AsyncVault:
         if session_id is None:
             return None
         session_hash = hash_id(session_id)
-        read = getattr(self.storage, "get_session_credential", None)
+        read = self._session_credential
         if read is None or self.settings.connection(connection_id) is None:
             user_id = await self.storage.get_session(session_hash, self.clock())
             if user_id is None:

@@ -13,21 +13,11 @@ from functools import partial
 from typing import TypeVar
 
 from ..core.model import CredentialKey, StoredCredential
-from ._protocol import Storage
+from ._protocol import Storage, session_credential_by_two_reads
 
 __all__ = ["AsyncStorageAdapter"]
 
 T = TypeVar("T")
-
-
-def _two_reads(
-    sync: Storage, session_hash: str, now: float, connection_id: str, account: str
-) -> tuple[str, StoredCredential | None] | None:
-    """``get_session_credential`` for a sync backend without it: the two reads in a row."""
-    user_id = sync.get_session(session_hash, now)
-    if user_id is None:
-        return None
-    return user_id, sync.get_credential(CredentialKey(connection_id, user_id, account))
 
 
 async def _inline(fn: Callable[..., T], *args: object) -> T:
@@ -45,6 +35,10 @@ class AsyncStorageAdapter:
         self.sync = sync
         self._read = _thread if offload_reads else _inline
         self._write = _thread if offload_writes else _inline
+        self._session_credential: Callable[..., tuple[str, StoredCredential | None] | None] = (
+            getattr(sync, "get_session_credential", None)
+            or partial(session_credential_by_two_reads, sync)
+        )
 
     def __repr__(self) -> str:
         return f"AsyncStorageAdapter({self.sync!r})"
@@ -114,11 +108,8 @@ class AsyncStorageAdapter:
     async def get_session_credential(
         self, session_hash: str, now: float, connection_id: str, account: str = "default"
     ) -> tuple[str, StoredCredential | None] | None:
-        read = getattr(self.sync, "get_session_credential", None)
-        if read is None:
-            read = partial(_two_reads, self.sync)
         found: tuple[str, StoredCredential | None] | None = await self._read(
-            read, session_hash, now, connection_id, account
+            self._session_credential, session_hash, now, connection_id, account
         )
         return found
 

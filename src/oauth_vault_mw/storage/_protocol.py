@@ -19,7 +19,13 @@ from typing import Protocol, runtime_checkable
 
 from ..core.model import CredentialKey, StoredCredential
 
-__all__ = ["AsyncSessionCredentialReads", "AsyncStorage", "SessionCredentialReads", "Storage"]
+__all__ = [
+    "AsyncSessionCredentialReads",
+    "AsyncStorage",
+    "SessionCredentialReads",
+    "Storage",
+    "session_credential_by_two_reads",
+]
 
 SessionCredential = tuple[str, StoredCredential | None]
 
@@ -187,3 +193,14 @@ class AsyncSessionCredentialReads(Protocol):
     async def get_session_credential(
         self, session_hash: str, now: float, connection_id: str, account: str = "default"
     ) -> SessionCredential | None: ...
+
+
+def session_credential_by_two_reads(
+    storage: Storage, session_hash: str, now: float, connection_id: str, account: str = "default"
+) -> SessionCredential | None:
+    """What ``get_session_credential`` answers, from ``get_session`` then ``get_credential``
+    (for a backend whose two reads are as cheap as one)."""
+    user_id = storage.get_session(session_hash, now)
+    if user_id is None:
+        return None
+    return user_id, storage.get_credential(CredentialKey(connection_id, user_id, account))

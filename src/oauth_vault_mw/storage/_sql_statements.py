@@ -24,11 +24,16 @@ from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = [
+    "CREDENTIAL_SQL",
+    "RECORD_SQL",
     "SESSION_CREDENTIAL_SQL",
+    "SESSION_SQL",
     "Op",
     "SQLStatements",
+    "credential_from_row",
     "map_errors",
     "metadata",
+    "psycopg_sql",
     "session_credential_row",
 ]
 
@@ -141,6 +146,17 @@ class Op(Generic[T]):
     result: Callable[[sa.CursorResult[Any]], T]
 
 
+# -- the per-request reads as fixed SQL, for the drivers' own cursors ---------------------
+# The same statements SQLStatements builds, run on sqlite3 or psycopg directly (a SQLAlchemy
+# checkout and result proxy cost more than these reads). ``?`` placeholders as sqlite3 takes
+# them; :func:`psycopg_sql` gives psycopg's.
+
+CREDENTIAL_SQL = (
+    "SELECT version, status, expires_at, scope, sealed, updated_at FROM oauth_vault_credentials"
+    " WHERE connection_id = ? AND user_id = ? AND account = ?"
+)
+SESSION_SQL = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = ?"
+RECORD_SQL = "SELECT data FROM oauth_vault_records WHERE kind = ? AND name = ?"
 SESSION_CREDENTIAL_SQL = (
     "SELECT s.user_id, s.expires_at, c.version, c.status, c.expires_at, c.scope, c.sealed,"
     " c.updated_at FROM oauth_vault_sessions s LEFT JOIN oauth_vault_credentials c"
@@ -148,21 +164,31 @@ SESSION_CREDENTIAL_SQL = (
     " WHERE s.session_hash = ?"
 )
 """The session and its user's credential in one statement (a LEFT JOIN on the credentials'
-primary key), for the drivers' own cursors: parameters (connection id, account, session
-hash); ``?`` placeholders (sqlite3), ``.replace("?", "%s")`` for psycopg."""
+primary key; the credential's columns as in :data:`CREDENTIAL_SQL`): parameters (connection
+id, account, session hash)."""
+
+
+def psycopg_sql(sql: str) -> str:
+    """A statement above with psycopg's ``%s`` placeholders."""
+    return sql.replace("?", "%s")
+
+
+def credential_from_row(key: CredentialKey, columns: Sequence[Any]) -> StoredCredential:
+    """The record from the columns of :data:`CREDENTIAL_SQL`, in their order."""
+    version, status, expires_at, scope, sealed, updated_at = columns
+    return StoredCredential(key, version, sealed, status, expires_at, scope, updated_at)
 
 
 def session_credential_row(
     row: Sequence[Any] | None, now: float, connection_id: str, account: str
 ) -> tuple[str, StoredCredential | None] | None:
-    """The row of :func:`session_credential_sql` as ``get_session_credential`` answers."""
+    """The row of :data:`SESSION_CREDENTIAL_SQL` as ``get_session_credential`` answers."""
     if row is None or row[1] <= now:
         return None
     user_id = str(row[0])
     if row[2] is None:
         return user_id, None
-    key = CredentialKey(connection_id, user_id, account)
-    return user_id, StoredCredential(key, row[2], row[6], row[3], row[4], row[5], row[7])
+    return user_id, credential_from_row(CredentialKey(connection_id, user_id, account), row[2:])
 
 
 def _first_credential(result: sa.CursorResult[Any]) -> StoredCredential | None:

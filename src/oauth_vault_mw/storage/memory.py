@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
+from ._protocol import session_credential_by_two_reads
 
 __all__ = ["MemoryStorage"]
 
@@ -139,10 +140,7 @@ class MemoryStorage:
     def get_session_credential(
         self, session_hash: str, now: float, connection_id: str, account: str = "default"
     ) -> tuple[str, StoredCredential | None] | None:
-        user_id = self.get_session(session_hash, now)
-        if user_id is None:
-            return None
-        return user_id, self.get_credential(CredentialKey(connection_id, user_id, account))
+        return session_credential_by_two_reads(self, session_hash, now, connection_id, account)
 
     def delete_session(self, session_hash: str) -> None:
         with self._lock:

@@ -28,9 +28,13 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
 from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import (
+    CREDENTIAL_SQL,
+    RECORD_SQL,
     SESSION_CREDENTIAL_SQL,
+    SESSION_SQL,
     Op,
     SQLStatements,
+    credential_from_row,
     map_errors,
     session_credential_row,
 )
@@ -188,14 +192,6 @@ class _SQLiteReads:
     SELECT sees the last committed write. Writes stay on SQLAlchemy.
     """
 
-    CREDENTIAL = (
-        "SELECT version, status, expires_at, scope, sealed, updated_at "
-        "FROM oauth_vault_credentials WHERE connection_id = ? AND user_id = ? AND account = ?"
-    )
-    SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = ?"
-    RECORD = "SELECT data FROM oauth_vault_records WHERE kind = ? AND name = ?"
-    SESSION_CREDENTIAL = SESSION_CREDENTIAL_SQL
-
     def __init__(self, path: str) -> None:
         self.path = path
         self._local = threading.local()
@@ -282,11 +278,8 @@ class SQLStorage:
 
     def get_credential(self, key: CredentialKey) -> StoredCredential | None:
         if self._fast is not None:
-            found = self._fast.one(self._fast.CREDENTIAL, key.parts())
-            if found is None:
-                return None
-            version, status, expires_at, scope, sealed, updated_at = found
-            return StoredCredential(key, version, sealed, status, expires_at, scope, updated_at)
+            found = self._fast.one(CREDENTIAL_SQL, key.parts())
+            return None if found is None else credential_from_row(key, found)
         return self._run(self._sql.get_credential(key))
 
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
@@ -346,7 +339,7 @@ class SQLStorage:
     def get_session(self, session_hash: str, now: float) -> str | None:
         if self._fast is None:
             return self._run(self._sql.get_session(session_hash, now))
-        found = self._fast.one(self._fast.SESSION, (session_hash,))
+        found = self._fast.one(SESSION_SQL, (session_hash,))
         if found is None or found[1] <= now:
             return None
         return str(found[0])
@@ -358,7 +351,7 @@ class SQLStorage:
             return self._run(
                 self._sql.get_session_credential(session_hash, now, connection_id, account)
             )
-        row = self._fast.one(self._fast.SESSION_CREDENTIAL, (connection_id, account, session_hash))
+        row = self._fast.one(SESSION_CREDENTIAL_SQL, (connection_id, account, session_hash))
         return session_credential_row(row, now, connection_id, account)
 
     def delete_session(self, session_hash: str) -> None:
@@ -374,7 +367,7 @@ class SQLStorage:
     def get_record(self, kind: str, name: str) -> bytes | None:
         if self._fast is None:
             return self._run(self._sql.get_record(kind, name))
-        found = self._fast.one(self._fast.RECORD, (kind, name))
+        found = self._fast.one(RECORD_SQL, (kind, name))
         return None if found is None else bytes(found[0])
 
     def delete_record(self, kind: str, name: str) -> bool:

@@ -21,10 +21,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .._exceptions import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import (
+    CREDENTIAL_SQL,
+    RECORD_SQL,
     SESSION_CREDENTIAL_SQL,
+    SESSION_SQL,
     Op,
     SQLStatements,
+    credential_from_row,
     map_errors,
+    psycopg_sql,
     session_credential_row,
 )
 from .sql import driver_missing, postgres_engine_options, upgrade_schema
@@ -34,14 +39,11 @@ __all__ = ["AsyncSQLStorage"]
 T = TypeVar("T")
 
 
-# The per-request reads as fixed SQL (the same statements SQLStatements builds).
-_CREDENTIAL = (
-    "SELECT version, status, expires_at, scope, sealed, updated_at FROM oauth_vault_credentials"
-    " WHERE connection_id = %s AND user_id = %s AND account = %s"
-)
-_SESSION = "SELECT user_id, expires_at FROM oauth_vault_sessions WHERE session_hash = %s"
-_RECORD = "SELECT data FROM oauth_vault_records WHERE kind = %s AND name = %s"
-_SESSION_CREDENTIAL = SESSION_CREDENTIAL_SQL.replace("?", "%s")
+# The per-request reads as fixed SQL, with psycopg's placeholders.
+_CREDENTIAL = psycopg_sql(CREDENTIAL_SQL)
+_SESSION = psycopg_sql(SESSION_SQL)
+_RECORD = psycopg_sql(RECORD_SQL)
+_SESSION_CREDENTIAL = psycopg_sql(SESSION_CREDENTIAL_SQL)
 
 
 HELD_RECYCLE = 1800.0  # s: a read connection is replaced after this long (as pool_recycle)
@@ -265,10 +267,7 @@ class AsyncSQLStorage:
 
     async def get_credential(self, key: CredentialKey) -> StoredCredential | None:
         found = await self._fetchone(_CREDENTIAL, key.parts())
-        if found is None:
-            return None
-        version, status, expires_at, scope, sealed, updated_at = found
-        return StoredCredential(key, version, sealed, status, expires_at, scope, updated_at)
+        return None if found is None else credential_from_row(key, found)
 
     async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return await self._run(self._sql.save_credential(record, expected_version))
