@@ -13,10 +13,6 @@ The apps are built on first access (PEP 562), so importing this module needs no 
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -25,31 +21,19 @@ from starlette.routing import Route
 
 from oauth_vault_mw.starlette import OAuthVaultMiddleware
 
-from ._common import make_settings
+from ._common import NO_STORE, payload_from_env, settings_from_env
 
 # ``vault_app`` and ``bare_app`` are provided by ``__getattr__`` below.
-__all__ = ["NO_STORE", "build_bare_app", "build_vault_app"]
-
-# The headers the vault's credential route sends (checked against it before timing).
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def _env(name: str) -> str:
-    try:
-        return os.environ[name]
-    except KeyError:
-        raise RuntimeError(f"{name} is not set: run the benchmarks with ./scripts/bench") from None
+__all__ = ["build_bare_app", "build_vault_app"]
 
 
 def build_vault_app() -> Starlette:
-    settings = make_settings(
-        _env("BENCH_STORAGE_URL"), _env("BENCH_SECRET_KEY"), _env("BENCH_ENCRYPTION_KEY")
-    )
+    settings = settings_from_env()
     return Starlette(middleware=[Middleware(OAuthVaultMiddleware, settings=settings)])
 
 
 def build_bare_app() -> Starlette:
-    payload: dict[str, Any] = json.loads(_env("BENCH_PAYLOAD"))
+    payload = payload_from_env()
 
     async def credentials(request: Request) -> Response:
         return JSONResponse(payload, headers=NO_STORE)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import gc
+import json
+import os
 import secrets
 import statistics
 import time
@@ -37,6 +39,32 @@ def new_secret_key() -> str:
 
 def new_encryption_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+
+
+# The headers the vault's credential route sends; the bare apps send them too (each endpoint
+# run checks both answers against each other before timing).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _env(name: str) -> str:
+    try:
+        return os.environ[name]
+    except KeyError:
+        raise RuntimeError(f"{name} is not set: run the benchmarks with ./scripts/bench") from None
+
+
+def settings_from_env() -> Settings:
+    """The served vault app's settings: ``BENCH_STORAGE_URL``, ``BENCH_SECRET_KEY``,
+    ``BENCH_ENCRYPTION_KEY`` (set by the runner)."""
+    return make_settings(
+        _env("BENCH_STORAGE_URL"), _env("BENCH_SECRET_KEY"), _env("BENCH_ENCRYPTION_KEY")
+    )
+
+
+def payload_from_env() -> dict[str, Any]:
+    """What the served bare apps answer: ``BENCH_PAYLOAD``, the seeded credential's JSON."""
+    payload: dict[str, Any] = json.loads(_env("BENCH_PAYLOAD"))
+    return payload
 
 
 def make_settings(storage_url: str, secret_key: str, encryption_key: str) -> Settings:

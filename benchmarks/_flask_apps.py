@@ -10,42 +10,26 @@ Configured like :mod:`benchmarks._apps` (``BENCH_STORAGE_URL``, ``BENCH_SECRET_K
 
 from __future__ import annotations
 
-import json
-import os
-from typing import Any
-
 from flask import Flask
 from flask.typing import ResponseReturnValue
 
 from oauth_vault_mw.flask import OAuthVault
 
-from ._common import make_settings
+from ._common import NO_STORE, payload_from_env, settings_from_env
 
 # ``vault_app`` and ``bare_app`` are provided by ``__getattr__`` below.
-__all__ = ["NO_STORE", "build_bare_app", "build_vault_app"]
-
-# The headers the vault's credential route sends (checked against it before timing).
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def _env(name: str) -> str:
-    try:
-        return os.environ[name]
-    except KeyError:
-        raise RuntimeError(f"{name} is not set: run the benchmarks with ./scripts/bench") from None
+__all__ = ["build_bare_app", "build_vault_app"]
 
 
 def build_vault_app() -> Flask:
-    settings = make_settings(
-        _env("BENCH_STORAGE_URL"), _env("BENCH_SECRET_KEY"), _env("BENCH_ENCRYPTION_KEY")
-    )
+    settings = settings_from_env()
     app = Flask("bench_vault_app")
     OAuthVault(app, settings=settings)
     return app
 
 
 def build_bare_app() -> Flask:
-    payload: dict[str, Any] = json.loads(_env("BENCH_PAYLOAD"))
+    payload = payload_from_env()
     app = Flask("bench_bare_app")
 
     @app.get("/auth/connections/<connection_id>/credentials")

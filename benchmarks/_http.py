@@ -36,6 +36,7 @@ __all__ = [
     "Target",
     "alternate",
     "check_same",
+    "free_port",
     "serve",
     "subprocess_env",
     "uvicorn_command",
@@ -86,7 +87,8 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
@@ -205,7 +207,7 @@ def serve(
     started: dict[str, Server] = {}
     try:
         for name, command in commands.items():
-            port = _free_port()
+            port = free_port()
             log = (logs / f"{name}.log").open("w+b")
             proc = subprocess.Popen(
                 command(port), cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT

@@ -120,7 +120,7 @@ def _flask_vault(url: str, secret: str, enc: str) -> Iterator[tuple[Flask, SyncS
         vault.close()
 
 
-def _hot_calls(app: Flask, s: SyncSeeded, ctx: RequestContext) -> dict[str, SyncCall]:
+def _hot_calls(s: SyncSeeded, ctx: RequestContext) -> dict[str, SyncCall]:
     """The four timed calls; ``ours_request`` runs in ``ctx`` (pushed by the caller)."""
     vault = s.vault
     storage = vault.storage
@@ -173,7 +173,7 @@ def _hot(label: str, url: str, secret: str, enc: str, quick: bool) -> list[HotRe
     with _flask_vault(url, secret, enc) as (app, seeded):
         environ = _environ("/profile", f"{SESSION_COOKIE}={seeded.cookie_value}")
         with app.request_context(environ) as ctx:
-            calls = _hot_calls(app, seeded, ctx)
+            calls = _hot_calls(seeded, ctx)
             _check(seeded.vault, calls)
             batch = batch_seconds(quick)
             plan = {name: (fn, calibrate_sync(fn, batch)) for name, fn in calls.items()}

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import itertools
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,11 +40,11 @@ from oauth_vault_mw.core.vault_logic import open_record, seal_record
 from oauth_vault_mw.storage.sql import SQLStorage, credentials
 
 from ._common import new_encryption_key, new_secret_key
+from ._http import HOST, free_port
 
 __all__ = ["SWEEP_TARGET_SECONDS", "SweepResult", "run_sweep", "token_app"]
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 CONNECTION_ID = "bench"
 CONCURRENCY = 16
 WINDOW = 600.0
@@ -108,17 +107,10 @@ class SweepResult:
         return self.rate / self.floor_rps if self.floor_rps > 0 else 0.0
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def _token_server(tmp: Path) -> Iterator[str]:
     """Serve :data:`token_app`; yield its base URL; stop that process (by its pid)."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     cmd = [

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,16 +22,11 @@ from oauth_vault_mw import Vault
 from oauth_vault_mw.flask import OAuthVault, connection_credentials
 from oauth_vault_mw.flask import vault_request as request
 from tests.support.oidc_provider import DevProvider, complete_login
+from tests.support.ports import free_port
 
 BASE = "http://127.0.0.1:8000"
 TOKEN_TTL = 4
 CONNECTIONS = ("demo", "second")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,15 +19,10 @@ from oauth_vault_mw import AsyncVault, Settings
 from oauth_vault_mw.starlette import OAuthVaultMiddleware, connection_credentials
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 from tests.support.oidc_provider import DevProvider, complete_login_async
+from tests.support.ports import free_port
 
 BASE = "http://127.0.0.1:8000"
 TOKEN_TTL = 4
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import free_port, new_key
+from tests.integration.conftest import new_key
 from tests.support.oidc_provider import DevProvider, complete_login_async
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.stress
 

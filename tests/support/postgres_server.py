@@ -29,7 +29,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -39,6 +38,8 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+
+from .ports import free_port
 
 __all__ = ["PostgresServer", "find_pg_bin"]
 
@@ -71,13 +72,6 @@ def find_pg_bin() -> Path | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class PostgresServer:
     """One throwaway cluster in its own temp dir; :meth:`start`/:meth:`stop` keep the port."""
 
@@ -86,7 +80,7 @@ class PostgresServer:
         self.base = Path(tempfile.mkdtemp(prefix="oauth-vault-pg-"))
         self.data = self.base / "data"
         self.log = self.base / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.running = False
         self._as: dict[str, Any] = {}
         if os.geteuid() == 0:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pytest
 
+from .ports import free_port
+
 __all__ = ["RedisServer", "redis_server", "redis_store_url", "redis_url"]
 
 INSTALL_HINT = "redis-server not found: apt-get install redis-server (./scripts/test installs it)"
@@ -41,13 +43,6 @@ def _binary() -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     pytest.fail(INSTALL_HINT, pytrace=False)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _command(port: int, command: bytes, timeout: float = 0.5) -> bytes:
@@ -68,7 +63,7 @@ class RedisServer:
 
     def __init__(self, directory: Path, port: int | None = None) -> None:
         self.directory = directory
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
