@@ -18,7 +18,7 @@ from oauth_vault_mw.core.model import ACTIVE, REAUTHENTICATION_REQUIRED, Credent
 from oauth_vault_mw.core.vault_logic import open_record
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 from tests.integration.conftest import BASE, Harness
-from tests.support.oidc_provider import complete_login_async
+from tests.support.oidc_provider import callback_path, complete_login_async
 
 from .conftest import cli_env, run_cli
 
@@ -54,7 +54,7 @@ async def log_in(h: Harness, login: str, connection_id: str = "demo") -> Credent
         start = await client.get(f"/auth/login/{connection_id}?return_to=/")
         assert start.status_code == 302, start.text
         final = await complete_login_async(browser, start.headers["location"], login=login)
-        done = await client.get(final.headers["location"][len(BASE) :])
+        done = await client.get(callback_path(final, BASE))
         assert done.status_code == 303, done.text
         user_id = (await client.get("/auth/me")).json()["user_id"]
     return CredentialKey(connection_id, user_id)

@@ -30,7 +30,7 @@ from tests.integration.conftest import (  # noqa: F401 - fixtures
     settings_for,
     unique_user,
 )
-from tests.support.oidc_provider import DevProvider, complete_login
+from tests.support.oidc_provider import DevProvider, callback_path, complete_login
 
 FRAMEWORKS = ["starlette", "flask"]
 
@@ -53,10 +53,7 @@ class Site:
         return self.client.get(self.authorize(start.headers["location"], user))
 
     def authorize(self, authorize_url: str, user: str) -> str:
-        final = complete_login(self.browser, authorize_url, login=user)
-        location = final.headers["location"]
-        assert location.startswith(self.base), location
-        return location[len(self.base) :]
+        return callback_path(complete_login(self.browser, authorize_url, login=user), self.base)
 
     def stored(self, connection_id: str, user_id: str) -> TokenSet:
         storage = SQLStorage(self.settings.storage_url)

@@ -21,7 +21,7 @@ from flask import Flask, jsonify
 from oauth_vault_mw import Vault
 from oauth_vault_mw.flask import OAuthVault, connection_credentials
 from oauth_vault_mw.flask import vault_request as request
-from tests.support.oidc_provider import DevProvider, complete_login
+from tests.support.oidc_provider import DevProvider, callback_path, complete_login
 from tests.support.ports import free_port
 
 BASE = "http://127.0.0.1:8000"
@@ -118,10 +118,7 @@ class Harness:
 
     def authorize(self, authorize_url: str, user: str) -> str:
         """Log in at the provider; return the callback URL (relative to the app)."""
-        final = complete_login(self.browser, authorize_url, login=user)
-        location = final.headers["location"]
-        assert location.startswith(self.base), location
-        return location[len(self.base) :]
+        return callback_path(complete_login(self.browser, authorize_url, login=user), self.base)
 
     def user_id(self) -> str:
         me = self.client.get("/auth/me")

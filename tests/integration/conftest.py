@@ -18,7 +18,7 @@ from starlette.routing import Route
 from oauth_vault_mw import AsyncVault, Settings
 from oauth_vault_mw.starlette import OAuthVaultMiddleware, connection_credentials
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
-from tests.support.oidc_provider import DevProvider, complete_login_async
+from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
 from tests.support.ports import free_port
 
 BASE = "http://127.0.0.1:8000"
@@ -107,9 +107,7 @@ class Harness:
     async def authorize(self, authorize_url: str, user: str) -> str:
         """Log in at the provider; return the callback URL (relative to the app)."""
         final = await complete_login_async(self.browser, authorize_url, login=user)
-        location = final.headers["location"]
-        assert location.startswith(BASE), location
-        return location[len(BASE) :]
+        return callback_path(final, BASE)
 
 
 def make_app(vault: AsyncVault) -> Starlette:

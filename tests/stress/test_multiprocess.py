@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import new_key
-from tests.support.oidc_provider import DevProvider, complete_login_async
+from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.stress
@@ -113,7 +113,7 @@ async def _login(base: str, user: str, limits: asyncio.Semaphore) -> dict[str, s
     ):
         start = await app.get("/auth/login/demo")
         final = await complete_login_async(browser, start.headers["location"], user)
-        done = await app.get(final.headers["location"][len(base) :])
+        done = await app.get(callback_path(final, base))
         assert done.status_code == 303, done.text
         first = await app.get("/auth/connections/demo/credentials")  # the login's token
         return {**dict(app.cookies), "first": first.json()["access_token"]}

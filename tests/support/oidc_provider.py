@@ -375,6 +375,15 @@ def _next_step(
     raise LoginFlowError(f"unexpected provider response: {_describe(response)}")
 
 
+def callback_path(redirect: httpx.Response, base: str) -> str:
+    """The provider's redirect back to the app served at ``base`` (what :func:`complete_login`
+    returns), as the path the app's own client requests."""
+    location = redirect.headers["location"]
+    if not location.startswith(base):
+        raise LoginFlowError(f"the provider redirected to {location!r}, not to {base}")
+    return str(location[len(base) :])
+
+
 def complete_login(
     client: httpx.Client, authorize_url: str, login: str = "alice"
 ) -> httpx.Response:
@@ -423,6 +432,7 @@ __all__ = [
     "DevProvider",
     "DevProviderError",
     "LoginFlowError",
+    "callback_path",
     "complete_login",
     "complete_login_async",
     "redirect_params",

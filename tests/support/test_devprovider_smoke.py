@@ -22,6 +22,8 @@ from .oidc_provider import (
     DEVPROVIDER_DIR,
     DevProvider,
     DevProviderError,
+    LoginFlowError,
+    callback_path,
     complete_login,
     complete_login_async,
     redirect_params,
@@ -354,3 +356,10 @@ def test_a_start_that_always_hangs_fails_with_the_reason(tmp_path: Path) -> None
     with pytest.raises(DevProviderError, match=r"did not print READY within 1 s \(pid \d+, still"):
         op.start()
     assert not op.running
+
+
+def test_callback_path_is_relative_to_the_app_and_refuses_another_origin() -> None:
+    back = httpx.Response(302, headers={"location": "http://127.0.0.1:8000/auth/callback/x?code=c"})
+    assert callback_path(back, "http://127.0.0.1:8000") == "/auth/callback/x?code=c"
+    with pytest.raises(LoginFlowError, match=r"not to http://127\.0\.0\.1:9000"):
+        callback_path(back, "http://127.0.0.1:9000")
