@@ -53,8 +53,11 @@ def generate(source: str, target: str) -> str:
     for step in (["check", "--fix", "--quiet", "--exit-zero"], ["format"]):
         text = subprocess.run(  # noqa: S603 - our own file through our own formatter
             [sys.executable, "-m", "ruff", *step, "--stdin-filename", str(PACKAGE / target), "-"],
-            input=text, capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     return text
 
 

@@ -27,9 +27,12 @@ def add_parsers(
     create = sub.add_parser("create", help="a new client; prints its first access key once")
     create.add_argument("name")
     create.add_argument(
-        "--grant", action="append", default=[], metavar="PATTERN:ACTION",
+        "--grant",
+        action="append",
+        default=[],
+        metavar="PATTERN:ACTION",
         help="e.g. 'Connections/*/Users/*/Credentials:connections:credentials:read'",
-    )  # fmt: skip
+    )
     sub.add_parser("list", help="clients, grants and key ids (never a key)")
     revoke = sub.add_parser("revoke", help="revoke a client and all its keys")
     revoke.add_argument("name")
@@ -40,8 +43,13 @@ def add_parsers(
     revoke_key.add_argument("key_id")
     audit = groups.add_parser("audit", help="the audit trail, newest last")
     audit.set_defaults(cmd="show")
-    audit.add_argument("--since", type=parse_duration, default=3600.0, metavar="DURATION",
-                       help="how far back (30s, 10m, 2h, 1d); default 1h")  # fmt: skip
+    audit.add_argument(
+        "--since",
+        type=parse_duration,
+        default=3600.0,
+        metavar="DURATION",
+        help="how far back (30s, 10m, 2h, 1d); default 1h",
+    )
     audit.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
 
 

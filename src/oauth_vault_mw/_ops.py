@@ -141,8 +141,9 @@ def _reseal(
             try:
                 latest = storage.get_credential(record.key)
                 if latest is not None and latest.version == record.version:
-                    resealed = replace(record, sealed=sealer.seal(plaintext, aad),
-                                       updated_at=clock())  # fmt: skip
+                    resealed = replace(
+                        record, sealed=sealer.seal(plaintext, aad), updated_at=clock()
+                    )
                     if storage.save_credential(resealed, record.version):
                         return "resealed"
             finally:

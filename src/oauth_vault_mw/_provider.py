@@ -172,9 +172,11 @@ class AsyncProviderClient:
     async def send(self, request: HttpRequest) -> ProviderResponse:
         try:
             resp = await self.client.request(
-                request.method, request.url, headers=request.headers,
+                request.method,
+                request.url,
+                headers=request.headers,
                 data=request.form or None,
-            )  # fmt: skip
+            )
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
         return provider_response(resp)

@@ -73,17 +73,32 @@ class AsyncAuditTrail:
         self._flushing: set[asyncio.Task[None]] = set()  # unasync: remove
 
     def count(
-        self, at: float, actor: str, action: str, outcome: str,
-        connection_id: str | None = None, user_id: str | None = None,
-    ) -> bool:  # fmt: skip
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+    ) -> bool:
         """Note one routine event, no I/O; True when the window is due to be written."""
         if audit_logger.isEnabledFor(logging.INFO):
             audit_logger.info(
-                "%s by %s: %s", action, actor, outcome,
-                extra={"audit": {"at": at, "actor": actor, "action": action,
-                                 "outcome": outcome, "connection_id": connection_id,
-                                 "user_id": user_id}},
-            )  # fmt: skip
+                "%s by %s: %s",
+                action,
+                actor,
+                outcome,
+                extra={
+                    "audit": {
+                        "at": at,
+                        "actor": actor,
+                        "action": action,
+                        "outcome": outcome,
+                        "connection_id": connection_id,
+                        "user_id": user_id,
+                    }
+                },
+            )
         key = (actor, action, outcome, connection_id, user_id)
         with self._lock:
             if not self._window:
@@ -96,9 +111,16 @@ class AsyncAuditTrail:
             return len(self._window) >= self.batch or at - self._opened >= self.max_delay
 
     async def note(
-        self, at: float, actor: str, action: str, outcome: str,
-        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None:
         """Record one event: written at once when ``urgent``, else with its window."""
         due = self.count(at, actor, action, outcome, connection_id, user_id)
         if urgent:
@@ -108,9 +130,14 @@ class AsyncAuditTrail:
 
     async def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
         await self.note(
-            event.at, event.actor, event.action, event.outcome, event.connection_id,
-            event.user_id, urgent=urgent,
-        )  # fmt: skip
+            event.at,
+            event.actor,
+            event.action,
+            event.outcome,
+            event.connection_id,
+            event.user_id,
+            urgent=urgent,
+        )
 
     async def flush_soon(self) -> None:
         if self._flushing:  # unasync: remove

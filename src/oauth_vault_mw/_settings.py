@@ -21,10 +21,22 @@ __all__ = ["ENV_PREFIX", "SETTING_NAMES", "load_connections", "settings_from_env
 
 ENV_PREFIX = "OAUTH_VAULT_"
 SETTING_NAMES = (
-    "secret_key", "encryption_keys", "storage_url", "base_url", "prefix", "connections",
-    "session_max_age", "state_max_age", "provider_timeout", "refresh_attempts",
-    "failure_backoff", "clock_skew", "lease_ttl", "app_token_keys", "app_token_lifetime",
-)  # fmt: skip
+    "secret_key",
+    "encryption_keys",
+    "storage_url",
+    "base_url",
+    "prefix",
+    "connections",
+    "session_max_age",
+    "state_max_age",
+    "provider_timeout",
+    "refresh_attempts",
+    "failure_backoff",
+    "clock_skew",
+    "lease_ttl",
+    "app_token_keys",
+    "app_token_lifetime",
+)
 
 
 def load_connections(value: str) -> Any:

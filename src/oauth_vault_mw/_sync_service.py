@@ -72,17 +72,32 @@ class AuditTrail:
         self._lock = threading.Lock()
 
     def count(
-        self, at: float, actor: str, action: str, outcome: str,
-        connection_id: str | None = None, user_id: str | None = None,
-    ) -> bool:  # fmt: skip
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+    ) -> bool:
         """Note one routine event, no I/O; True when the window is due to be written."""
         if audit_logger.isEnabledFor(logging.INFO):
             audit_logger.info(
-                "%s by %s: %s", action, actor, outcome,
-                extra={"audit": {"at": at, "actor": actor, "action": action,
-                                 "outcome": outcome, "connection_id": connection_id,
-                                 "user_id": user_id}},
-            )  # fmt: skip
+                "%s by %s: %s",
+                action,
+                actor,
+                outcome,
+                extra={
+                    "audit": {
+                        "at": at,
+                        "actor": actor,
+                        "action": action,
+                        "outcome": outcome,
+                        "connection_id": connection_id,
+                        "user_id": user_id,
+                    }
+                },
+            )
         key = (actor, action, outcome, connection_id, user_id)
         with self._lock:
             if not self._window:
@@ -95,9 +110,16 @@ class AuditTrail:
             return len(self._window) >= self.batch or at - self._opened >= self.max_delay
 
     def note(
-        self, at: float, actor: str, action: str, outcome: str,
-        connection_id: str | None = None, user_id: str | None = None, *, urgent: bool = False,
-    ) -> None:  # fmt: skip
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None:
         """Record one event: written at once when ``urgent``, else with its window."""
         due = self.count(at, actor, action, outcome, connection_id, user_id)
         if urgent:
@@ -107,9 +129,14 @@ class AuditTrail:
 
     def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
         self.note(
-            event.at, event.actor, event.action, event.outcome, event.connection_id,
-            event.user_id, urgent=urgent,
-        )  # fmt: skip
+            event.at,
+            event.actor,
+            event.action,
+            event.outcome,
+            event.connection_id,
+            event.user_id,
+            urgent=urgent,
+        )
 
     def flush_soon(self) -> None:
         self.flush()

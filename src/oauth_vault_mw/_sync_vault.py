@@ -323,8 +323,10 @@ class Vault:
         except VaultError as exc:
             logger.warning(
                 "sweep: refresh failed connection=%s user=%s error=%s",
-                connection_id, user_id, exc.error,
-            )  # fmt: skip
+                connection_id,
+                user_id,
+                exc.error,
+            )
             return "failed"
         # The fallback on a failed refresh hands back the unchanged token.
         return "refreshed" if fresh != tokens else "failed"
@@ -385,9 +387,13 @@ class Vault:
                 return False
 
     def _call_provider(
-        self, conn: ConnectionConfig, key: CredentialKey, record: StoredCredential,
-        tokens: TokenSet, owner: str,
-    ) -> TokenSet:  # fmt: skip
+        self,
+        conn: ConnectionConfig,
+        key: CredentialKey,
+        record: StoredCredential,
+        tokens: TokenSet,
+        owner: str,
+    ) -> TokenSet:
         assert tokens.refresh_token is not None
         endpoints = self.provider.endpoints(conn)
         request = refresh_request(conn, endpoints.token_url, tokens.refresh_token)
@@ -406,10 +412,14 @@ class Vault:
                 outcome = TokenRetryable(str(exc))
             else:
                 outcome = parse_token_response(
-                    resp.status, resp.content_type, resp.body, now=self.clock(),
-                    default_expires_in=conn.default_expires_in, previous=tokens,
+                    resp.status,
+                    resp.content_type,
+                    resp.body,
+                    now=self.clock(),
+                    default_expires_in=conn.default_expires_in,
+                    previous=tokens,
                     retry_after=resp.retry_after,
-                )  # fmt: skip
+                )
             if not isinstance(outcome, TokenRetryable):
                 break
             pause = min(0.25 * 2**attempt, max(0.0, deadline - time.monotonic()))
@@ -445,8 +455,9 @@ class Vault:
     ) -> TokenSet:
         sealed = seal_record(self.sealer, key, fresh, now=self.clock())
         if self.storage.save_credential(sealed, record.version):
-            logger.info("credential refreshed connection=%s user=%s", key.connection_id,
-                        key.user_id)  # fmt: skip
+            logger.info(
+                "credential refreshed connection=%s user=%s", key.connection_id, key.user_id
+            )
             self._audit("system", "credentials.refresh", "ok", *key.parts()[:2])
             return fresh
         # Someone wrote in between (a new login): theirs is newer than ours.
@@ -460,16 +471,20 @@ class Vault:
     ) -> None:
         logger.warning(
             "refresh token refused (invalid_grant) connection=%s user=%s",
-            key.connection_id, key.user_id,
-        )  # fmt: skip
+            key.connection_id,
+            key.user_id,
+        )
         marked = seal_record(
             self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
         )
         self.storage.save_credential(marked, record.version)
         self._audit(
-            "system", "credentials.refresh", REAUTHENTICATION_REQUIRED, *key.parts()[:2],
+            "system",
+            "credentials.refresh",
+            REAUTHENTICATION_REQUIRED,
+            *key.parts()[:2],
             urgent=True,
-        )  # fmt: skip
+        )
 
     def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
         """Store a credential, whatever version is there (a login is authoritative)."""
@@ -524,11 +539,18 @@ class Vault:
             if not revoked:
                 logger.warning("revocation failed connection=%s user=%s", connection_id, user_id)
         self.storage.delete_credential(key)
-        logger.info("credential deleted connection=%s user=%s revoked=%s", connection_id,
-                    user_id, revoked)  # fmt: skip
+        logger.info(
+            "credential deleted connection=%s user=%s revoked=%s", connection_id, user_id, revoked
+        )
         outcome = "revoked" if revoked else "deleted"
-        self._audit(f"user:{user_id}", "credentials.disconnect", outcome, connection_id,
-                          user_id, urgent=True)  # fmt: skip
+        self._audit(
+            f"user:{user_id}",
+            "credentials.disconnect",
+            outcome,
+            connection_id,
+            user_id,
+            urgent=True,
+        )
         return revoked
 
     # -- login ----------------------------------------------------------------------------
@@ -541,14 +563,18 @@ class Vault:
         now = self.clock()
         endpoints = self.provider.endpoints(conn)
         tx = new_transaction(
-            conn, mode="login" if user_id is None else "connect", return_to=return_to,
-            user_id=user_id, now=now,
-        )  # fmt: skip
+            conn,
+            mode="login" if user_id is None else "connect",
+            return_to=return_to,
+            user_id=user_id,
+            now=now,
+        )
         state_hash = hash_id(tx.state)
         self.storage.put_login_state(
-            state_hash, seal_transaction(self.sealer, state_hash, tx),
+            state_hash,
+            seal_transaction(self.sealer, state_hash, tx),
             now + self.settings.state_max_age,
-        )  # fmt: skip
+        )
         url = authorization_url(
             conn, endpoints.authorize_url, self.settings.redirect_uri(conn.id), tx
         )
@@ -573,22 +599,33 @@ class Vault:
         tx = open_transaction(self.sealer, state_hash, data)
         endpoints = self.provider.endpoints(conn)
         code = verify_callback(
-            params, tx, connection_id=connection_id, expected_issuer=endpoints.issuer,
-            iss_required=endpoints.iss_parameter_supported, now=now,
+            params,
+            tx,
+            connection_id=connection_id,
+            expected_issuer=endpoints.issuer,
+            iss_required=endpoints.iss_parameter_supported,
+            now=now,
             max_age=self.settings.state_max_age,
-        )  # fmt: skip
+        )
         request = code_exchange_request(
-            conn, endpoints.token_url, code, self.settings.redirect_uri(conn.id),
+            conn,
+            endpoints.token_url,
+            code,
+            self.settings.redirect_uri(conn.id),
             tx.code_verifier,
-        )  # fmt: skip
+        )
         try:
             resp = self.provider.send(request)
         except ProviderCallFailed:
             raise ProviderUnavailable("the provider's token endpoint did not answer") from None
         outcome = parse_token_response(
-            resp.status, resp.content_type, resp.body, now=self.clock(),
-            default_expires_in=conn.default_expires_in, retry_after=resp.retry_after,
-        )  # fmt: skip
+            resp.status,
+            resp.content_type,
+            resp.body,
+            now=self.clock(),
+            default_expires_in=conn.default_expires_in,
+            retry_after=resp.retry_after,
+        )
         if isinstance(outcome, TokenRejected):
             raise CallbackError(
                 f"the provider refused the authorization code: {outcome.error}",
@@ -637,12 +674,16 @@ class Vault:
         for force in (False, True):
             try:
                 return validate_id_token(
-                    granted.id_token, jwks=self.provider.jwks(conn, force=force),
-                    issuer=endpoints.issuer, client_id=conn.client_id, nonce=nonce,
-                    now=self.clock(), leeway=self.settings.clock_skew,
+                    granted.id_token,
+                    jwks=self.provider.jwks(conn, force=force),
+                    issuer=endpoints.issuer,
+                    client_id=conn.client_id,
+                    nonce=nonce,
+                    now=self.clock(),
+                    leeway=self.settings.clock_skew,
                     algorithms=endpoints.id_token_algorithms,
                     access_token=granted.tokens.access_token,
-                )  # fmt: skip
+                )
             except UnknownSigningKey:
                 continue
         raise CallbackError("the ID token is signed by an unknown key", error="invalid_id_token")

@@ -114,9 +114,11 @@ def _parser() -> argparse.ArgumentParser:
         "older keys can be removed from the settings.",
     )
     rotate.add_argument(
-        "--batch", type=_count(10_000), default=DEFAULT_BATCH,
+        "--batch",
+        type=_count(10_000),
+        default=DEFAULT_BATCH,
         help=f"records per storage page (default {DEFAULT_BATCH})",
-    )  # fmt: skip
+    )
     rotate.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
     creds = groups.add_parser("credentials", help="stored credentials").add_subparsers(
@@ -129,18 +131,25 @@ def _parser() -> argparse.ArgumentParser:
         "vault's own refresh (leases, rotation, invalid_grant marking), N at a time.",
     )
     refresh.add_argument(
-        "--expiring-within", required=True, type=parse_duration, metavar="DURATION",
+        "--expiring-within",
+        required=True,
+        type=parse_duration,
+        metavar="DURATION",
         help="window: 30s, 10m, 2h, 1d or seconds",
-    )  # fmt: skip
+    )
     refresh.add_argument(
-        "--concurrency", type=_count(256), default=DEFAULT_CONCURRENCY,
+        "--concurrency",
+        type=_count(256),
+        default=DEFAULT_CONCURRENCY,
         help=f"refreshes in flight at once (default {DEFAULT_CONCURRENCY})",
-    )  # fmt: skip
+    )
     refresh.add_argument("--connection", metavar="ID", help="only this connection")
     refresh.add_argument(
-        "--batch", type=_count(10_000), default=DEFAULT_BATCH,
+        "--batch",
+        type=_count(10_000),
+        default=DEFAULT_BATCH,
         help=f"records per storage page (default {DEFAULT_BATCH})",
-    )  # fmt: skip
+    )
     refresh.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     show = creds.add_parser("show", help="status, expiry and scopes of one credential")
     show.add_argument("connection")
@@ -176,9 +185,13 @@ def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         total = 0 if args.quiet else count_credentials(storage, batch=args.batch)
         report = rotate_keys(
-            storage, settings.encryption_keys, batch=args.batch, lease_ttl=settings.lease_ttl,
-            total=total, progress=bar,
-        )  # fmt: skip
+            storage,
+            settings.encryption_keys,
+            batch=args.batch,
+            lease_ttl=settings.lease_ttl,
+            total=total,
+            progress=bar,
+        )
     finally:
         bar.close()
         storage.close()
@@ -197,9 +210,10 @@ def _unreadable_message(report: RotationReport) -> str:
     if report.damaged:
         causes.append(f"{report.damaged} failed the integrity check")
     hint = (
-        "; add the missing keys back (after the current one) and rerun" if report.missing_kids
+        "; add the missing keys back (after the current one) and rerun"
+        if report.missing_kids
         else ""
-    )  # fmt: skip
+    )
     return f"{report.unreadable} credentials unreadable: {'; '.join(causes)}{hint}"
 
 
@@ -218,10 +232,15 @@ async def _sweep(settings: Settings, args: argparse.Namespace, bar: ProgressBar)
                 vault.storage, horizon, batch=args.batch, connection_id=args.connection
             )
         return await sweep(
-            vault, within=args.expiring_within, concurrency=args.concurrency,
-            batch=args.batch, connection_id=args.connection, horizon=horizon, total=total,
+            vault,
+            within=args.expiring_within,
+            concurrency=args.concurrency,
+            batch=args.batch,
+            connection_id=args.connection,
+            horizon=horizon,
+            total=total,
             progress=bar,
-        )  # fmt: skip
+        )
     finally:
         await audit.flush()
         await vault.aclose()
@@ -268,9 +287,11 @@ def _credentials_show(args: argparse.Namespace, settings: Settings) -> int:
         tokens = open_record(Sealer(settings.encryption_keys), record)
     finally:
         storage.close()
-    expires = "never" if tokens.expires_at is None else (
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at))
-    )  # fmt: skip
+    expires = (
+        "never"
+        if tokens.expires_at is None
+        else (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at)))
+    )
     print(
         "\n".join(
             [

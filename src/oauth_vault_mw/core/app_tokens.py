@@ -84,11 +84,18 @@ class AppTokens:
             raise NotAuthenticated("invalid app token")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, private.public_key(), algorithms=["EdDSA"], audience=self.issuer,
+                token,
+                private.public_key(),
+                algorithms=["EdDSA"],
+                audience=self.issuer,
                 issuer=self.issuer,
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                         "require": ["exp", "iat", "nbf", "sub", "iss", "aud"]},
-            )  # fmt: skip
+                options={
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "require": ["exp", "iat", "nbf", "sub", "iss", "aud"],
+                },
+            )
         except jwt.PyJWTError:
             raise NotAuthenticated("invalid app token") from None
         exp, nbf = claims.get("exp"), claims.get("nbf")

@@ -159,11 +159,23 @@ def _parse_connection(index: int, raw: object) -> ConnectionConfig:
     if not isinstance(raw, Mapping):
         raise ConfigurationError(f"{where}: must be an object")
     known = {
-        "id", "preset", "issuer", "authorize_url", "token_url", "userinfo_url",
-        "revocation_url", "client_id", "client_secret", "scopes", "authorize_params",
-        "min_validity", "default_expires_in", "token_endpoint_auth_method", "tenant",
+        "id",
+        "preset",
+        "issuer",
+        "authorize_url",
+        "token_url",
+        "userinfo_url",
+        "revocation_url",
+        "client_id",
+        "client_secret",
+        "scopes",
+        "authorize_params",
+        "min_validity",
+        "default_expires_in",
+        "token_endpoint_auth_method",
+        "tenant",
         "subject_claim",
-    }  # fmt: skip
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigurationError(f"{where}.{unknown[0]}: unknown field")
@@ -213,8 +225,15 @@ def _parse_connection(index: int, raw: object) -> ConnectionConfig:
         isinstance(k, str) and isinstance(v, str) for k, v in params.items()
     ):
         raise ConfigurationError(f"{where}.authorize_params: must map strings to strings")
-    reserved = {"state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri",
-                "client_id", "response_type"}  # fmt: skip
+    reserved = {
+        "state",
+        "nonce",
+        "code_challenge",
+        "code_challenge_method",
+        "redirect_uri",
+        "client_id",
+        "response_type",
+    }
     clash = sorted(reserved & set(params))
     if clash:
         raise ConfigurationError(f"{where}.authorize_params: {clash[0]!r} is set by the library")
@@ -228,9 +247,11 @@ def _parse_connection(index: int, raw: object) -> ConnectionConfig:
         raise ConfigurationError(f"{where}.client_secret: required (or auth method 'none')")
     min_validity = _int(f"{where}.min_validity", data.get("min_validity", 60))
     default_expires = _int(
-        f"{where}.default_expires_in", data.get("default_expires_in", 3600), minimum=1,
+        f"{where}.default_expires_in",
+        data.get("default_expires_in", 3600),
+        minimum=1,
         allow_none=True,
-    )  # fmt: skip
+    )
     subject_claim = data.get("subject_claim", "sub")
     if not isinstance(subject_claim, str) or not subject_claim:
         raise ConfigurationError(f"{where}.subject_claim: must be a claim name")
@@ -298,9 +319,13 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
             raise ConfigurationError(f"OAUTH_VAULT_CONNECTIONS: duplicate id {conn.id!r}")
         seen.add(conn.id)
     extra: dict[str, Any] = {}
-    for name, minimum in (("session_max_age", 60), ("state_max_age", 30),
-                          ("refresh_attempts", 1), ("clock_skew", 0),
-                          ("app_token_lifetime", 30)):  # fmt: skip
+    for name, minimum in (
+        ("session_max_age", 60),
+        ("state_max_age", 30),
+        ("refresh_attempts", 1),
+        ("clock_skew", 0),
+        ("app_token_lifetime", 30),
+    ):
         if name in data:
             extra[name] = _int(f"OAUTH_VAULT_{name.upper()}", data[name], minimum=minimum)
     for name in ("provider_timeout", "failure_backoff", "lease_ttl"):
@@ -316,10 +341,11 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
         raw_app_keys = [k for k in raw_app_keys.split(",") if k.strip()]
     if raw_app_keys:
         extra["app_token_keys"] = tuple(
-            k if isinstance(k, bytes) and len(k) == 32
+            k
+            if isinstance(k, bytes) and len(k) == 32
             else _decode_key(i, str(k), setting="OAUTH_VAULT_APP_TOKEN_KEYS")
             for i, k in enumerate(raw_app_keys)
-        )  # fmt: skip
+        )
     timeout = extra.get("provider_timeout", 5.0)
     lease_ttl = extra.get("lease_ttl", max(15.0, 2 * timeout + 5))
     if lease_ttl <= 2 * timeout:

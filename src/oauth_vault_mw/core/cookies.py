@@ -38,8 +38,13 @@ class CookieSpec:
     secure: bool
 
     def header(self) -> str:
-        parts = [f"{self.name}={self.value}", f"Path={self.path}", f"Max-Age={self.max_age}",
-                 "HttpOnly", "SameSite=Lax"]  # fmt: skip
+        parts = [
+            f"{self.name}={self.value}",
+            f"Path={self.path}",
+            f"Max-Age={self.max_age}",
+            "HttpOnly",
+            "SameSite=Lax",
+        ]
         if self.secure:
             parts.append("Secure")
         return "; ".join(parts)
@@ -75,9 +80,14 @@ class CookieJar:
     """Signs and reads the library's two cookies."""
 
     def __init__(
-        self, secret_key: str, *, secure: bool, prefix: str, session_max_age: int,
+        self,
+        secret_key: str,
+        *,
+        secure: bool,
+        prefix: str,
+        session_max_age: int,
         state_max_age: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._session = _Signer(secret_key, salt="oauth_vault_mw.session")
         # value -> (session id, signed at): a browser sends the same session cookie on every
         # request, so its HMAC is checked once per process, not on each of them. Only values

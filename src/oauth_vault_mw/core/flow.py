@@ -70,9 +70,15 @@ class LoginTransaction:
     def from_bytes(cls, data: bytes) -> LoginTransaction:
         raw: dict[str, Any] = json.loads(data)
         return cls(
-            state=raw["s"], connection_id=raw["c"], code_verifier=raw["v"], nonce=raw["n"],
-            return_to=raw["r"], mode=raw["m"], user_id=raw["u"], created_at=raw["t"],
-        )  # fmt: skip
+            state=raw["s"],
+            connection_id=raw["c"],
+            code_verifier=raw["v"],
+            nonce=raw["n"],
+            return_to=raw["r"],
+            mode=raw["m"],
+            user_id=raw["u"],
+            created_at=raw["t"],
+        )
 
 
 def check_return_to(value: str | None) -> str:

@@ -19,8 +19,19 @@ from .._exceptions import CallbackError
 
 __all__ = ["UnknownSigningKey", "validate_id_token"]
 
-_ASYMMETRIC = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-               "ES512", "EdDSA", "Ed25519"}  # fmt: skip
+_ASYMMETRIC = {
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
+}
 
 
 class UnknownSigningKey(Exception):

@@ -63,8 +63,12 @@ class ServiceClient:
     @classmethod
     def from_bytes(cls, data: bytes) -> ServiceClient:
         raw: dict[str, Any] = json.loads(data)
-        return cls(raw["name"], tuple(Grant.parse(g) for g in raw["grants"]),
-                   raw["created_at"], bool(raw.get("revoked")))  # fmt: skip
+        return cls(
+            raw["name"],
+            tuple(Grant.parse(g) for g in raw["grants"]),
+            raw["created_at"],
+            bool(raw.get("revoked")),
+        )
 
 
 @dataclass(frozen=True)

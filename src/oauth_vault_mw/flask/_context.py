@@ -96,17 +96,22 @@ def user_id(service: ServiceAccess, request: Request) -> str | None:
 
 
 def credentials(
-    service: ServiceAccess, request: Request, connection_id: str,
-    min_validity: float | None = None, force_refresh: bool = False,
-) -> Credentials:  # fmt: skip
+    service: ServiceAccess,
+    request: Request,
+    connection_id: str,
+    min_validity: float | None = None,
+    force_refresh: bool = False,
+) -> Credentials:
     """The request's user's credential for ``connection_id``. A request on a session cookie
     whose user is not looked up yet gets both from the vault at once (one storage read)."""
     environ = request.environ
     if USER_CACHE_KEY not in environ and not environ.get("HTTP_AUTHORIZATION"):
         found = service.vault.session_credentials(
-            cookie_from(environ, SESSION_COOKIE), connection_id,
-            min_validity=min_validity, force_refresh=force_refresh,
-        )  # fmt: skip
+            cookie_from(environ, SESSION_COOKIE),
+            connection_id,
+            min_validity=min_validity,
+            force_refresh=force_refresh,
+        )
         if found is None:
             environ[USER_CACHE_KEY] = (None,)
             raise NotAuthenticated()
@@ -114,9 +119,12 @@ def credentials(
         return found[1]
     owner = require_user_id(service, request)
     return service.vault.get_connection_credentials(
-        connection_id, owner, min_validity=min_validity, force_refresh=force_refresh,
+        connection_id,
+        owner,
+        min_validity=min_validity,
+        force_refresh=force_refresh,
         actor=f"user:{owner}",
-    )  # fmt: skip
+    )
 
 
 def require_user_id(service: ServiceAccess, request: Request) -> str:

@@ -135,9 +135,10 @@ class OAuthVault:
                 _resolve_settings(app, settings if settings is not None else self._settings),
                 storage=storage if storage is not None else self._storage,
                 new_user_id=new_user_id if new_user_id is not None else self._new_user_id,
-                http_transport=http_transport if http_transport is not None
+                http_transport=http_transport
+                if http_transport is not None
                 else self._http_transport,
-            )  # fmt: skip
+            )
         try:
             vault.startup()
             service = ServiceAccess(vault)
@@ -165,8 +166,9 @@ class OAuthVault:
             "oauth_vault_mw: %s keeps its request class %s; use "
             "oauth_vault_mw.flask.connection_credentials() in its views "
             "(request.connection_credentials() needs VaultRequest as a base class)",
-            app.name, app.request_class.__qualname__,
-        )  # fmt: skip
+            app.name,
+            app.request_class.__qualname__,
+        )
 
     def get_vault(self, app: Flask | None = None) -> Vault:
         """The :class:`Vault` of ``app`` (default: ``current_app``), for background jobs."""

@@ -80,9 +80,12 @@ class VaultRequest(flask.Request):
     """A Flask request with ``connection_credentials()`` and ``vault_user_id()``."""
 
     def connection_credentials(
-        self, connection_id: str, *, min_validity: float | None = None,
+        self,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
         force_refresh: bool = False,
-    ) -> Credentials:  # fmt: skip
+    ) -> Credentials:
         return _credentials_for(self, connection_id, min_validity, force_refresh)
 
     def vault_user_id(self) -> str | None:

@@ -222,8 +222,10 @@ def build_blueprint(vault: Vault, service: ServiceAccess) -> Blueprint:
     credentials, app tokens, JWKS, token exchange) under its prefix."""
     blueprint = Blueprint("oauth_vault", __name__)
     prefix = vault.settings.prefix
-    routes = [(name, path, _view(method, handler))
-              for name, path, method, handler in _handlers(vault, service)]  # fmt: skip
+    routes = [
+        (name, path, _view(method, handler))
+        for name, path, method, handler in _handlers(vault, service)
+    ]
     routes += [("not_found", path, _not_found) for path in ("", f"/<{_REST}:rest>")]
 
     def setup(state: BlueprintSetupState) -> None:

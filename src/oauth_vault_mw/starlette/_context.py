@@ -75,9 +75,11 @@ class RequestContext:
         user is not looked up yet gets both from the vault at once (one storage read)."""
         if self._user_id is _UNSET and read_header(self._scope, b"authorization") is None:
             found = await self.vault.session_credentials(
-                read_cookie(self._scope, SESSION_COOKIE), connection_id,
-                min_validity=min_validity, force_refresh=force_refresh,
-            )  # fmt: skip
+                read_cookie(self._scope, SESSION_COOKIE),
+                connection_id,
+                min_validity=min_validity,
+                force_refresh=force_refresh,
+            )
             if found is None:
                 self._user_id = None
                 raise NotAuthenticated()
@@ -85,9 +87,12 @@ class RequestContext:
             return creds
         user_id = await self.require_user_id()
         return await self.vault.get_connection_credentials(
-            connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh,
+            connection_id,
+            user_id,
+            min_validity=min_validity,
+            force_refresh=force_refresh,
             actor=f"user:{user_id}",
-        )  # fmt: skip
+        )
 
     async def require_user_id(self) -> str:
         user_id = await self.user_id()

@@ -55,9 +55,11 @@ class OAuthVaultMiddleware:
             elif not isinstance(settings, Settings):
                 settings = parse_settings(settings)
             vault = AsyncVault(
-                settings, storage=storage, new_user_id=new_user_id,
+                settings,
+                storage=storage,
+                new_user_id=new_user_id,
                 http_transport=http_transport,
-            )  # fmt: skip
+            )
         self.vault = vault
         self.service = AsyncServiceAccess(vault)
         self.prefix = vault.settings.prefix

@@ -55,9 +55,12 @@ class VaultRequest(Request):
     """A Starlette request with ``connection_credentials()`` and ``vault_user_id()``."""
 
     async def connection_credentials(
-        self, connection_id: str, *, min_validity: float | None = None,
+        self,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
         force_refresh: bool = False,
-    ) -> Credentials:  # fmt: skip
+    ) -> Credentials:
         return await connection_credentials(
             self, connection_id, min_validity=min_validity, force_refresh=force_refresh
         )

@@ -96,11 +96,15 @@ events = sa.Table(  # the audit trail, append-only; `id` orders events of the sa
     "oauth_vault_events",
     metadata,
     # BIGSERIAL on PostgreSQL; on SQLite only INTEGER PRIMARY KEY is the rowid
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("at", sa.Float, nullable=False, index=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
-)  # fmt: skip
+)
 
 meta = sa.Table(  # the library's own settings, if it ever needs any; the version is Alembic's
     "oauth_vault_meta",
@@ -270,10 +274,15 @@ class SQLStatements:
         self._update = (
             sa.update(credentials)
             .where(key, c.version == bp("expected"))
-            .values(version=bp("new_version"), status=bp("new_status"),
-                    expires_at=bp("new_expires_at"), scope=bp("new_scope"),
-                    sealed=bp("new_sealed"), updated_at=bp("new_updated_at"))
-        )  # fmt: skip
+            .values(
+                version=bp("new_version"),
+                status=bp("new_status"),
+                expires_at=bp("new_expires_at"),
+                scope=bp("new_scope"),
+                sealed=bp("new_sealed"),
+                updated_at=bp("new_updated_at"),
+            )
+        )
         self._delete = sa.delete(credentials).where(key)
         self._list = (
             sa.select(credentials)
@@ -316,11 +325,19 @@ class SQLStatements:
             ),
         )
         self._session_credential = (
-            sa.select(s.user_id, s.expires_at, c.version, c.status, c.expires_at, c.scope,
-                      c.sealed, c.updated_at)
+            sa.select(
+                s.user_id,
+                s.expires_at,
+                c.version,
+                c.status,
+                c.expires_at,
+                c.scope,
+                c.sealed,
+                c.updated_at,
+            )
             .select_from(joined)
             .where(s.session_hash == bp("sh"))
-        )  # fmt: skip
+        )
         self._delete_session = sa.delete(sessions).where(s.session_hash == bp("sh"))
         r, e = records.c, events.c
         record = sa.and_(r.kind == bp("kind"), r.name == bp("name"))
@@ -349,18 +366,27 @@ class SQLStatements:
     def save_credential(self, record: StoredCredential, expected_version: int) -> Op[bool]:
         if expected_version == 0:
             values = {
-                "connection_id": record.key.connection_id, "user_id": record.key.user_id,
-                "account": record.key.account, "version": 1, "status": record.status,
-                "expires_at": record.expires_at, "scope": record.scope, "sealed": record.sealed,
+                "connection_id": record.key.connection_id,
+                "user_id": record.key.user_id,
+                "account": record.key.account,
+                "version": 1,
+                "status": record.status,
+                "expires_at": record.expires_at,
+                "scope": record.scope,
+                "sealed": record.sealed,
                 "updated_at": record.updated_at,
-            }  # fmt: skip
+            }
             return Op(self._insert, values, True, _one_row)
         params = {
-            **_key(record.key), "expected": expected_version,
-            "new_version": expected_version + 1, "new_status": record.status,
-            "new_expires_at": record.expires_at, "new_scope": record.scope,
-            "new_sealed": record.sealed, "new_updated_at": record.updated_at,
-        }  # fmt: skip
+            **_key(record.key),
+            "expected": expected_version,
+            "new_version": expected_version + 1,
+            "new_status": record.status,
+            "new_expires_at": record.expires_at,
+            "new_scope": record.scope,
+            "new_sealed": record.sealed,
+            "new_updated_at": record.updated_at,
+        }
         return Op(self._update, params, True, _one_row)
 
     def delete_credential(self, key: CredentialKey) -> Op[bool]:

@@ -112,8 +112,9 @@ class MemoryStorage:
 
     def unlink_identities(self, connection_id: str, user_id: str) -> None:
         with self._lock:
-            for ident in [k for k, v in self._identities.items()
-                          if k[0] == connection_id and v == user_id]:  # fmt: skip
+            for ident in [
+                k for k, v in self._identities.items() if k[0] == connection_id and v == user_id
+            ]:
                 del self._identities[ident]
 
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:

@@ -128,8 +128,14 @@ end
 return last
 """
 
-_SCRIPTS = {"cas": _CAS, "acquire": _ACQUIRE, "release": _RELEASE, "link": _LINK,
-            "unlink": _UNLINK, "append": _APPEND}  # fmt: skip
+_SCRIPTS = {
+    "cas": _CAS,
+    "acquire": _ACQUIRE,
+    "release": _RELEASE,
+    "link": _LINK,
+    "unlink": _UNLINK,
+    "append": _APPEND,
+}
 
 
 @dataclass(frozen=True)
@@ -161,8 +167,9 @@ def _esc(part: str) -> bytes:
 
 
 def _unesc(part: bytes) -> str:
-    return re.sub(rb"\x01(.)", lambda m: b"\x00" if m[1] == b"\x01" else b"\x01", part,
-                  flags=re.DOTALL).decode()  # fmt: skip
+    return re.sub(
+        rb"\x01(.)", lambda m: b"\x00" if m[1] == b"\x01" else b"\x01", part, flags=re.DOTALL
+    ).decode()
 
 
 def _member(*parts: str) -> bytes:
@@ -258,9 +265,11 @@ class _Ops:
 
     def setup(self) -> _Op[None]:
         _, info, _, found = yield [
-            ("PING",), ("INFO", "server"), ("SET", self.schema, SCHEMA_VERSION, "NX"),
+            ("PING",),
+            ("INFO", "server"),
+            ("SET", self.schema, SCHEMA_VERSION, "NX"),
             ("GET", self.schema),
-        ]  # fmt: skip
+        ]
         version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
         if version < MIN_SERVER:
             raise ConfigurationError(
@@ -290,8 +299,11 @@ class _Ops:
     def _index(self, key: CredentialKey, state: _State) -> list[_Command]:
         member = _member(*key.parts())
         if state is None:
-            return [("SREM", self.user(key.user_id), member), ("ZREM", self.all, member),
-                    ("ZREM", self.expiring, member)]  # fmt: skip
+            return [
+                ("SREM", self.user(key.user_id), member),
+                ("ZREM", self.all, member),
+                ("ZREM", self.expiring, member),
+            ]
         status, expires_at = state
         expiry: _Command = ("ZREM", self.expiring, member)
         if status == ACTIVE and expires_at is not None:
@@ -305,22 +317,32 @@ class _Ops:
         record write is followed by its writer's own reconcile: the indexes end up right.
         """
         for _ in range(_RECONCILE_ROUNDS):
-            *_, seen = yield [*self._index(key, state),
-                              ("HMGET", self.record(key), b"status", b"expires_at")]  # fmt: skip
+            *_, seen = yield [
+                *self._index(key, state),
+                ("HMGET", self.record(key), b"status", b"expires_at"),
+            ]
             if _state(seen) == state:
                 return
             state = _state(seen)
 
     def save_credential(self, record: StoredCredential, expected_version: int) -> _Op[bool]:
         key, member = record.key, _member(*record.key.parts())
-        fields: list[Any] = [b"status", record.status, b"sealed", record.sealed,
-                             b"updated_at", _num(record.updated_at)]  # fmt: skip
+        fields: list[Any] = [
+            b"status",
+            record.status,
+            b"sealed",
+            record.sealed,
+            b"updated_at",
+            _num(record.updated_at),
+        ]
         if record.expires_at is not None:
             fields += [b"expires_at", _num(record.expires_at)]
         if record.scope is not None:
             fields += [b"scope", record.scope]
-        before: list[_Command] = [("SADD", self.user(key.user_id), member),
-                                  ("ZADD", self.all, 0, member)]  # fmt: skip
+        before: list[_Command] = [
+            ("SADD", self.user(key.user_id), member),
+            ("ZADD", self.all, 0, member),
+        ]
         if record.status == ACTIVE and record.expires_at is not None:
             # LT: the index may say "expires sooner" than the record, never "later"
             before.append(("ZADD", self.expiring, "LT", record.expires_at, member))
@@ -372,8 +394,12 @@ class _Ops:
         while candidates and len(rows) < limit:
             chunk, candidates = candidates[:limit], candidates[limit:]
             for found in (yield from self._fetch(chunk)):
-                if found.status == ACTIVE and found.expires_at is not None \
-                        and found.expires_at < before and len(rows) < limit:  # fmt: skip
+                if (
+                    found.status == ACTIVE
+                    and found.expires_at is not None
+                    and found.expires_at < before
+                    and len(rows) < limit
+                ):
                     rows.append(found)
         return rows
 
@@ -405,10 +431,12 @@ class _Ops:
         (subjects,) = yield [("SMEMBERS", links)]
         if subjects:
             yield [
-                *(_Eval("unlink", (self.identity(connection_id, s.decode()),), (user_id,))
-                  for s in subjects),
+                *(
+                    _Eval("unlink", (self.identity(connection_id, s.decode()),), (user_id,))
+                    for s in subjects
+                ),
                 ("SREM", links, *subjects),
-            ]  # fmt: skip
+            ]
 
     # -- login states and sessions ------------------------------------------------------------
 
@@ -465,8 +493,9 @@ class _Ops:
     def read_events(self, since: float, limit: int) -> _Op[list[tuple[float, bytes]]]:
         if limit <= 0:
             return []
-        (reply,) = yield [("ZREVRANGEBYSCORE", self.events, "+inf", _num(since),
-                           "WITHSCORES", "LIMIT", 0, limit)]  # fmt: skip
+        (reply,) = yield [
+            ("ZREVRANGEBYSCORE", self.events, "+inf", _num(since), "WITHSCORES", "LIMIT", 0, limit)
+        ]
         if reply and not isinstance(reply[0], (list, tuple)):  # RESP2: member, score, ...
             reply = list(zip(reply[::2], reply[1::2], strict=True))
         found = [(float(score), bytes(member).partition(b":")[2]) for member, score in reply]
@@ -485,13 +514,23 @@ def _pool_options(
             "OAUTH_VAULT_STORAGE_URL: not a valid redis:// or rediss:// URL"
         ) from None
     url_prefix = parsed.pop("prefix", None)
-    options = {"socket_timeout": _SOCKET_TIMEOUT, "socket_connect_timeout": _SOCKET_TIMEOUT,
-               "max_connections": max_connections, "timeout": _POOL_WAIT, **parsed,
-               "decode_responses": False}  # fmt: skip
+    options = {
+        "socket_timeout": _SOCKET_TIMEOUT,
+        "socket_connect_timeout": _SOCKET_TIMEOUT,
+        "max_connections": max_connections,
+        "timeout": _POOL_WAIT,
+        **parsed,
+        "decode_responses": False,
+    }
     connection = options.get("connection_class", module.Connection)
     try:  # builds a connection object; it connects only when used
-        connection(**{k: v for k, v in options.items()
-                      if k not in ("max_connections", "timeout", "connection_class")})  # fmt: skip
+        connection(
+            **{
+                k: v
+                for k, v in options.items()
+                if k not in ("max_connections", "timeout", "connection_class")
+            }
+        )
     except TypeError as err:
         name = re.search(r"'(\w+)'", str(err))
         raise ConfigurationError(
@@ -502,9 +541,10 @@ def _pool_options(
 
 def _describe(cls: str, options: dict[str, Any], prefix: str) -> str:
     where = (
-        f"path={options['path']!r}" if "path" in options
+        f"path={options['path']!r}"
+        if "path" in options
         else f"host={options.get('host', 'localhost')!r}, port={options.get('port', 6379)}"
-    )  # fmt: skip
+    )
     return f"{cls}({where}, db={options.get('db', 0)}, prefix={prefix!r})"
 
 
