@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oauth_vault_mw import AsyncVault, CredentialKey, Settings, Vault
-from oauth_vault_mw._service import AsyncServiceAccess
+from oauth_vault_mw._async.service import AsyncServiceAccess
 from oauth_vault_mw.core.cookies import hash_id
 from oauth_vault_mw.core.model import TokenSet
 

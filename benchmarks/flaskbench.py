@@ -44,7 +44,7 @@ from werkzeug.test import EnvironBuilder
 from oauth_vault_mw import Vault
 from oauth_vault_mw.core.cookies import SESSION_COOKIE, hash_id
 from oauth_vault_mw.core.model import Credentials
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.flask import OAuthVault, vault_request
 from oauth_vault_mw.flask._context import USER_CACHE_KEY
 

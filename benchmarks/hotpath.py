@@ -31,7 +31,7 @@ from starlette.requests import Request
 
 from oauth_vault_mw import AsyncVault
 from oauth_vault_mw.core.cookies import SESSION_COOKIE, hash_id
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.starlette import connection_credentials
 from oauth_vault_mw.starlette._context import SCOPE_KEY, RequestContext
 

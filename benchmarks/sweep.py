@@ -5,7 +5,7 @@ straight into a temporary SQLite store, with refresh tokens ``rt-<i>``. A local 
 endpoint (``benchmarks.sweep:token_app``, Starlette under uvicorn in a subprocess on a free
 127.0.0.1 port) answers every ``refresh_token`` grant with a fresh token response (a new
 access token and a rotated refresh token). The sweep runs in this process, as the CLI runs
-it (``AsyncVault`` + :func:`oauth_vault_mw._ops.sweep`, concurrency 16), for at most 60 s.
+it (``AsyncVault`` + :func:`oauth_vault_mw.jobs.sweep`, concurrency 16), for at most 60 s.
 
 Reported: credentials refreshed per second and the projected time for 10,000 (target: under
 60 s). The floor is the same endpoint driven by bare ``httpx`` POSTs at the same concurrency:
@@ -34,9 +34,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from oauth_vault_mw import AsyncVault, CredentialKey, Settings
-from oauth_vault_mw._ops import sweep
 from oauth_vault_mw.core.model import TokenSet
-from oauth_vault_mw.core.vault_logic import open_record, seal_record
+from oauth_vault_mw.core.records import open_record, seal_record
+from oauth_vault_mw.jobs import sweep
 from oauth_vault_mw.storage.sql import SQLStorage, credentials
 
 from ._common import new_encryption_key, new_secret_key

@@ -15,7 +15,7 @@ import pytest
 from oauth_vault_mw import Settings
 from oauth_vault_mw.core.crypto import Sealer
 from oauth_vault_mw.core.model import CredentialKey, TokenSet
-from oauth_vault_mw.core.vault_logic import seal_record
+from oauth_vault_mw.core.records import seal_record
 from oauth_vault_mw.storage.sql import SQLStorage
 
 

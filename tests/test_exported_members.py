@@ -10,7 +10,7 @@ import pytest
 import oauth_vault_mw
 import oauth_vault_mw.flask
 import oauth_vault_mw.starlette
-from oauth_vault_mw import _exceptions
+from oauth_vault_mw.core import errors as _exceptions
 
 PUBLIC_PACKAGES = [oauth_vault_mw, oauth_vault_mw.starlette, oauth_vault_mw.flask]
 

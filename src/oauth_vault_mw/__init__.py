@@ -6,35 +6,35 @@ Background jobs: :class:`AsyncVault`. Settings: :class:`Settings`.
 
 from __future__ import annotations
 
-from ._exceptions import BadRequest as BadRequest
-from ._exceptions import CallbackError as CallbackError
-from ._exceptions import ConfigurationError as ConfigurationError
-from ._exceptions import CredentialNotFound as CredentialNotFound
-from ._exceptions import CredentialUnreadable as CredentialUnreadable
-from ._exceptions import ForbiddenOrigin as ForbiddenOrigin
-from ._exceptions import IdentityConflict as IdentityConflict
-from ._exceptions import InvalidState as InvalidState
-from ._exceptions import MiddlewareNotInstalled as MiddlewareNotInstalled
-from ._exceptions import NotAuthenticated as NotAuthenticated
-from ._exceptions import PermissionDenied as PermissionDenied
-from ._exceptions import ProviderUnavailable as ProviderUnavailable
-from ._exceptions import ReauthenticationRequired as ReauthenticationRequired
-from ._exceptions import StorageUnavailable as StorageUnavailable
-from ._exceptions import TokenExchangeError as TokenExchangeError
-from ._exceptions import UnknownConnection as UnknownConnection
-from ._exceptions import VaultError as VaultError
-from ._service import AsyncAuditTrail as AsyncAuditTrail
-from ._service import AsyncServiceAccess as AsyncServiceAccess
-from ._sync_service import AuditTrail as AuditTrail
-from ._sync_service import ServiceAccess as ServiceAccess
-from ._sync_vault import Vault as Vault
-from ._vault import AsyncVault as AsyncVault
+from ._async.audit import AsyncAuditTrail as AsyncAuditTrail
+from ._async.service import AsyncServiceAccess as AsyncServiceAccess
+from ._async.vault import AsyncVault as AsyncVault
+from ._sync.audit import AuditTrail as AuditTrail
+from ._sync.service import ServiceAccess as ServiceAccess
+from ._sync.vault import Vault as Vault
 from .core.config import ConnectionConfig as ConnectionConfig
 from .core.config import Settings as Settings
+from .core.errors import BadRequest as BadRequest
+from .core.errors import CallbackError as CallbackError
+from .core.errors import ConfigurationError as ConfigurationError
+from .core.errors import CredentialNotFound as CredentialNotFound
+from .core.errors import CredentialUnreadable as CredentialUnreadable
+from .core.errors import ForbiddenOrigin as ForbiddenOrigin
+from .core.errors import IdentityConflict as IdentityConflict
+from .core.errors import InvalidState as InvalidState
+from .core.errors import MiddlewareNotInstalled as MiddlewareNotInstalled
+from .core.errors import NotAuthenticated as NotAuthenticated
+from .core.errors import PermissionDenied as PermissionDenied
+from .core.errors import ProviderUnavailable as ProviderUnavailable
+from .core.errors import ReauthenticationRequired as ReauthenticationRequired
+from .core.errors import StorageUnavailable as StorageUnavailable
+from .core.errors import TokenExchangeError as TokenExchangeError
+from .core.errors import UnknownConnection as UnknownConnection
+from .core.errors import VaultError as VaultError
+from .core.identity import LoginResult as LoginResult
+from .core.identity import NewIdentity as NewIdentity
 from .core.model import CredentialKey as CredentialKey
 from .core.model import Credentials as Credentials
-from .core.vault_logic import LoginResult as LoginResult
-from .core.vault_logic import NewIdentity as NewIdentity
 
 __version__ = "0.1.0"
 

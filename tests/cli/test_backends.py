@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from oauth_vault_mw import AsyncVault
-from oauth_vault_mw._ops import sweep
 from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.model import CredentialKey, TokenSet
-from oauth_vault_mw.core.vault_logic import open_record, seal_record
+from oauth_vault_mw.core.records import open_record, seal_record
+from oauth_vault_mw.jobs import sweep
 from oauth_vault_mw.storage import async_storage_from_url, storage_from_url
 
 from .conftest import cli_env, run_cli

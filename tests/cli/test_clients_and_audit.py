@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from oauth_vault_mw import AsyncVault, Settings
-from oauth_vault_mw._service import AsyncServiceAccess
+from oauth_vault_mw._async.service import AsyncServiceAccess
 from oauth_vault_mw.core.access_keys import KEY_PREFIX, parse_access_key
 
 from .conftest import cli_env, new_key, run_cli

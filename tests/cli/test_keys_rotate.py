@@ -10,7 +10,7 @@ import pytest
 
 from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.model import CredentialKey, StoredCredential, TokenSet
-from oauth_vault_mw.core.vault_logic import open_record, seal_record
+from oauth_vault_mw.core.records import open_record, seal_record
 from oauth_vault_mw.storage.sql import SQLStorage
 
 from .conftest import cli_env, new_key, run_cli

@@ -17,9 +17,8 @@ import httpx
 import pytest
 
 from oauth_vault_mw import AsyncVault, Settings
-from oauth_vault_mw._cli_progress import ProgressBar
-from oauth_vault_mw._ops import SweepReport, rotate_keys, sweep
 from oauth_vault_mw.cli import parse_duration
+from oauth_vault_mw.cli.progress import ProgressBar
 from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.model import (
     REAUTHENTICATION_REQUIRED,
@@ -27,8 +26,9 @@ from oauth_vault_mw.core.model import (
     StoredCredential,
     TokenSet,
 )
-from oauth_vault_mw.core.tokens import decide
-from oauth_vault_mw.core.vault_logic import open_record, seal_record
+from oauth_vault_mw.core.records import open_record, seal_record
+from oauth_vault_mw.core.refresh import decide
+from oauth_vault_mw.jobs import SweepReport, rotate_keys, sweep
 from oauth_vault_mw.storage import AsyncStorageAdapter, MemoryStorage
 
 OLD, NEW = os.urandom(32), os.urandom(32)

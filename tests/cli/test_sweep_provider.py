@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from oauth_vault_mw.core.model import ACTIVE, REAUTHENTICATION_REQUIRED, CredentialKey, TokenSet
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 from tests.integration.conftest import BASE, Harness
 from tests.support.oidc_provider import callback_path, complete_login_async

@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from oauth_vault_mw import Settings, Vault
-from oauth_vault_mw._sync_service import ServiceAccess
+from oauth_vault_mw._sync.service import ServiceAccess
 from oauth_vault_mw.core.crypto import Sealer
 from oauth_vault_mw.core.model import CredentialKey, TokenSet
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage.sql import SQLStorage
 from tests.integration.conftest import (  # noqa: F401 - fixtures
     conformance_ports,

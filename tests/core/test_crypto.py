@@ -12,12 +12,7 @@ from oauth_vault_mw import CredentialKey, CredentialUnreadable
 from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.flow import LoginTransaction
 from oauth_vault_mw.core.model import TokenSet
-from oauth_vault_mw.core.vault_logic import (
-    open_record,
-    open_transaction,
-    seal_record,
-    seal_transaction,
-)
+from oauth_vault_mw.core.records import open_record, open_transaction, seal_record, seal_transaction
 
 OLD = bytes(range(32))
 NEW = bytes(range(32, 64))

@@ -13,7 +13,7 @@ import pytest
 
 from oauth_vault_mw import CredentialKey, Credentials
 from oauth_vault_mw.core.config import ConnectionConfig
-from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, TokenSet
+from oauth_vault_mw.core.model import TokenSet
 from oauth_vault_mw.core.tokens import (
     MAX_TOKEN_RESPONSE,
     HttpRequest,
@@ -22,15 +22,12 @@ from oauth_vault_mw.core.tokens import (
     TokenRejected,
     TokenRetryable,
     code_exchange_request,
-    decide,
     parse_token_response,
     refresh_request,
     revocation_request,
 )
+from tests.core.tokensets import ACCESS, NOW, REFRESH, tokens
 
-NOW = 1_700_000_000.0
-ACCESS = "at-0123456789-secret-access"
-REFRESH = "rt-0123456789-secret-refresh"
 JSON = "application/json; charset=utf-8"
 FORM = "application/x-www-form-urlencoded"
 
@@ -308,95 +305,6 @@ def test_oversized_body_is_refused() -> None:
     # just under the bound still parses
     small = json.dumps({"access_token": ACCESS}).encode()
     assert isinstance(parse(small.ljust(MAX_TOKEN_RESPONSE)), TokenGranted)
-
-
-# -- decide -------------------------------------------------------------------------------
-
-
-def tokens(
-    *,
-    lifetime: float | None = 3600,
-    refresh: bool = True,
-    obtained_at: float = NOW,
-    status: str = "active",
-) -> TokenSet:
-    return TokenSet(
-        access_token=ACCESS,
-        refresh_token=REFRESH if refresh else None,
-        expires_at=None if lifetime is None else obtained_at + lifetime,
-        obtained_at=obtained_at,
-        status=status,
-    )
-
-
-@pytest.mark.parametrize(
-    ("elapsed", "refresh", "expected"),
-    [
-        (0, True, "use"),
-        (3540, True, "use"),  # exactly min_validity left
-        (3541, True, "refresh"),
-        (3541, False, "use"),  # cannot refresh: served while it lasts
-        (3599, False, "use"),
-        (3600, False, "expired"),
-        (3600, True, "refresh"),
-        (9999, True, "refresh"),
-    ],
-)
-def test_decide_long_lived_token(elapsed: float, refresh: bool, expected: str) -> None:
-    verdict = decide(tokens(refresh=refresh), now=NOW + elapsed, min_validity=60)
-    assert verdict == expected
-
-
-@pytest.mark.parametrize(
-    ("lifetime", "min_validity", "elapsed", "expected"),
-    [
-        # a 100 s token asked for 60 s: refreshed at half-life (50 s left), not on every call
-        (100, 60, 0, "use"),
-        (100, 60, 50, "use"),
-        (100, 60, 51, "refresh"),
-        # a 300 s token asked for 10 minutes: the same, at 150 s
-        (300, 600, 149, "use"),
-        (300, 600, 151, "refresh"),
-        # exactly twice min_validity: the ordinary rule
-        (120, 60, 60, "use"),
-        (120, 60, 61, "refresh"),
-        # zero lifetime: always refresh
-        (0, 60, 0, "refresh"),
-    ],
-)
-def test_decide_half_life_for_short_lived_tokens(
-    lifetime: float, min_validity: float, elapsed: float, expected: str
-) -> None:
-    verdict = decide(tokens(lifetime=lifetime), now=NOW + elapsed, min_validity=min_validity)
-    assert verdict == expected
-
-
-def test_decide_force() -> None:
-    fresh = tokens()
-    assert decide(fresh, now=NOW, min_validity=60, force=True) == "refresh"
-    # nothing to refresh with: the caller must get a new grant
-    assert decide(tokens(refresh=False), now=NOW, min_validity=60, force=True) == "expired"
-
-
-def test_decide_never_expiring_token() -> None:
-    forever = tokens(lifetime=None, refresh=False)
-    assert decide(forever, now=NOW + 10**9, min_validity=10**6) == "use"
-    assert decide(forever, now=NOW, min_validity=60, force=True) == "expired"
-    forever_with_refresh = tokens(lifetime=None)
-    assert decide(forever_with_refresh, now=NOW, min_validity=60, force=True) == "refresh"
-
-
-@pytest.mark.parametrize("force", [False, True])
-def test_decide_reauthentication_required(force: bool) -> None:
-    marked = tokens(status=REAUTHENTICATION_REQUIRED)
-    assert decide(marked, now=NOW, min_validity=60, force=force) == "reauthenticate"
-
-
-def test_decide_legacy_record_without_obtained_at() -> None:
-    # records written before obtained_at existed decode with 0.0: no half-life shortcut
-    legacy = replace(tokens(), obtained_at=0.0)
-    assert decide(legacy, now=NOW + 3540, min_validity=60) == "use"
-    assert decide(legacy, now=NOW + 3541, min_validity=60) == "refresh"
 
 
 # -- request builders ---------------------------------------------------------------------

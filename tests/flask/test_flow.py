@@ -10,7 +10,7 @@ import pytest
 
 from oauth_vault_mw import ReauthenticationRequired
 from oauth_vault_mw.core.model import CredentialKey
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 
 from .conftest import BASE, TOKEN_TTL, Harness, both_storages
 

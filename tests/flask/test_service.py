@@ -16,8 +16,8 @@ import pytest
 from flask import Flask, url_for
 
 from oauth_vault_mw import MiddlewareNotInstalled, NotAuthenticated, Vault
-from oauth_vault_mw._exceptions import TokenExchangeError
-from oauth_vault_mw._sync_service import ServiceAccess
+from oauth_vault_mw._sync.service import ServiceAccess
+from oauth_vault_mw.core.errors import TokenExchangeError
 from oauth_vault_mw.core.service import AuditEvent
 from oauth_vault_mw.flask import OAuthVault, current_user_id, settings_from_config
 from oauth_vault_mw.storage import MemoryStorage

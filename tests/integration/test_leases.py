@@ -14,7 +14,7 @@ import pytest
 
 from oauth_vault_mw import AsyncVault
 from oauth_vault_mw.core.model import CredentialKey
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 
 from .conftest import TOKEN_TTL, Harness, settings_for

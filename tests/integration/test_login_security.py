@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from oauth_vault_mw import MiddlewareNotInstalled
 from oauth_vault_mw.core.cookies import hash_id
-from oauth_vault_mw.core.vault_logic import open_transaction, seal_transaction
+from oauth_vault_mw.core.records import open_transaction, seal_transaction
 from oauth_vault_mw.starlette import connection_credentials
 from oauth_vault_mw.storage import AsyncStorageAdapter, MemoryStorage
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from oauth_vault_mw import VaultError
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorageAdapter, MemoryStorage
 
 from .conftest import BASE, TOKEN_TTL, Harness

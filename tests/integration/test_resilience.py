@@ -16,7 +16,7 @@ import pytest
 
 from oauth_vault_mw import AsyncVault, Settings
 from oauth_vault_mw.core.model import CredentialKey
-from oauth_vault_mw.core.vault_logic import open_record
+from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorage
 from tests.support.oidc_provider import DevProvider
 

@@ -10,7 +10,8 @@ import httpx
 import jwt
 import pytest
 
-from oauth_vault_mw._service import AsyncAuditTrail, AsyncServiceAccess
+from oauth_vault_mw._async.audit import AsyncAuditTrail
+from oauth_vault_mw._async.service import AsyncServiceAccess
 from oauth_vault_mw.core.app_tokens import AppTokens
 from oauth_vault_mw.core.grants import READ_CREDENTIALS
 

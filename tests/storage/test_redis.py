@@ -16,8 +16,8 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from oauth_vault_mw._exceptions import ConfigurationError, StorageUnavailable
 from oauth_vault_mw.core.crypto import Sealer
+from oauth_vault_mw.core.errors import ConfigurationError, StorageUnavailable
 from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, CredentialKey, TokenSet
 from oauth_vault_mw.storage import (
     AsyncStorageAdapter,

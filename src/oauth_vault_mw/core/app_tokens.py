@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .._exceptions import NotAuthenticated
+from .errors import NotAuthenticated
 
 __all__ = ["AppTokens", "derive_seed"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .._exceptions import CredentialUnreadable
+from .errors import CredentialUnreadable
 
 __all__ = ["Sealer", "key_id"]
 

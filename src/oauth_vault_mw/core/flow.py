@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from .._exceptions import BadRequest, CallbackError, InvalidState
 from .config import ConnectionConfig
+from .errors import BadRequest, CallbackError, InvalidState
 
 __all__ = [
     "LoginTransaction",

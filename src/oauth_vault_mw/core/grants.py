@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .._exceptions import BadRequest
+from .errors import BadRequest
 
 __all__ = [
     "READ_CREDENTIALS",

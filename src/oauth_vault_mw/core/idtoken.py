@@ -15,7 +15,7 @@ from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 
-from .._exceptions import CallbackError
+from .errors import CallbackError
 
 __all__ = ["UnknownSigningKey", "validate_id_token"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlsplit
 
-from .._exceptions import BadRequest, ForbiddenOrigin, TokenExchangeError
+from .errors import BadRequest, ForbiddenOrigin, TokenExchangeError
 
 __all__ = [
     "MAX_FORM",

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._exceptions import ConfigurationError
+from .errors import ConfigurationError
 
 __all__ = ["PRESETS"]
 

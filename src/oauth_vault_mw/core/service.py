@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .._exceptions import BadRequest, TokenExchangeError
+from .errors import BadRequest, TokenExchangeError
 from .grants import Grant
 
 __all__ = [

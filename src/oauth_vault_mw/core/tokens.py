@@ -1,4 +1,4 @@
-"""Token endpoint requests and responses, and the refresh decision: pure functions.
+"""Token endpoint requests and what their responses mean: pure functions.
 
 The shells send the :class:`HttpRequest` these functions build and feed the response back to
 :func:`parse_token_response`; nothing here does I/O or reads a clock.
@@ -10,11 +10,12 @@ import base64
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from .config import ConnectionConfig
-from .model import REAUTHENTICATION_REQUIRED, TokenSet
+from .connections import ConnectionConfig
+from .http import HttpRequest
+from .model import TokenSet
 
 __all__ = [
     "HttpRequest",
@@ -23,23 +24,12 @@ __all__ = [
     "TokenRejected",
     "TokenRetryable",
     "code_exchange_request",
-    "decide",
     "parse_token_response",
     "refresh_request",
     "revocation_request",
 ]
 
 MAX_TOKEN_RESPONSE = 256 * 1024
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """A request for a shell to send. ``form`` and ``headers`` may hold secrets: no repr."""
-
-    method: str
-    url: str
-    headers: dict[str, str] = field(repr=False, default_factory=dict)
-    form: dict[str, str] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -225,40 +215,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, min(float(value), 3600.0))
     except ValueError:
         return None
-
-
-Decision = Literal["use", "refresh", "reauthenticate", "expired"]
-
-
-def decide(
-    tokens: TokenSet,
-    *,
-    now: float,
-    min_validity: float,
-    force: bool = False,
-    half_life: bool = True,
-) -> Decision:
-    """What to do with a stored token for a caller that needs ``min_validity`` seconds.
-
-    A token whose whole lifetime is shorter than twice ``min_validity`` is refreshed at half
-    its lifetime instead, so a provider issuing 5-minute tokens is not asked on every call
-    by a caller asking for 10 minutes. ``half_life=False`` drops that rule: the refresh sweep
-    refreshes whatever expires within the window the operator asked for. Without a refresh
-    token an expiring token is served while it lasts (``use``), then ``expired``.
-    """
-    if tokens.status == REAUTHENTICATION_REQUIRED:
-        return "reauthenticate"
-    if tokens.expires_at is None and not force:
-        return "use"
-    if not force and tokens.expires_at is not None:
-        wanted = float(min_validity)
-        lifetime = tokens.lifetime
-        if lifetime and half_life:
-            wanted = min(wanted, lifetime / 2)
-        if tokens.expires_at - now >= wanted:
-            return "use"
-    if tokens.refresh_token:
-        return "refresh"
-    if not force and tokens.expires_at is not None and tokens.expires_at > now:
-        return "use"
-    return "expired"

@@ -7,10 +7,10 @@ from typing import Any
 
 from flask import Flask, Request
 
-from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
-from .._sync_service import ServiceAccess
-from .._sync_vault import Vault
+from .._sync.service import ServiceAccess
+from .._sync.vault import Vault
 from ..core.cookies import SESSION_COOKIE
+from ..core.errors import BadRequest, MiddlewareNotInstalled, NotAuthenticated
 from ..core.model import Credentials
 
 __all__ = [

@@ -29,11 +29,10 @@ import httpx
 from flask import Flask, current_app
 from flask import Request as FlaskRequest
 
-from .._exceptions import VaultError
-from .._settings import ENV_PREFIX, SETTING_NAMES, load_connections
-from .._sync_service import ServiceAccess
-from .._sync_vault import NewUserIdHook, Vault
-from ..core.config import Settings, parse_settings
+from .._sync.service import ServiceAccess
+from .._sync.vault import NewUserIdHook, Vault
+from ..core.config import Settings, parse_settings, settings_from_prefixed
+from ..core.errors import VaultError
 from ..storage import Storage
 from ._context import EXTENSION_KEY, SERVICE_KEY, service_of, vault_of
 from .request import VaultRequest
@@ -51,14 +50,7 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
     ``OAUTH_VAULT_CONNECTIONS``, comma-separated ``OAUTH_VAULT_ENCRYPTION_KEYS``) or Python
     values (a list of connection dicts, a list of keys, numbers). ``None`` and ``""`` are unset.
     """
-    data: dict[str, Any] = {}
-    for key in SETTING_NAMES:
-        value = config.get(ENV_PREFIX + key.upper())
-        if value is not None and value != "":
-            data[key] = value
-    if isinstance(data.get("connections"), str):
-        data["connections"] = load_connections(data["connections"])
-    return parse_settings(data)
+    return settings_from_prefixed(config)
 
 
 def _resolve_settings(app: Flask, given: Settings | Mapping[str, Any] | None) -> Settings:

@@ -17,13 +17,13 @@ from flask.sansio.blueprints import BlueprintSetupState
 from werkzeug.routing import BaseConverter, Rule
 from werkzeug.wsgi import get_input_stream
 
-from .._exceptions import (
+from .._sync.service import ServiceAccess
+from .._sync.vault import Vault
+from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
+from ..core.errors import (
     NotAuthenticated,
     VaultError,
 )
-from .._sync_service import ServiceAccess
-from .._sync_vault import Vault
-from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
 from ..core.inputs import (
     MAX_FORM,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._exceptions import BadRequest, MiddlewareNotInstalled, NotAuthenticated
-from .._service import AsyncServiceAccess
-from .._vault import AsyncVault
+from .._async.service import AsyncServiceAccess
+from .._async.vault import AsyncVault
 from ..core.cookies import SESSION_COOKIE
+from ..core.errors import BadRequest, MiddlewareNotInstalled, NotAuthenticated
 from ..core.model import Credentials
 
 __all__ = ["SCOPE_KEY", "RequestContext", "context_of", "read_cookie", "read_header"]

@@ -19,10 +19,10 @@ import httpx
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._exceptions import VaultError
-from .._service import AsyncServiceAccess
-from .._vault import AsyncVault, NewUserIdHook
+from .._async.service import AsyncServiceAccess
+from .._async.vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings, parse_settings
+from ..core.errors import VaultError
 from ..storage import AsyncStorage
 from ._context import SCOPE_KEY, RequestContext
 from .routes import build_router, error_response, http_error_response

@@ -11,13 +11,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from .._exceptions import (
+from .._async.service import AsyncServiceAccess
+from .._async.vault import AsyncVault
+from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
+from ..core.errors import (
     NotAuthenticated,
     VaultError,
 )
-from .._service import AsyncServiceAccess
-from .._vault import AsyncVault
-from ..core.cookies import SESSION_COOKIE, STATE_COOKIE, CookieSpec
 from ..core.flow import check_return_to
 from ..core.inputs import (
     MAX_FORM,

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from .._exceptions import ConfigurationError
+from ..core.errors import ConfigurationError
 from ._adapter import AsyncStorageAdapter as AsyncStorageAdapter
 from ._protocol import AsyncSessionCredentialReads as AsyncSessionCredentialReads
 from ._protocol import AsyncStorage as AsyncStorage

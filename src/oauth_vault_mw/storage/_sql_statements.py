@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .._exceptions import ConfigurationError, StorageUnavailable
+from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = [

@@ -60,7 +60,7 @@ try:
 except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("Redis storage needs redis-py: pip install 'oauth-vault-mw[redis]'") from _err
 
-from .._exceptions import ConfigurationError, StorageUnavailable
+from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = ["SCHEMA_VERSION", "AsyncRedisStorage", "RedisStorage"]

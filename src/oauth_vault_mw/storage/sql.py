@@ -25,7 +25,7 @@ try:
 except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("SQL storage needs SQLAlchemy: pip install 'oauth-vault-mw[sql]'") from _err
 
-from .._exceptions import ConfigurationError, StorageUnavailable
+from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import (
     CREDENTIAL_SQL,

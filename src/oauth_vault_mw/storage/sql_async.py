@@ -18,7 +18,7 @@ import psycopg
 from sqlalchemy import exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from .._exceptions import ConfigurationError, StorageUnavailable
+from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import (
     CREDENTIAL_SQL,

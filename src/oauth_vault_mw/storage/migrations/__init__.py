@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..._exceptions import ConfigurationError
+from ...core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -76,7 +76,7 @@ def current_revisions(connection: sa.Connection) -> tuple[str, ...]:
 
 def context_options(dialect: str) -> dict[str, Any]:
     """The migration context of these migrations: here and in env.py alike."""
-    from ..sql import metadata
+    from .._sql_statements import metadata
 
     return {
         "version_table": VERSION_TABLE,

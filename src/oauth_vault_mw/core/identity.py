@@ -1,4 +1,4 @@
-"""Decisions of the vault that both shells share: sealing records, naming accounts, ``/me``."""
+"""Who logged in: user ids, provider accounts, what a login returns, and ``/me``."""
 
 from __future__ import annotations
 
@@ -8,23 +8,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._exceptions import BadRequest, CallbackError, VaultError
-from .config import ConnectionConfig
+from .connections import ConnectionConfig
 from .cookies import CookieSpec
-from .crypto import Sealer
-from .flow import LoginTransaction
-from .model import CredentialKey, StoredCredential, TokenSet
+from .errors import BadRequest, CallbackError, VaultError
+from .model import StoredCredential
 
 __all__ = [
+    "USER_ID_RE",
     "LoginResult",
     "NewIdentity",
     "check_user_id",
     "default_user_id",
     "me_payload",
-    "open_record",
-    "open_transaction",
-    "seal_record",
-    "seal_transaction",
     "subject_from_userinfo",
 ]
 
@@ -60,36 +55,6 @@ def check_user_id(user_id: object, *, source: str, host_bug: bool = False) -> st
         error = VaultError if host_bug else BadRequest
         raise error(f"{source}: user ids are 1-128 characters of A-Z a-z 0-9 _ . @ : + -")
     return user_id
-
-
-def seal_record(
-    sealer: Sealer, key: CredentialKey, tokens: TokenSet, *, now: float
-) -> StoredCredential:
-    return StoredCredential(
-        key=key,
-        version=0,
-        sealed=sealer.seal(tokens.to_bytes(), key.aad()),
-        status=tokens.status,
-        expires_at=tokens.expires_at,
-        scope=tokens.scope,
-        updated_at=now,
-    )
-
-
-def open_record(sealer: Sealer, record: StoredCredential) -> TokenSet:
-    return TokenSet.from_bytes(sealer.unseal(record.sealed, record.key.aad()))
-
-
-def _state_aad(state_hash: str) -> bytes:
-    return b"oauth_vault_mw/login-state/v1\x00" + state_hash.encode()
-
-
-def seal_transaction(sealer: Sealer, state_hash: str, tx: LoginTransaction) -> bytes:
-    return sealer.seal(tx.to_bytes(), _state_aad(state_hash)).encode()
-
-
-def open_transaction(sealer: Sealer, state_hash: str, data: bytes) -> LoginTransaction:
-    return LoginTransaction.from_bytes(sealer.unseal(data.decode(), _state_aad(state_hash)))
 
 
 def subject_from_userinfo(conn: ConnectionConfig, data: Mapping[str, Any]) -> str:

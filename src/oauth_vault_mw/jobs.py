@@ -3,11 +3,33 @@
 Both walk the store with ``scan_credentials`` in pages (key order, strictly after the last key
 seen), so memory stays bounded and an interrupted run simply starts again: a rotation skips
 records already on the current key, a sweep skips credentials that no longer expire soon.
-``oauth-vault keys rotate`` and ``oauth-vault credentials refresh`` (:mod:`.cli`) call them;
-a host app may too (the sweep from its own scheduler)::
+``oauth-vault keys rotate`` and ``oauth-vault credentials refresh`` (:mod:`oauth_vault_mw.cli`)
+call them; a host app that has a scheduler of its own (Celery beat, APScheduler, cron) calls
+them directly::
 
-    vault = AsyncVault(Settings.from_env())
-    report = await sweep(vault, within=600, concurrency=8)
+    from oauth_vault_mw import AsyncVault, Settings
+    from oauth_vault_mw.jobs import rotate_keys, sweep
+
+    async def refresh_expiring() -> None:  # every few minutes
+        vault = AsyncVault(Settings.from_env())
+        await vault.startup()
+        try:
+            report = await sweep(vault, within=600, concurrency=8)
+            log.info("sweep: %s", report)
+        finally:
+            await vault.aclose()
+
+    def rotate() -> None:  # after putting a new key first in OAUTH_VAULT_ENCRYPTION_KEYS
+        settings = Settings.from_env()
+        storage = storage_from_url(settings.storage_url)  # from oauth_vault_mw.storage
+        try:
+            report = rotate_keys(storage, settings.encryption_keys)
+        finally:
+            storage.close()
+
+A sweep uses the request path's machinery: single flight, the cross-process lease, rotation of
+refresh tokens, ``invalid_grant`` marking and backoff, so it runs safely beside the app's own
+requests and beside another sweep.
 """
 
 from __future__ import annotations
@@ -19,16 +41,18 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from ._exceptions import CredentialUnreadable, StorageUnavailable
-from ._vault import AsyncVault, RefreshOutcome
+from ._async.vault import AsyncVault
 from .core.crypto import Sealer, key_id
+from .core.errors import CredentialUnreadable, StorageUnavailable
 from .core.model import CredentialKey, StoredCredential
+from .core.refresh import RefreshOutcome
 from .storage import AsyncStorage, Storage
 
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_CONCURRENCY",
     "Progress",
+    "RefreshOutcome",
     "RotationReport",
     "SweepReport",
     "count_credentials",
@@ -168,7 +192,7 @@ def _reseal(
 
 @dataclass
 class SweepReport:
-    """What ``credentials refresh`` did, by :data:`~oauth_vault_mw._vault.RefreshOutcome`."""
+    """What ``credentials refresh`` did, by :data:`RefreshOutcome`."""
 
     refreshed: int = 0
     reauthentication_required: int = 0

@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ._exceptions import VaultError
-from ._sync_service import ServiceAccess
-from ._sync_vault import Vault
-from .core.config import Settings
+from .._sync.service import ServiceAccess
+from .._sync.vault import Vault
+from ..core.config import Settings
+from ..core.errors import VaultError
 
 __all__ = ["COMMANDS", "add_parsers"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oauth_vault_mw.core.backoff import Backoff
+from oauth_vault_mw.core.refresh import Backoff
 
 T0 = 1000.0
 

@@ -26,11 +26,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
-from ._cli_progress import ProgressBar
-from ._cli_service import COMMANDS as SERVICE_COMMANDS
-from ._cli_service import add_parsers as add_service_parsers
-from ._exceptions import VaultError
-from ._ops import (
+from .._async.audit import AsyncAuditTrail
+from .._async.vault import AsyncVault
+from ..core.config import Settings
+from ..core.crypto import Sealer
+from ..core.errors import VaultError
+from ..core.model import CredentialKey
+from ..core.records import open_record
+from ..jobs import (
     DEFAULT_BATCH,
     DEFAULT_CONCURRENCY,
     RotationReport,
@@ -40,14 +43,10 @@ from ._ops import (
     rotate_keys,
     sweep,
 )
-from ._service import AsyncAuditTrail
-from ._settings import settings_from_env
-from ._vault import AsyncVault
-from .core.config import Settings
-from .core.crypto import Sealer
-from .core.model import CredentialKey
-from .core.vault_logic import open_record
-from .storage import storage_from_url
+from ..storage import storage_from_url
+from .clients import COMMANDS as SERVICE_COMMANDS
+from .clients import add_parsers as add_service_parsers
+from .progress import ProgressBar
 
 __all__ = ["main", "parse_duration"]
 
@@ -344,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     with _logging(args.verbose):
         try:
-            return _COMMANDS[(args.group, args.cmd)](args, settings_from_env())
+            return _COMMANDS[(args.group, args.cmd)](args, Settings.from_env())
         except VaultError as exc:
             return _fail(exc.description)
         except KeyboardInterrupt:

@@ -1,7 +1,11 @@
-"""Provider I/O for the sync shell: one pooled, thread-safe ``httpx.Client`` per vault.
+# Generated from _async/provider.py by scripts/unasync.py: do not edit.
+"""Provider I/O: one pooled httpx client, discovery and JWKS cached per connection.
 
-The twin of ``_provider.AsyncProviderClient``; what responses mean is decided in ``core``
-and in the shared helpers of ``_provider`` (``endpoints_from_metadata``).
+The async client keeps one ``AsyncClient`` per event loop (such a client is bound to the loop
+it was made on); the generated sync twin keeps one thread-safe ``Client`` for all threads. Every
+call is bounded by ``provider_timeout``. Transport failures become
+:class:`~oauth_vault_mw.core.http.ProviderCallFailed` for the vault to classify; what a
+response means is decided in ``core`` (``core.tokens``, ``core.discovery``, ``core.http``).
 """
 
 from __future__ import annotations
@@ -12,44 +16,52 @@ from typing import Any
 
 import httpx
 
-from ._exceptions import ProviderUnavailable
-from ._provider import (
-    METADATA_TTL,
-    Endpoints,
+from ..core.config import Settings
+from ..core.connections import ConnectionConfig
+from ..core.discovery import METADATA_TTL, Endpoints, discovery_url, endpoints_from_metadata
+from ..core.errors import ProviderUnavailable
+from ..core.http import (
+    HttpRequest,
     ProviderCallFailed,
     ProviderResponse,
-    endpoints_from_metadata,
     json_document,
     json_headers,
-    provider_response,
 )
-from .core.config import ConnectionConfig, Settings
-from .core.tokens import HttpRequest
 
-__all__ = ["ProviderCallFailed", "ProviderClient"]
+__all__ = ["ProviderClient"]
 
 
 class ProviderClient:
-    """Sends the core's requests; caches discovery and JWKS per connection."""
+    """Sends the core's requests; caches discovery and JWKS, each behind a per-connection lock."""
 
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        self.client = httpx.Client(
-            transport=transport,
-            timeout=httpx.Timeout(settings.provider_timeout),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            follow_redirects=False,
-            headers={"User-Agent": "oauth-vault-mw"},
-        )
+        self._transport = transport
+        self._client = self._new_client()
         self._endpoints: dict[str, tuple[float, Endpoints]] = {}
         self._jwks: dict[str, dict[str, Any]] = {}
-        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
 
     def __repr__(self) -> str:
         return "ProviderClient()"
 
+    def _new_client(self) -> httpx.Client:
+        return httpx.Client(
+            transport=self._transport,
+            timeout=httpx.Timeout(self.settings.provider_timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+            headers={"User-Agent": "oauth-vault-mw"},
+        )
+
+    @property
+    def client(self) -> httpx.Client:
+        """The pooled client (the running event loop's, for the async client)."""
+        client = self._client
+        return client
+
     def close(self) -> None:
-        self.client.close()
+        self._client.close()
 
     def send(self, request: HttpRequest) -> ProviderResponse:
         try:
@@ -58,14 +70,26 @@ class ProviderClient:
             )
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return provider_response(resp)
+        return ProviderResponse(
+            resp.status_code,
+            resp.headers.get("content-type", ""),
+            resp.content,
+            resp.headers.get("retry-after"),
+        )
 
     def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
         try:
             resp = self.client.get(url, headers=json_headers(bearer))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return json_document(resp, url.split("?", 1)[0])
+        return json_document(resp.status_code, resp.content, url.split("?", 1)[0])
+
+    def _lock(self, name: str) -> threading.Lock:
+        """The lock of one connection's discovery or JWKS: one fetch at a time per document."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks.setdefault(name, threading.Lock())
+        return lock
 
     def endpoints(self, conn: ConnectionConfig) -> Endpoints:
         cached = self._endpoints.get(conn.id)
@@ -75,12 +99,12 @@ class ProviderClient:
             value = endpoints_from_metadata(conn, None)
             self._endpoints[conn.id] = (float("inf"), value)
             return value
-        with self._lock:
+        with self._lock("discovery:" + conn.id):
             cached = self._endpoints.get(conn.id)
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
             try:
-                doc = self.get_json(conn.issuer + "/.well-known/openid-configuration")
+                doc = self.get_json(discovery_url(conn.issuer))
             except ProviderCallFailed as exc:
                 raise ProviderUnavailable(
                     f"connection {conn.id}: discovery failed ({exc})"
@@ -95,7 +119,7 @@ class ProviderClient:
         endpoints = self.endpoints(conn)
         if endpoints.jwks_uri is None:
             raise ProviderUnavailable(f"connection {conn.id}: the issuer publishes no jwks_uri")
-        with self._lock:
+        with self._lock("jwks:" + conn.id):
             try:
                 doc = self.get_json(endpoints.jwks_uri)
             except ProviderCallFailed as exc:

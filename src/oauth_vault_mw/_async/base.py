@@ -1,0 +1,137 @@
+"""The vault's state and the few steps every part of it shares (async).
+
+:class:`AsyncVaultBase` holds what a vault is made of: settings, storage, the sealer, the
+cookie jar, the provider client, the clock, the audit sink. The parts build on it:
+``refresh.py`` (credentials and their refresh), ``login.py`` (login, connect, sessions), and
+``vault.py`` puts them together as :class:`~oauth_vault_mw.AsyncVault`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from .._singleflight import AsyncSingleFlight
+from ..core.config import Settings
+from ..core.connections import ConnectionConfig
+from ..core.cookies import CookieJar
+from ..core.crypto import Sealer
+from ..core.errors import StorageUnavailable, UnknownConnection
+from ..core.http import ProviderResponse
+from ..core.identity import NewIdentity, default_user_id
+from ..core.model import CredentialKey, TokenSet
+from ..core.records import seal_record
+from ..core.refresh import Backoff
+from ..core.tokens import TokenOutcome, parse_token_response
+from ..storage import AsyncStorage, async_storage_from_url
+from .audit import AsyncAuditSink
+from .provider import AsyncProviderClient
+
+__all__ = ["AsyncVaultBase", "NewUserIdHook"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+NewUserIdHook = Callable[[NewIdentity], "str | Awaitable[str]"]
+
+
+class AsyncVaultBase:
+    """The state of a vault; see :class:`~oauth_vault_mw.AsyncVault` for what it does."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        storage: AsyncStorage | None = None,
+        new_user_id: NewUserIdHook | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.storage = (
+            storage if storage is not None else async_storage_from_url(settings.storage_url)
+        )
+        # optional (SessionCredentialReads): the request path's session and credential at once
+        self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
+        self.sealer = Sealer(settings.encryption_keys)
+        self.cookies = CookieJar(
+            settings.secret_key,
+            secure=settings.secure_cookies,
+            prefix=settings.prefix,
+            session_max_age=settings.session_max_age,
+            state_max_age=settings.state_max_age,
+        )
+        self.provider = AsyncProviderClient(settings, transport=http_transport)
+        self.clock = clock
+        self._new_user_id = new_user_id or default_user_id
+        self._backoff = Backoff(settings.failure_backoff)
+        self._flight: AsyncSingleFlight[TokenSet] = AsyncSingleFlight()
+        self.audit: AsyncAuditSink | None = None  # the service layer attaches its trail
+        self._started = False
+
+    def __repr__(self) -> str:
+        count = len(self.settings.connections)
+        return f"{type(self).__name__}(storage={self.storage!r}, connections={count})"
+
+    async def startup(self) -> None:
+        """Create storage tables if missing; idempotent. The middleware calls it once."""
+        if self._started:
+            return
+        await self.storage.setup()
+        if not getattr(self.storage, "shared_across_processes", True):
+            logger.warning(
+                "oauth_vault_mw: memory:// storage serves this process only; "
+                "sessions and credentials are lost on restart"
+            )
+        self._started = True
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+        await self.storage.close()
+
+    def connection(self, connection_id: str) -> ConnectionConfig:
+        conn = self.settings.connection(connection_id)
+        if conn is None:
+            raise UnknownConnection(f"no connection named {connection_id[:64]!r}")
+        return conn
+
+    async def _audit(
+        self,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None,
+        user_id: str,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        if self.audit is not None:
+            await self.audit.note(
+                self.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
+            )
+
+    async def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
+        """Store a credential, whatever version is there (a login is authoritative)."""
+        for _ in range(10):
+            current = await self.storage.get_credential(key)
+            record = seal_record(self.sealer, key, tokens, now=self.clock())
+            if await self.storage.save_credential(record, current.version if current else 0):
+                return
+        raise StorageUnavailable("could not store the credential under contention")
+
+    def _token_outcome(
+        self, conn: ConnectionConfig, resp: ProviderResponse, previous: TokenSet | None = None
+    ) -> TokenOutcome:
+        """What the token endpoint's ``resp`` means (``core.tokens.parse_token_response``)."""
+        return parse_token_response(
+            resp.status,
+            resp.content_type,
+            resp.body,
+            now=self.clock(),
+            default_expires_in=conn.default_expires_in,
+            previous=previous,
+            retry_after=resp.retry_after,
+        )

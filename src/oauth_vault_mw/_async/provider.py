@@ -1,0 +1,144 @@
+"""Provider I/O: one pooled httpx client, discovery and JWKS cached per connection.
+
+The async client keeps one ``AsyncClient`` per event loop (such a client is bound to the loop
+it was made on); the generated sync twin keeps one thread-safe ``Client`` for all threads. Every
+call is bounded by ``provider_timeout``. Transport failures become
+:class:`~oauth_vault_mw.core.http.ProviderCallFailed` for the vault to classify; what a
+response means is decided in ``core`` (``core.tokens``, ``core.discovery``, ``core.http``).
+"""
+
+from __future__ import annotations
+
+import asyncio  # unasync: remove
+
+# unasync: sync-only: import threading
+import time
+import weakref  # unasync: remove
+from typing import Any
+
+import httpx
+
+from ..core.config import Settings
+from ..core.connections import ConnectionConfig
+from ..core.discovery import METADATA_TTL, Endpoints, discovery_url, endpoints_from_metadata
+from ..core.errors import ProviderUnavailable
+from ..core.http import (
+    HttpRequest,
+    ProviderCallFailed,
+    ProviderResponse,
+    json_document,
+    json_headers,
+)
+
+__all__ = ["AsyncProviderClient"]
+
+
+class AsyncProviderClient:
+    """Sends the core's requests; caches discovery and JWKS, each behind a per-connection lock."""
+
+    def __init__(
+        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.settings = settings
+        self._transport = transport
+        self._clients: weakref.WeakKeyDictionary[Any, httpx.AsyncClient]  # unasync: remove
+        self._clients = weakref.WeakKeyDictionary()  # unasync: remove
+        # unasync: sync-only: self._client = self._new_client()
+        self._endpoints: dict[str, tuple[float, Endpoints]] = {}
+        self._jwks: dict[str, dict[str, Any]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return "AsyncProviderClient()"
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=self._transport,
+            timeout=httpx.Timeout(self.settings.provider_timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+            headers={"User-Agent": "oauth-vault-mw"},
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled client (the running event loop's, for the async client)."""
+        loop = asyncio.get_running_loop()  # unasync: remove
+        client = self._clients.get(loop)  # unasync: remove
+        if client is None:  # unasync: remove
+            client = self._clients[loop] = self._new_client()  # unasync: remove
+        # unasync: sync-only: client = self._client
+        return client
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()  # unasync: remove
+        client = self._clients.pop(loop, None)  # unasync: remove
+        if client is not None:  # unasync: remove
+            await client.aclose()  # unasync: remove
+        # unasync: sync-only: self._client.close()
+
+    async def send(self, request: HttpRequest) -> ProviderResponse:
+        try:
+            resp = await self.client.request(
+                request.method, request.url, headers=request.headers, data=request.form or None
+            )
+        except httpx.HTTPError as exc:
+            raise ProviderCallFailed(type(exc).__name__) from None
+        return ProviderResponse(
+            resp.status_code,
+            resp.headers.get("content-type", ""),
+            resp.content,
+            resp.headers.get("retry-after"),
+        )
+
+    async def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
+        try:
+            resp = await self.client.get(url, headers=json_headers(bearer))
+        except httpx.HTTPError as exc:
+            raise ProviderCallFailed(type(exc).__name__) from None
+        return json_document(resp.status_code, resp.content, url.split("?", 1)[0])
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        """The lock of one connection's discovery or JWKS: one fetch at a time per document."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks.setdefault(name, asyncio.Lock())
+        return lock
+
+    async def endpoints(self, conn: ConnectionConfig) -> Endpoints:
+        cached = self._endpoints.get(conn.id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        if conn.issuer is None:
+            value = endpoints_from_metadata(conn, None)
+            self._endpoints[conn.id] = (float("inf"), value)
+            return value
+        async with self._lock("discovery:" + conn.id):
+            cached = self._endpoints.get(conn.id)
+            if cached is not None and cached[0] > time.monotonic():
+                return cached[1]
+            try:
+                doc = await self.get_json(discovery_url(conn.issuer))
+            except ProviderCallFailed as exc:
+                raise ProviderUnavailable(
+                    f"connection {conn.id}: discovery failed ({exc})"
+                ) from None
+            value = endpoints_from_metadata(conn, doc)
+            self._endpoints[conn.id] = (time.monotonic() + METADATA_TTL, value)
+            return value
+
+    async def jwks(self, conn: ConnectionConfig, *, force: bool = False) -> dict[str, Any]:
+        if not force and conn.id in self._jwks:
+            return self._jwks[conn.id]
+        endpoints = await self.endpoints(conn)
+        if endpoints.jwks_uri is None:
+            raise ProviderUnavailable(f"connection {conn.id}: the issuer publishes no jwks_uri")
+        async with self._lock("jwks:" + conn.id):
+            try:
+                doc = await self.get_json(endpoints.jwks_uri)
+            except ProviderCallFailed as exc:
+                raise ProviderUnavailable(
+                    f"connection {conn.id}: JWKS fetch failed ({exc})"
+                ) from None
+            self._jwks[conn.id] = doc
+            return doc

@@ -1,0 +1,162 @@
+# Generated from _async/audit.py by scripts/unasync.py: do not edit.
+"""The audit trail (sync): who read, refreshed, connected or revoked what, and when.
+
+The vault reports through the :class:`AuditSink` protocol; :class:`AuditTrail`
+is the implementation the service layer attaches, writing to the log and to storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from ..core.errors import VaultError
+from ..core.service import AuditEvent
+from ..storage import Storage
+
+__all__ = ["AuditSink", "AuditTrail"]
+
+audit_logger = logging.getLogger("oauth_vault_mw.audit")
+logger = logging.getLogger("oauth_vault_mw")
+
+
+class AuditSink(Protocol):
+    """Where the vault reports what it did (see ``_service.AuditTrail``)."""
+
+    def count(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+    ) -> bool:
+        """Note a routine event without I/O; True when a write is due (``flush_soon``)."""
+
+    def flush_soon(self) -> None: ...
+
+    def note(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None: ...
+
+
+class AuditTrail:
+    """Records events as structured log records and in storage.
+
+    Security-relevant events (refused keys aside) are written at once. Routine ones, reads
+    first of all, are aggregated: identical (actor, action, outcome, connection, user)
+    events within a window become one entry with a ``count``, written once the window is a
+    second old or holds 50 distinct entries, and on ``flush()``. The async trail writes a due
+    window in a task of its own, off the request path; the sync trail writes it in the call
+    that finds it due.
+    """
+
+    def __init__(self, storage: Storage, *, batch: int = 50, max_delay: float = 1.0) -> None:
+        self.storage = storage
+        self.batch = batch
+        self.max_delay = max_delay
+        self._window: dict[tuple[str, str, str, str | None, str | None], list[float]] = {}
+        self._opened = 0.0
+        self._lock = threading.Lock()
+
+    def count(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+    ) -> bool:
+        """Note one routine event, no I/O; True when the window is due to be written."""
+        if audit_logger.isEnabledFor(logging.INFO):
+            audit_logger.info(
+                "%s by %s: %s",
+                action,
+                actor,
+                outcome,
+                extra={
+                    "audit": {
+                        "at": at,
+                        "actor": actor,
+                        "action": action,
+                        "outcome": outcome,
+                        "connection_id": connection_id,
+                        "user_id": user_id,
+                    }
+                },
+            )
+        key = (actor, action, outcome, connection_id, user_id)
+        with self._lock:
+            if not self._window:
+                self._opened = at
+            entry = self._window.get(key)
+            if entry is None:
+                self._window[key] = [at, 1.0]
+            else:
+                entry[1] += 1
+            return len(self._window) >= self.batch or at - self._opened >= self.max_delay
+
+    def note(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        outcome: str,
+        connection_id: str | None = None,
+        user_id: str | None = None,
+        *,
+        urgent: bool = False,
+    ) -> None:
+        """Record one event: written at once when ``urgent``, else with its window."""
+        due = self.count(at, actor, action, outcome, connection_id, user_id)
+        if urgent:
+            self.flush()
+        elif due:
+            self.flush_soon()
+
+    def record(self, event: AuditEvent, *, urgent: bool = False) -> None:
+        self.note(
+            event.at,
+            event.actor,
+            event.action,
+            event.outcome,
+            event.connection_id,
+            event.user_id,
+            urgent=urgent,
+        )
+
+    def flush_soon(self) -> None:
+        self.flush()
+
+    def _take(self) -> list[AuditEvent]:
+        with self._lock:
+            window, self._window = self._window, {}
+        return [
+            AuditEvent(first, actor, action, outcome, cid, uid, int(count))
+            for (actor, action, outcome, cid, uid), (first, count) in window.items()
+        ]
+
+    def flush(self) -> None:
+        events = self._take()
+        if not events:
+            return
+        events.sort(key=lambda e: e.at)
+        try:
+            self.storage.append_events([(e.at, e.to_bytes()) for e in events])
+        except VaultError:
+            logger.warning("audit trail: storage unavailable, %d events lost", len(events))
+
+    def read(self, since: float, limit: int = 1000) -> list[AuditEvent]:
+        self.flush()
+        return [AuditEvent.from_bytes(data) for _at, data in self.storage.read_events(since, limit)]

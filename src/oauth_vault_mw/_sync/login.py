@@ -1,0 +1,205 @@
+# Generated from _async/login.py by scripts/unasync.py: do not edit.
+"""Login, connect and sessions (sync): the I/O around ``core/flow.py`` and ``core/idtoken.py``.
+
+``begin_login`` stores the sealed login transaction (state, PKCE verifier, nonce) and returns
+the provider's URL; ``complete_login`` checks the callback against it, exchanges the code,
+identifies the account (ID token or the user endpoint), stores the credential and opens a
+new session.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.connections import ConnectionConfig
+from ..core.cookies import CookieSpec, hash_id
+from ..core.errors import (
+    CallbackError,
+    IdentityConflict,
+    InvalidState,
+    NotAuthenticated,
+    ProviderUnavailable,
+)
+from ..core.flow import authorization_url, callback_state, new_transaction, verify_callback
+from ..core.http import ProviderCallFailed
+from ..core.identity import LoginResult, NewIdentity, check_user_id, subject_from_userinfo
+from ..core.idtoken import UnknownSigningKey, validate_id_token
+from ..core.model import CredentialKey
+from ..core.records import open_transaction, seal_transaction
+from ..core.tokens import (
+    TokenGranted,
+    TokenRejected,
+    TokenRetryable,
+    code_exchange_request,
+)
+from .base import VaultBase
+
+__all__ = ["Login"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+
+class Login(VaultBase):
+    """Logins and connects through a provider, and the sessions they open."""
+
+    def begin_login(
+        self, connection_id: str, *, return_to: str, user_id: str | None = None
+    ) -> tuple[str, CookieSpec]:
+        """Start a login (``user_id`` None) or a connect; return the provider URL and cookie."""
+        conn = self.connection(connection_id)
+        now = self.clock()
+        endpoints = self.provider.endpoints(conn)
+        tx = new_transaction(
+            conn,
+            mode="login" if user_id is None else "connect",
+            return_to=return_to,
+            user_id=user_id,
+            now=now,
+        )
+        state_hash = hash_id(tx.state)
+        self.storage.put_login_state(
+            state_hash,
+            seal_transaction(self.sealer, state_hash, tx),
+            now + self.settings.state_max_age,
+        )
+        url = authorization_url(
+            conn, endpoints.authorize_url, self.settings.redirect_uri(conn.id), tx
+        )
+        return url, self.cookies.state_cookie(tx.state)
+
+    def complete_login(
+        self,
+        connection_id: str,
+        params: Mapping[str, str],
+        *,
+        state_cookie: str | None,
+        session_cookie: str | None,
+    ) -> LoginResult:
+        """Check the callback, exchange the code, store the credential, open a session."""
+        conn = self.connection(connection_id)
+        state = callback_state(params, self.cookies.read_state(state_cookie))
+        state_hash = hash_id(state)
+        now = self.clock()
+        data = self.storage.take_login_state(state_hash, now)
+        if data is None:
+            raise InvalidState()
+        tx = open_transaction(self.sealer, state_hash, data)
+        endpoints = self.provider.endpoints(conn)
+        code = verify_callback(
+            params,
+            tx,
+            connection_id=connection_id,
+            expected_issuer=endpoints.issuer,
+            iss_required=endpoints.iss_parameter_supported,
+            now=now,
+            max_age=self.settings.state_max_age,
+        )
+        request = code_exchange_request(
+            conn,
+            endpoints.token_url,
+            code,
+            self.settings.redirect_uri(conn.id),
+            tx.code_verifier,
+        )
+        try:
+            resp = self.provider.send(request)
+        except ProviderCallFailed:
+            raise ProviderUnavailable("the provider's token endpoint did not answer") from None
+        outcome = self._token_outcome(conn, resp)
+        if isinstance(outcome, TokenRejected):
+            raise CallbackError(
+                f"the provider refused the authorization code: {outcome.error}",
+                error="invalid_grant" if outcome.error == "invalid_grant" else "invalid_callback",
+            )
+        if isinstance(outcome, TokenRetryable):
+            raise ProviderUnavailable("the provider's token endpoint failed")
+        claims = self._identify(conn, outcome, tx.nonce)
+        subject = str(claims.get("sub") if conn.is_oidc else subject_from_userinfo(conn, claims))
+        if tx.mode == "connect":
+            assert tx.user_id is not None
+            user_id = tx.user_id
+            bound = self.storage.link_identity(conn.id, subject, user_id)
+            if bound != user_id:
+                raise IdentityConflict()
+        else:
+            user_id = self._user_for_identity(conn, subject, claims)
+        self.put_tokens(CredentialKey(conn.id, user_id), outcome.tokens)
+        cookies: list[CookieSpec] = [self.cookies.clear_state()]
+        if tx.mode == "login":
+            self.logout(session_cookie)  # a new session at every login: no fixation
+            session_id = secrets.token_urlsafe(32)
+            self.storage.create_session(
+                hash_id(session_id), user_id, self.clock() + self.settings.session_max_age
+            )
+            cookies.append(self.cookies.session_cookie(session_id))
+        logger.info("login completed connection=%s user=%s mode=%s", conn.id, user_id, tx.mode)
+        self._audit(f"user:{user_id}", tx.mode, "ok", conn.id, user_id)
+        return LoginResult(user_id, tx.return_to, tuple(cookies))
+
+    def _identify(
+        self, conn: ConnectionConfig, granted: TokenGranted, nonce: str | None
+    ) -> dict[str, Any]:
+        endpoints = self.provider.endpoints(conn)
+        if not conn.is_oidc:
+            assert endpoints.userinfo_url is not None
+            try:
+                return self.provider.get_json(
+                    endpoints.userinfo_url, bearer=granted.tokens.access_token
+                )
+            except ProviderCallFailed:
+                raise ProviderUnavailable("the provider's user endpoint failed") from None
+        if granted.id_token is None:
+            raise CallbackError("the provider sent no ID token", error="invalid_id_token")
+        assert endpoints.issuer is not None
+        for force in (False, True):
+            try:
+                return validate_id_token(
+                    granted.id_token,
+                    jwks=self.provider.jwks(conn, force=force),
+                    issuer=endpoints.issuer,
+                    client_id=conn.client_id,
+                    nonce=nonce,
+                    now=self.clock(),
+                    leeway=self.settings.clock_skew,
+                    algorithms=endpoints.id_token_algorithms,
+                    access_token=granted.tokens.access_token,
+                )
+            except UnknownSigningKey:
+                continue
+        raise CallbackError("the ID token is signed by an unknown key", error="invalid_id_token")
+
+    def _user_for_identity(
+        self, conn: ConnectionConfig, subject: str, claims: Mapping[str, Any]
+    ) -> str:
+        known = self.storage.get_identity(conn.id, subject)
+        if known is not None:
+            return known
+        proposed = self._new_user_id(NewIdentity(conn.id, subject, claims))
+        user_id = check_user_id(proposed, source="new_user_id hook", host_bug=True)
+        return self.storage.link_identity(conn.id, subject, user_id)
+
+    def user_for_session(self, cookie_value: str | None) -> str | None:
+        session_id = self.cookies.read_session(cookie_value)
+        if session_id is None:
+            return None
+        return self.storage.get_session(hash_id(session_id), self.clock())
+
+    def require_user(self, cookie_value: str | None) -> str:
+        user_id = self.user_for_session(cookie_value)
+        if user_id is None:
+            raise NotAuthenticated()
+        return user_id
+
+    def logout(self, cookie_value: str | None) -> CookieSpec:
+        session_id = self.cookies.read_session(cookie_value)
+        if session_id is not None:
+            session_hash = hash_id(session_id)
+            user_id = self.storage.get_session(session_hash, self.clock())
+            self.storage.delete_session(session_hash)
+            if user_id is not None:
+                self._audit(f"user:{user_id}", "logout", "ok", None, user_id)
+        self.cookies.forget_session(cookie_value)
+        return self.cookies.clear_session()

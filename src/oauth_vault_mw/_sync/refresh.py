@@ -1,0 +1,328 @@
+# Generated from _async/refresh.py by scripts/unasync.py: do not edit.
+"""Credentials and their refresh (sync): the I/O around ``core/refresh.py``.
+
+A read opens the stored record and asks :func:`~oauth_vault_mw.core.refresh.decide`. Only a
+``refresh`` verdict leads here to the provider, in this order:
+
+1. the in-process single flight: one refresh per credential in this process;
+2. the backoff: a credential whose provider failed lately gets :func:`fallback` at once;
+3. the cross-process lease in storage (``acquire_lease``), waited for as
+   :func:`lease_pauses` says; then the record is read again, and :func:`under_lease` decides
+   on what is stored now (another process may have refreshed meanwhile);
+4. the token endpoint, the lease renewed before each attempt, pausing as
+   :func:`retry_pause` says;
+5. :func:`after_response`: store the new tokens with compare-and-set, mark the credential
+   ``reauthentication_required``, or back off and answer with :func:`fallback`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+
+from ..core.errors import (
+    CredentialNotFound,
+    ReauthenticationRequired,
+    VaultError,
+)
+from ..core.http import ProviderCallFailed
+from ..core.model import (
+    REAUTHENTICATION_REQUIRED,
+    CredentialKey,
+    Credentials,
+    StoredCredential,
+    TokenSet,
+)
+from ..core.records import open_record, seal_record
+from ..core.refresh import (
+    LEASE_MISSED_RETRY_AFTER,
+    RefreshOutcome,
+    after_response,
+    decide,
+    failure_reason,
+    fallback,
+    lease_pauses,
+    retry_budget,
+    retry_pause,
+    still_forced,
+    sweep_result,
+    sweep_start,
+    under_lease,
+)
+from ..core.tokens import (
+    TokenGranted,
+    TokenOutcome,
+    TokenRetryable,
+    refresh_request,
+)
+from .base import VaultBase
+
+__all__ = ["UNREAD", "Refresher"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+UNREAD = object()
+"""``_credentials``' record argument when the record is still to be read."""
+
+
+class Refresher(VaultBase):
+    """Reads credentials and refreshes them: one refresh per credential at a time, across
+    the tasks of this process (single flight) and across processes (the storage lease)."""
+
+    def get_connection_credentials(
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        min_validity: float | None = None,
+        force_refresh: bool = False,
+        actor: str = "app",
+    ) -> Credentials:
+        """A token valid for ``min_validity`` seconds, refreshed once however many ask.
+
+        ``force_refresh=True`` asks for a token other than the stored one (after the
+        provider answered 401 to it). ``actor`` names the reader in the audit trail
+        (``user:<id>``, ``client:<name>/<key id>``; default ``app``: the host's own code).
+        Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
+        :class:`CredentialNotFound`, :class:`UnknownConnection`.
+        """
+        return self._credentials(connection_id, user_id, min_validity, force_refresh, actor, UNREAD)
+
+    def _credentials(
+        self,
+        connection_id: str,
+        user_id: str,
+        min_validity: float | None,
+        force_refresh: bool,
+        actor: str,
+        fetched: object,
+    ) -> Credentials:
+        """:meth:`get_connection_credentials`, with the record already read (``fetched``:
+        the row or ``None``) or ``UNREAD``."""
+        try:
+            conn = self.connection(connection_id)
+            wanted = conn.min_validity if min_validity is None else min_validity
+            key = CredentialKey(connection_id, user_id)
+            if fetched is UNREAD:
+                fetched = self.storage.get_credential(key)
+            if not isinstance(fetched, StoredCredential):
+                raise CredentialNotFound()
+            record = fetched
+            tokens = open_record(self.sealer, record)
+            verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
+            if verdict == "refresh":
+                tokens = self._flight.run(
+                    key, lambda: self._refresh(key, record, wanted, force_refresh)
+                )
+            elif verdict != "use":
+                raise ReauthenticationRequired(login_url=self.settings.login_url(connection_id))
+        except VaultError as exc:
+            self._audit(actor, "credentials.read", exc.error, connection_id, user_id)
+            raise
+        audit = self.audit  # the cheap path: count the read, write later
+        if audit is not None and audit.count(
+            self.clock(), actor, "credentials.read", "ok", connection_id, user_id
+        ):
+            audit.flush_soon()
+        return Credentials.from_tokens(key, tokens)
+
+    def refresh_if_expiring(
+        self, connection_id: str, user_id: str, *, within: float
+    ) -> RefreshOutcome:
+        """Refresh a credential that expires within ``within`` seconds; say how it went.
+
+        The proactive sweep (``oauth-vault credentials refresh``, :func:`oauth_vault_mw.jobs.sweep`)
+        calls it for each credential that ``scan_credentials(expiring_before=...)`` finds.
+        It uses the request path's machinery (single flight, the cross-process lease,
+        rotation, ``invalid_grant`` marking, backoff) but refreshes whatever expires within
+        ``within``, without the half-life rule, and never raises a :class:`VaultError`:
+
+        - ``"refreshed"``: the credential now holds a new token (from here or a concurrent
+          refresh);
+        - ``"fresh"``: nothing to do (valid for longer, never expires, or deleted meanwhile);
+        - ``"reauthentication_required"``: the provider refused the grant (now marked), it
+          was marked already, or the token expires within ``within`` and has no refresh token;
+        - ``"failed"``: provider or storage unavailable, or any other :class:`VaultError`
+          (the credential is unchanged; the next request or sweep tries again).
+        """
+        try:
+            self.connection(connection_id)
+            key = CredentialKey(connection_id, user_id)
+            record = self.storage.get_credential(key)
+            if record is None:
+                return "fresh"
+            tokens = open_record(self.sealer, record)
+            start = sweep_start(tokens, now=self.clock(), within=within)
+            if start != "refresh":
+                return start
+            fresh = self._flight.run(
+                key, lambda: self._refresh(key, record, within, False, half_life=False)
+            )
+        except ReauthenticationRequired:
+            return "reauthentication_required"
+        except CredentialNotFound:
+            return "fresh"
+        except VaultError as exc:
+            logger.warning(
+                "sweep: refresh failed connection=%s user=%s error=%s",
+                connection_id,
+                user_id,
+                exc.error,
+            )
+            return "failed"
+        return sweep_result(tokens, fresh)
+
+    def _refresh(
+        self,
+        key: CredentialKey,
+        seen: StoredCredential,
+        min_validity: float,
+        force: bool,
+        *,
+        half_life: bool = True,
+    ) -> TokenSet:
+        """Refresh under the credential's lease; one refresh across processes."""
+        now = self.clock()
+        blocked = self._backoff.blocked_for(key, now)
+        if blocked > 0:
+            return fallback(open_record(self.sealer, seen), now=now, retry_after=blocked)
+        owner = secrets.token_hex(12)
+        leased = self._wait_for_lease(key, owner, seen)
+        try:
+            # Re-read under the lease: another process may have refreshed meanwhile.
+            record = self.storage.get_credential(key)
+            if record is None:
+                raise CredentialNotFound()
+            tokens = open_record(self.sealer, record)
+            now = self.clock()
+            forced = still_forced(force, seen_version=seen.version, current_version=record.version)
+            verdict = under_lease(
+                tokens,
+                now=now,
+                min_validity=min_validity,
+                force=forced,
+                half_life=half_life,
+                leased=leased,
+            )
+            if verdict == "use":
+                return tokens
+            if verdict == "reauthenticate":
+                raise ReauthenticationRequired(login_url=self.settings.login_url(key.connection_id))
+            if verdict == "lease_missed":  # the holder neither finished nor let go in time
+                return fallback(tokens, now=now, retry_after=LEASE_MISSED_RETRY_AFTER)
+            return self._call_provider(key, record, tokens, owner)
+        finally:
+            if leased:
+                self.storage.release_lease(key, owner)
+
+    def _wait_for_lease(self, key: CredentialKey, owner: str, seen: StoredCredential) -> bool:
+        """Take the lease, or return False once another holder has written or time is up."""
+        budget, pauses = lease_pauses(self.settings.lease_ttl)
+        deadline = time.monotonic() + budget
+        for pause in pauses:
+            if self.storage.acquire_lease(key, owner, self.settings.lease_ttl, self.clock()):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            current = self.storage.get_credential(key)
+            if current is None or current.version != seen.version:
+                return False
+        return False  # pragma: no cover - lease_pauses never ends
+
+    def _call_provider(
+        self,
+        key: CredentialKey,
+        record: StoredCredential,
+        tokens: TokenSet,
+        owner: str,
+    ) -> TokenSet:
+        conn = self.connection(key.connection_id)
+        assert tokens.refresh_token is not None
+        outcome = self._ask_token_endpoint(key, tokens, tokens.refresh_token, owner)
+        now = self.clock()
+        verdict = after_response(outcome)
+        if verdict == "store":
+            assert isinstance(outcome, TokenGranted)
+            self._backoff.succeeded(key)
+            return self._store_refreshed(key, record, outcome.tokens)
+        if verdict == "reauthenticate":
+            self._mark_reauthentication(key, record, tokens)
+            raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
+        delay = self._backoff.failed(key, now)
+        logger.warning(
+            "refresh failed connection=%s user=%s reason=%s",
+            conn.id,
+            key.user_id,
+            failure_reason(outcome),
+        )
+        self._audit("system", "credentials.refresh", "failed", *key.parts()[:2])
+        return fallback(tokens, now=now, retry_after=delay)
+
+    def _ask_token_endpoint(
+        self, key: CredentialKey, tokens: TokenSet, refresh_token: str, owner: str
+    ) -> TokenOutcome:
+        """The refresh grant, retried on retryable outcomes within the retry budget."""
+        conn = self.connection(key.connection_id)
+        endpoints = self.provider.endpoints(conn)
+        request = refresh_request(conn, endpoints.token_url, refresh_token)
+        deadline = time.monotonic() + retry_budget(self.settings.provider_timeout)
+        attempts = self.settings.refresh_attempts
+        outcome: TokenOutcome = TokenRetryable("not attempted")
+        for attempt in range(attempts):
+            # Renew the lease before each call: a refresh slowed past its lease must not
+            # send the refresh token again once another process may hold the lease.
+            ttl = self.settings.lease_ttl
+            if not self.storage.acquire_lease(key, owner, ttl, self.clock()):
+                return TokenRetryable("lease lost")
+            try:
+                resp = self.provider.send(request)
+            except ProviderCallFailed as exc:
+                outcome = TokenRetryable(str(exc))
+            else:
+                outcome = self._token_outcome(conn, resp, tokens)
+            if not isinstance(outcome, TokenRetryable):
+                return outcome
+            pause = retry_pause(attempt, attempts=attempts, remaining=deadline - time.monotonic())
+            if pause is None:
+                return outcome
+            logger.info("refresh retry connection=%s reason=%s", conn.id, outcome.reason)
+            time.sleep(pause)
+        return outcome
+
+    def _store_refreshed(
+        self, key: CredentialKey, record: StoredCredential, fresh: TokenSet
+    ) -> TokenSet:
+        sealed = seal_record(self.sealer, key, fresh, now=self.clock())
+        if self.storage.save_credential(sealed, record.version):
+            logger.info(
+                "credential refreshed connection=%s user=%s", key.connection_id, key.user_id
+            )
+            self._audit("system", "credentials.refresh", "ok", *key.parts()[:2])
+            return fresh
+        # Someone wrote in between (a new login): theirs is newer than ours.
+        current = self.storage.get_credential(key)
+        if current is None:
+            raise CredentialNotFound()
+        return open_record(self.sealer, current)
+
+    def _mark_reauthentication(
+        self, key: CredentialKey, record: StoredCredential, tokens: TokenSet
+    ) -> None:
+        logger.warning(
+            "refresh token refused (invalid_grant) connection=%s user=%s",
+            key.connection_id,
+            key.user_id,
+        )
+        marked = seal_record(
+            self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
+        )
+        self.storage.save_credential(marked, record.version)
+        self._audit(
+            "system",
+            "credentials.refresh",
+            REAUTHENTICATION_REQUIRED,
+            *key.parts()[:2],
+            urgent=True,
+        )

@@ -1,0 +1,111 @@
+# Generated from _async/vault.py by scripts/unasync.py: do not edit.
+"""The async vault: credentials with their refresh, login and sessions, in one object.
+
+This is the I/O shell around ``core``: it reads and writes storage, calls the provider and
+holds the in-process single-flight table; every decision comes from ``core``. Its parts:
+``base.py`` (state), ``refresh.py`` (credentials and their refresh), ``login.py`` (login,
+connect, sessions). The sync :class:`~oauth_vault_mw.Vault` is generated from these files.
+
+Use it directly in background jobs::
+
+    vault = Vault(Settings.from_env())
+    vault.startup()
+    creds = vault.get_connection_credentials("google", user_id, min_validity=120)
+    headers = {"Authorization": creds.authorization_header}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..core.cookies import hash_id
+from ..core.errors import CredentialNotFound
+from ..core.http import ProviderCallFailed
+from ..core.identity import me_payload
+from ..core.model import CredentialKey, Credentials
+from ..core.records import open_record
+from ..core.tokens import revocation_request
+from .base import NewUserIdHook
+from .login import Login
+from .refresh import UNREAD, Refresher
+
+__all__ = ["NewUserIdHook", "Vault"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+
+class Vault(Login, Refresher):
+    """Everything the Flask integration does, without the framework."""
+
+    def session_credentials(
+        self,
+        cookie_value: str | None,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
+        force_refresh: bool = False,
+    ) -> tuple[str, Credentials] | None:
+        """The user of a session cookie and their credential for ``connection_id``: the
+        request path's two lookups in one storage read where the storage offers it
+        (``get_session_credential``). ``None`` when the cookie holds no live session;
+        otherwise raises as :meth:`get_connection_credentials` does.
+        """
+        session_id = self.cookies.read_session(cookie_value)
+        if session_id is None:
+            return None
+        session_hash = hash_id(session_id)
+        read = self._session_credential
+        if read is None or self.settings.connection(connection_id) is None:
+            user_id = self.storage.get_session(session_hash, self.clock())
+            if user_id is None:
+                return None
+            record: object = UNREAD
+        else:
+            found = read(session_hash, self.clock(), connection_id)
+            if found is None:
+                return None
+            user_id, record = found
+        creds = self._credentials(
+            connection_id, user_id, min_validity, force_refresh, f"user:{user_id}", record
+        )
+        return user_id, creds
+
+    def me(self, user_id: str) -> dict[str, Any]:
+        records = self.storage.list_credentials(user_id)
+        return me_payload(user_id, records, (c.id for c in self.settings.connections))
+
+    def disconnect(self, connection_id: str, user_id: str) -> bool:
+        """Revoke at the provider (RFC 7009) when it offers revocation, then delete."""
+        conn = self.connection(connection_id)
+        key = CredentialKey(connection_id, user_id)
+        record = self.storage.get_credential(key)
+        if record is None:
+            raise CredentialNotFound()
+        revoked = False
+        endpoints = self.provider.endpoints(conn)
+        if endpoints.revocation_url is not None:
+            tokens = open_record(self.sealer, record)
+            try:
+                resp = self.provider.send(
+                    revocation_request(conn, endpoints.revocation_url, tokens)
+                )
+                revoked = resp.status == 200
+            except ProviderCallFailed:
+                revoked = False
+            if not revoked:
+                logger.warning("revocation failed connection=%s user=%s", connection_id, user_id)
+        self.storage.delete_credential(key)
+        logger.info(
+            "credential deleted connection=%s user=%s revoked=%s", connection_id, user_id, revoked
+        )
+        outcome = "revoked" if revoked else "deleted"
+        self._audit(
+            f"user:{user_id}",
+            "credentials.disconnect",
+            outcome,
+            connection_id,
+            user_id,
+            urgent=True,
+        )
+        return revoked

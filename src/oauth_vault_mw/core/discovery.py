@@ -1,0 +1,75 @@
+"""OpenID Connect discovery: a connection's endpoints from its settings and the issuer's
+metadata document. Pure: the shells fetch the document, this decides what it means."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from .connections import ConnectionConfig, is_loopback_host
+from .errors import ProviderUnavailable
+
+__all__ = ["METADATA_TTL", "Endpoints", "discovery_url", "endpoints_from_metadata"]
+
+METADATA_TTL = 3600.0
+"""Seconds a discovery document is trusted before it is fetched again."""
+
+
+def discovery_url(issuer: str) -> str:
+    return issuer + "/.well-known/openid-configuration"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """A connection's endpoints: its settings, completed by OIDC discovery."""
+
+    issuer: str | None
+    authorize_url: str
+    token_url: str
+    userinfo_url: str | None
+    revocation_url: str | None
+    jwks_uri: str | None
+    iss_parameter_supported: bool
+    id_token_algorithms: tuple[str, ...]
+
+
+def endpoints_from_metadata(conn: ConnectionConfig, doc: dict[str, Any] | None) -> Endpoints:
+    """Merge explicit settings over a discovery document ."""
+    doc = doc or {}
+    if conn.issuer is not None:
+        found = doc.get("issuer")
+        same = isinstance(found, str) and found.rstrip("/") == conn.issuer.rstrip("/")
+        templated = isinstance(found, str) and "{tenantid}" in found
+        if not (same or templated):
+            raise ProviderUnavailable(
+                f"connection {conn.id}: the discovery document names another issuer"
+            )
+    algs = doc.get("id_token_signing_alg_values_supported") or ["RS256"]
+
+    def _s(name: str) -> str | None:
+        value = doc.get(name)
+        if not isinstance(value, str):
+            return None
+        parts = urlsplit(value)
+        secure = parts.scheme == "https" or (
+            parts.scheme == "http" and is_loopback_host(parts.hostname)
+        )
+        if not secure:  # discovered endpoints obey the rule configured ones do
+            raise ProviderUnavailable(f"connection {conn.id}: discovery names a non-https {name}")
+        return value
+
+    authorize = conn.authorize_url or _s("authorization_endpoint")
+    token = conn.token_url or _s("token_endpoint")
+    if authorize is None or token is None:
+        raise ProviderUnavailable(f"connection {conn.id}: the discovery document lacks endpoints")
+    return Endpoints(
+        issuer=_s("issuer") or conn.issuer,
+        authorize_url=authorize,
+        token_url=token,
+        userinfo_url=conn.userinfo_url or _s("userinfo_endpoint"),
+        revocation_url=conn.revocation_url or _s("revocation_endpoint"),
+        jwks_uri=_s("jwks_uri"),
+        iss_parameter_supported=doc.get("authorization_response_iss_parameter_supported") is True,
+        id_token_algorithms=tuple(a for a in algs if isinstance(a, str)),
+    )

@@ -1,0 +1,66 @@
+"""What the shells send to a provider and what they hand back: plain values, no I/O.
+
+The core builds :class:`HttpRequest` values (``core.tokens``); a shell sends them with httpx and
+returns a :class:`ProviderResponse`, or raises :class:`ProviderCallFailed` when the provider
+could not be reached in time. Reading a JSON document (discovery, JWKS, userinfo) is decided
+here too.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MAX_DOCUMENT",
+    "HttpRequest",
+    "ProviderCallFailed",
+    "ProviderResponse",
+    "json_document",
+    "json_headers",
+]
+
+MAX_DOCUMENT = 512 * 1024
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """A request for a shell to send. ``form`` and ``headers`` may hold secrets: no repr."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(repr=False, default_factory=dict)
+    form: dict[str, str] = field(repr=False, default_factory=dict)
+
+
+class ProviderCallFailed(Exception):
+    """The provider could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class ProviderResponse:
+    status: int
+    content_type: str
+    body: bytes
+    retry_after: str | None
+
+
+def json_headers(bearer: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
+    return headers
+
+
+def json_document(status: int, body: bytes, what: str) -> dict[str, Any]:
+    """A provider's JSON object (discovery, JWKS, userinfo), or :class:`ProviderCallFailed`."""
+    if status != 200 or len(body) > MAX_DOCUMENT:
+        raise ProviderCallFailed(f"{what}: http {status}")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ProviderCallFailed(f"{what}: not JSON") from None
+    if not isinstance(data, dict):
+        raise ProviderCallFailed(f"{what}: not a JSON object")
+    return data
