@@ -1,0 +1,1 @@
+"""Tests of the Starlette and FastAPI shells (``oauth_vault_mw.starlette``, ``.fastapi``)."""
