@@ -1,12 +1,10 @@
 """Helpers for the ``oauth-vault`` command line tests: its environment, a subprocess runner.
 
-The dev-provider fixtures come from ``tests/integration/conftest.py`` (imported, so the sweep
-tests here run against the same real provider as the integration suite).
+The sweep tests run against the suite's development provider (``tests/support/suite.py``).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -16,19 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import (  # noqa: F401 - fixtures
-    conformance_ports,
-    harness,
-    provider,
-    server_port,
-    unique_user,
-)
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
 
 
 def cli_env(

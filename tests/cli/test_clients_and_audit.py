@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from oauth_vault_mw import AsyncVault, Settings
+from oauth_vault_mw import AsyncVault, NotAuthenticated, Settings
 from oauth_vault_mw._async.service import AsyncServiceAccess
 from oauth_vault_mw.core.access_keys import KEY_PREFIX, parse_access_key
+from tests.support.suite import new_key
 
-from .conftest import cli_env, new_key, run_cli
+from .conftest import cli_env, run_cli
 
 GRANT = "Connections/*/Users/*/Credentials:connections:credentials:read"
 CONNECTIONS = [{"id": "demo", "issuer": "http://127.0.0.1:9", "client_id": "c",
@@ -45,7 +46,7 @@ def test_client_lifecycle(sqlite_url: str) -> None:
         service = AsyncServiceAccess(vault)
         try:
             await service.authenticate(f"Bearer {key}")
-        except Exception:
+        except NotAuthenticated:
             return False
         finally:
             await service.close()

@@ -12,8 +12,9 @@ from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.model import CredentialKey, StoredCredential, TokenSet
 from oauth_vault_mw.core.records import open_record, seal_record
 from oauth_vault_mw.storage.sql import SQLStorage
+from tests.support.suite import new_key
 
-from .conftest import cli_env, new_key, run_cli
+from .conftest import cli_env, run_cli
 
 CONNECTIONS = [
     {

@@ -5,6 +5,7 @@ The provider here is an ``httpx.MockTransport`` (the real one is in ``test_sweep
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import io
@@ -272,7 +273,7 @@ def test_durations(text: str, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["", "m", "10x", "-5m", "1e3", "10 m", "367d", "9" * 400])
 def test_bad_durations(text: str) -> None:
-    with pytest.raises(Exception, match="invalid duration"):
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid duration"):
         parse_duration(text)
 
 

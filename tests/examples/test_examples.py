@@ -13,24 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import (  # noqa: F401 - fixtures
-    BASE,
-    TOKEN_TTL,
-    conformance_ports,
-    new_key,
-    provider,
-    server_port,
-    unique_user,
-)
 from tests.support.asgi import lifespan
 from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
+from tests.support.suite import BASE, TOKEN_TTL, new_key
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def example_env(
-    provider: DevProvider,  # noqa: F811
+    provider: DevProvider,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[[str], ModuleType]]:
     env = {
@@ -68,7 +60,7 @@ def example_env(
 async def test_async_example(
     name: str,
     example_env: Callable[[str], ModuleType],
-    unique_user: Callable[[], str],  # noqa: F811
+    unique_user: Callable[[], str],
 ) -> None:
     app: Any = example_env(name).app
     transport = httpx.ASGITransport(app=app)
@@ -93,8 +85,8 @@ async def test_async_example(
 
 async def test_background_job_after_logout(
     example_env: Callable[[str], ModuleType],
-    provider: DevProvider,  # noqa: F811
-    unique_user: Callable[[], str],  # noqa: F811
+    provider: DevProvider,
+    unique_user: Callable[[], str],
 ) -> None:
     """The Starlette example's job refreshes and uses the user's token after they left."""
     app: Any = example_env("examples.starlette_app.app").app

@@ -2,14 +2,13 @@
 
 The app is driven in-process through ``httpx.WSGITransport``; a separate ``httpx.Client``
 plays the browser at the provider. ``tests/flask/test_threads.py`` serves the app with a
-real threaded WSGI server on ``server_port``, also registered at the provider.
+real threaded WSGI server on ``server_port``, also registered at the provider. The provider,
+``server_port`` and ``unique_user`` are the suite's (``tests/support/suite.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,36 +21,7 @@ from oauth_vault_mw import Vault
 from oauth_vault_mw.flask import OAuthVault, connection_credentials
 from oauth_vault_mw.flask import vault_request as request
 from tests.support.oidc_provider import DevProvider, callback_path, complete_login
-from tests.support.ports import free_port
-
-BASE = "http://127.0.0.1:8000"
-TOKEN_TTL = 4
-CONNECTIONS = ("demo", "second")
-
-
-@pytest.fixture(scope="session")
-def server_port() -> int:
-    """A port for the tests that serve the app with a real WSGI server."""
-    return free_port()
-
-
-@pytest.fixture(scope="session")
-def provider(server_port: int) -> Iterator[DevProvider]:
-    bases = [BASE, f"http://127.0.0.1:{server_port}"]
-    clients = [
-        {
-            "client_id": cid,
-            "client_secret": f"{cid}-secret",
-            "redirect_uris": [f"{b}/auth/callback/{cid}" for b in bases],
-        }
-        for cid in CONNECTIONS
-    ]
-    with DevProvider(clients=clients, access_token_ttl=TOKEN_TTL) as op:
-        yield op
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
+from tests.support.suite import BASE, connection_settings, new_key
 
 
 def config_for(provider: DevProvider, base: str = BASE, **overrides: Any) -> dict[str, Any]:
@@ -62,16 +32,7 @@ def config_for(provider: DevProvider, base: str = BASE, **overrides: Any) -> dic
         "OAUTH_VAULT_BASE_URL": base,
         "OAUTH_VAULT_STORAGE_URL": "memory://",
         "OAUTH_VAULT_PROVIDER_TIMEOUT": 2,
-        "OAUTH_VAULT_CONNECTIONS": [
-            {
-                "id": cid,
-                "issuer": provider.issuer,
-                "client_id": cid,
-                "client_secret": f"{cid}-secret",
-                "scopes": ["openid", "profile", "email", "offline_access"],
-            }
-            for cid in CONNECTIONS
-        ],
+        "OAUTH_VAULT_CONNECTIONS": connection_settings(provider),
     }
     config.update({f"OAUTH_VAULT_{k.upper()}": v for k, v in overrides.items()})
     return config
@@ -152,9 +113,3 @@ def harness(provider: DevProvider, storage_url: str) -> Iterator[Harness]:
         yield h
     OAuthVault().get_service(app).close()  # its audit trail first, then the vault
     h.vault.close()
-
-
-@pytest.fixture
-def unique_user(request: pytest.FixtureRequest) -> Callable[[], str]:
-    counter = iter(range(1000))
-    return lambda: f"{request.node.name[:40]}-{next(counter)}-{os.getpid()}"

@@ -26,8 +26,9 @@ from oauth_vault_mw.flask import (
     settings_from_config,
 )
 from tests.support.oidc_provider import DevProvider
+from tests.support.suite import BASE, new_key
 
-from .conftest import BASE, config_for, harness_for, make_app, new_key
+from .conftest import config_for, harness_for, make_app
 
 pytestmark = pytest.mark.integration
 

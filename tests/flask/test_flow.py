@@ -1,4 +1,5 @@
-"""Login, /me, credentials, refresh, rotation, disconnect and logout through the Flask shell."""
+"""Login, /me, credentials, refresh and rotation through the Flask shell. Disconnecting,
+logging out and the 409 of a refused refresh are conformance scenarios (tests/conformance)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from oauth_vault_mw import ReauthenticationRequired
 from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.core.records import open_record
+from tests.support.suite import TOKEN_TTL
 
-from .conftest import BASE, TOKEN_TTL, Harness, both_storages
+from .conftest import Harness, both_storages
 
 pytestmark = pytest.mark.integration
 
@@ -105,35 +106,6 @@ def test_refresh_after_expiry_stores_the_rotated_token(
     assert h.provider.stats()["refresh_grants"] == after["refresh_grants"]
 
 
-def test_refused_refresh_token_answers_409_with_login_url(
-    harness: Harness, unique_user: Callable[[], str]
-) -> None:
-    h = harness
-    login = unique_user()
-    h.login(user=login)
-    user_id = h.user_id()
-    h.provider.revoke_grants(login)
-    before = h.provider.stats()["refresh_errors"].get("invalid_grant", 0)
-    time.sleep(TOKEN_TTL + 0.2)
-    for path in ("/auth/connections/demo/credentials", "/profile/demo", "/fn/demo"):
-        answer = h.client.get(path)
-        assert answer.status_code == 409, (path, answer.text)
-        assert answer.headers["content-type"] == "application/json"
-        assert answer.json() == {
-            "error": "reauthentication_required",
-            "error_description": ReauthenticationRequired.default_description,
-            "login_url": "http://127.0.0.1:8000/auth/login/demo",
-        }
-    # Marked once: no retry loop against the provider.
-    assert h.provider.stats()["refresh_errors"].get("invalid_grant", 0) == before + 1
-    me = h.client.get("/auth/me").json()
-    assert me["connections"][0]["status"] == "reauthentication_required"
-    # Logging in again heals the credential.
-    h.login(user=login)
-    assert h.user_id() == user_id
-    assert h.client.get("/auth/connections/demo/credentials").status_code == 200
-
-
 def test_provider_down_serves_valid_token_then_503(
     harness: Harness, unique_user: Callable[[], str]
 ) -> None:
@@ -152,60 +124,3 @@ def test_provider_down_serves_valid_token_then_503(
             assert int(answer.headers["retry-after"]) >= 1
     finally:
         h.provider.clear_failures()
-
-
-def test_connect_second_connection_and_disconnect_with_revocation(
-    harness: Harness, unique_user: Callable[[], str]
-) -> None:
-    h = harness
-    h.login(user=unique_user())
-    user_id = h.user_id()
-    done = h.login("second", unique_user(), path="connect", return_to="/settings")
-    assert done.status_code == 303
-    assert done.headers["location"] == "/settings"
-    assert "oauth_vault_session=" not in done.headers.get("set-cookie", "")  # same session
-    me = h.client.get("/auth/me").json()
-    assert me["user_id"] == user_id
-    assert sorted(c["connection_id"] for c in me["connections"]) == ["demo", "second"]
-
-    revocations = h.provider.stats()["revocations"]
-    answer = h.client.delete("/auth/connections/second", headers={"Origin": BASE})
-    assert answer.status_code == 200
-    assert answer.json() == {"connection_id": "second", "revoked": True}
-    assert h.provider.stats()["revocations"] == revocations + 1
-    missing = h.client.get("/auth/connections/second/credentials")
-    assert missing.status_code == 404
-    assert missing.json()["error"] == "credential_not_found"
-    assert h.client.delete("/auth/connections/second").status_code == 404
-    assert [c["connection_id"] for c in h.client.get("/auth/me").json()["connections"]] == ["demo"]
-
-
-def test_logout_ends_the_session_server_side(
-    harness: Harness, unique_user: Callable[[], str]
-) -> None:
-    h = harness
-    h.login(user=unique_user())
-    cookie = h.client.cookies["oauth_vault_session"]
-    answer = h.client.post("/auth/logout", headers={"Origin": BASE})
-    assert answer.status_code == 200
-    assert answer.json() == {"logged_out": True}
-    assert answer.headers["cache-control"] == "no-store"
-    assert answer.headers["set-cookie"].startswith("oauth_vault_session=; Path=/; Max-Age=0")
-    h.client.cookies.clear()
-    h.client.cookies.set("oauth_vault_session", cookie)  # a copy kept by an attacker
-    gone = h.client.get("/auth/me")
-    assert gone.status_code == 401
-    assert gone.json()["error"] == "not_authenticated"
-
-
-def test_new_session_at_every_login(harness: Harness, unique_user: Callable[[], str]) -> None:
-    h = harness
-    user = unique_user()
-    h.login(user=user)
-    first = h.client.cookies["oauth_vault_session"]
-    h.login(user=user)
-    second = h.client.cookies["oauth_vault_session"]
-    assert first != second
-    h.client.cookies.clear()
-    h.client.cookies.set("oauth_vault_session", first)
-    assert h.client.get("/auth/me").status_code == 401

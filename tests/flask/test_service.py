@@ -22,8 +22,9 @@ from oauth_vault_mw.core.service import AuditEvent
 from oauth_vault_mw.flask import OAuthVault, current_user_id, settings_from_config
 from oauth_vault_mw.storage import MemoryStorage
 from tests.support.oidc_provider import DevProvider
+from tests.support.suite import BASE
 
-from .conftest import BASE, Harness, config_for, harness_for, make_app
+from .conftest import Harness, config_for, harness_for, make_app
 from .test_extension import MINIMAL
 
 pytestmark = pytest.mark.integration

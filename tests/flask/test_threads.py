@@ -23,8 +23,9 @@ from flask import Flask, jsonify
 
 from oauth_vault_mw.flask import vault_request as request
 from tests.support.oidc_provider import DevProvider
+from tests.support.suite import BASE, TOKEN_TTL
 
-from .conftest import BASE, TOKEN_TTL, Harness, both_storages, config_for, make_app
+from .conftest import Harness, both_storages, config_for, make_app
 
 pytestmark = pytest.mark.integration
 

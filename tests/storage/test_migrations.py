@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -147,23 +148,18 @@ def test_concurrent_setups_from_several_stores(store: SQLStorage) -> None:
     """Processes starting together: one creates the schema, the others find it."""
     stores = [SQLStorage(store.url) for _ in range(6)]
     barrier = threading.Barrier(len(stores))
-    errors: list[BaseException] = []
 
     def start(s: SQLStorage) -> None:
-        barrier.wait()
-        try:
-            s.setup()
-        except BaseException as err:
-            errors.append(err)
+        barrier.wait(timeout=60)
+        s.setup()
 
-    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    for s in stores:
-        s.close()
-    assert errors == []
+    try:
+        with ThreadPoolExecutor(max_workers=len(stores)) as pool:
+            for started in [pool.submit(start, s) for s in stores]:
+                started.result(timeout=60)  # a setup's exception is raised here
+    finally:
+        for s in stores:
+            s.close()
     assert versions(store) == [migrations.HEAD]
     assert store.save_credential(record(), 0)
 

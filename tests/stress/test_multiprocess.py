@@ -29,9 +29,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import new_key
 from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
 from tests.support.ports import free_port
+from tests.support.suite import new_key
 
 pytestmark = pytest.mark.stress
 

@@ -1,4 +1,6 @@
-"""Connecting a second account, /me, disconnecting with revocation, FastAPI."""
+"""Accounts and users: the same provider account is the same user; the new-user-id hook;
+FastAPI's route class and dependency. Connecting a second account, disconnecting it and an
+account linked to another user are conformance scenarios (tests/conformance)."""
 
 from __future__ import annotations
 
@@ -12,54 +14,11 @@ from oauth_vault_mw import AsyncVault, Credentials
 from oauth_vault_mw.fastapi import ConnectionCredentials, VaultAPIRoute, VaultRequest
 from oauth_vault_mw.starlette import OAuthVaultMiddleware
 from tests.support.oidc_provider import DevProvider
+from tests.support.suite import BASE, settings_for
 
-from .conftest import BASE, Harness, settings_for
+from .conftest import Harness
 
 pytestmark = pytest.mark.integration
-
-
-async def test_connect_second_connection_and_disconnect(
-    harness: Harness, unique_user: Callable[[], str]
-) -> None:
-    h = harness
-    await h.login(user=unique_user())
-    user_id = (await h.client.get("/auth/me")).json()["user_id"]
-    done = await h.login("second", unique_user(), path="connect", return_to="/settings")
-    assert done.status_code == 303
-    assert done.headers["location"] == "/settings"
-    me = (await h.client.get("/auth/me")).json()
-    assert me["user_id"] == user_id  # connect links to the logged-in user
-    assert sorted(c["connection_id"] for c in me["connections"]) == ["demo", "second"]
-    assert all(c["status"] == "active" for c in me["connections"])
-    assert "access_token" not in str(me)
-    assert "refresh" not in str(me)
-
-    revocations = h.provider.stats()["revocations"]
-    answer = await h.client.delete("/auth/connections/second", headers={"Origin": BASE})
-    assert answer.status_code == 200
-    assert answer.json() == {"connection_id": "second", "revoked": True}
-    assert h.provider.stats()["revocations"] == revocations + 1
-    missing = await h.client.get("/auth/connections/second/credentials")
-    assert missing.status_code == 404
-    assert missing.json()["error"] == "credential_not_found"
-    assert (await h.client.delete("/auth/connections/second")).status_code == 404
-    me = (await h.client.get("/auth/me")).json()
-    assert [c["connection_id"] for c in me["connections"]] == ["demo"]
-
-
-async def test_account_linked_elsewhere_is_refused(
-    harness: Harness, unique_user: Callable[[], str]
-) -> None:
-    h = harness
-    taken = unique_user()
-    await h.login("second", taken)  # a user who logged in with 'second'
-    h.client.cookies.clear()
-    h.browser.cookies.clear()
-    await h.login(user=unique_user())  # another user tries to connect the same account
-    h.browser.cookies.clear()  # sign in at the provider as the taken account
-    answer = await h.login("second", taken, path="connect")
-    assert answer.status_code == 409
-    assert answer.json()["error"] == "identity_already_linked"
 
 
 async def test_same_provider_account_maps_to_same_user(

@@ -19,8 +19,9 @@ from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorage
 from tests.support.oidc_provider import DevProvider
+from tests.support.suite import BASE, settings_for
 
-from .conftest import BASE, Harness, make_app, settings_for
+from .conftest import Harness, make_app
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,9 @@ import pytest
 from oauth_vault_mw import VaultError
 from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorageAdapter, MemoryStorage
+from tests.support.suite import BASE, TOKEN_TTL
 
-from .conftest import BASE, TOKEN_TTL, Harness
+from .conftest import Harness
 
 pytestmark = pytest.mark.integration
 

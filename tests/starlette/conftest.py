@@ -1,12 +1,13 @@
-"""Fixtures for tests against the real development OpenID provider (npm ``oidc-provider``)."""
+"""The Starlette shell in-process: an app with the middleware, an httpx client driving it
+through ``httpx.ASGITransport`` and a separate client playing the browser at the development
+provider (``provider`` and the settings come from ``tests/support/suite.py``).
+``test_browser.py`` serves the app with uvicorn on ``server_port`` instead.
+"""
 
 from __future__ import annotations
 
-import base64
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
@@ -15,68 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from oauth_vault_mw import AsyncVault, Settings
+from oauth_vault_mw import AsyncVault
 from oauth_vault_mw.starlette import OAuthVaultMiddleware, connection_credentials
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
 from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
-from tests.support.ports import free_port
-
-BASE = "http://127.0.0.1:8000"
-TOKEN_TTL = 4
-
-
-@pytest.fixture(scope="session")
-def server_port() -> int:
-    """A port for tests that serve the app with a real server (browser tests)."""
-    return free_port()
-
-
-@pytest.fixture(scope="session")
-def conformance_ports() -> dict[str, int]:
-    """Ports for the conformance suite's real servers, one per framework."""
-    return {"starlette": free_port(), "flask": free_port()}
-
-
-@pytest.fixture(scope="session")
-def provider(server_port: int, conformance_ports: dict[str, int]) -> Iterator[DevProvider]:
-    ports = [server_port, *conformance_ports.values()]
-    bases = [BASE, *(f"http://127.0.0.1:{port}" for port in ports)]
-    clients = [
-        {
-            "client_id": cid,
-            "client_secret": f"{cid}-secret",
-            "redirect_uris": [f"{b}/auth/callback/{cid}" for b in bases],
-        }
-        for cid in ("demo", "second")
-    ]
-    with DevProvider(clients=clients, access_token_ttl=TOKEN_TTL) as op:
-        yield op
-
-
-def new_key() -> str:
-    return base64.b64encode(os.urandom(32)).decode()
-
-
-def settings_for(provider: DevProvider, base: str = BASE, **overrides: Any) -> Settings:
-    data: dict[str, Any] = {
-        "secret_key": "s" * 48,
-        "encryption_keys": [new_key()],
-        "base_url": base,
-        "storage_url": "memory://",
-        "provider_timeout": 2,
-        "connections": [
-            {
-                "id": cid,
-                "issuer": provider.issuer,
-                "client_id": cid,
-                "client_secret": f"{cid}-secret",
-                "scopes": ["openid", "profile", "email", "offline_access"],
-            }
-            for cid in ("demo", "second")
-        ],
-    }
-    data.update(overrides)
-    return Settings.from_mapping(data)
+from tests.support.suite import BASE, settings_for
 
 
 async def profile(request: Request) -> JSONResponse:
@@ -118,6 +62,7 @@ def make_app(vault: AsyncVault) -> Starlette:
 
 @pytest.fixture
 def storage() -> AsyncStorage:
+    """Memory; a module overrides it to run on SQLite (or shared stores) too."""
     return async_storage_from_url("memory://")
 
 
@@ -132,9 +77,3 @@ async def harness(provider: DevProvider, storage: AsyncStorage) -> AsyncIterator
     ):
         yield Harness(app, vault, client, browser, provider)
     await vault.aclose()
-
-
-@pytest.fixture
-def unique_user(request: pytest.FixtureRequest) -> Callable[[], str]:
-    counter = iter(range(1000))
-    return lambda: f"{request.node.name[:40]}-{next(counter)}-{os.getpid()}"

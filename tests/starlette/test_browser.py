@@ -13,8 +13,9 @@ import uvicorn
 
 from oauth_vault_mw import AsyncVault
 from tests.support.oidc_provider import DevProvider
+from tests.support.suite import settings_for
 
-from .conftest import make_app, settings_for
+from .conftest import make_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

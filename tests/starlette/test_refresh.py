@@ -13,8 +13,9 @@ from oauth_vault_mw import AsyncVault, ReauthenticationRequired
 from oauth_vault_mw.core.model import CredentialKey
 from oauth_vault_mw.core.records import open_record
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url
+from tests.support.suite import TOKEN_TTL, settings_for
 
-from .conftest import TOKEN_TTL, Harness, settings_for
+from .conftest import Harness
 
 pytestmark = pytest.mark.integration
 
