@@ -1,35 +1,35 @@
-"""Per-request state of the Flask shell: the app's vault and service access, cookies, the
-cached user lookup."""
+"""Per-request state of the Flask shell: the app's vault and service access, and the
+request's :class:`RequestContext` (its input to the shared routes, its user once looked up)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Request
+from werkzeug.wsgi import get_input_stream
 
+from .._sync.routes import HttpInput
 from .._sync.service import ServiceAccess
 from .._sync.vault import Vault
-from ..core.cookies import SESSION_COOKIE
-from ..core.errors import BadRequest, MiddlewareNotInstalled, NotAuthenticated
-from ..core.model import Credentials
+from ..core.errors import BadRequest, MiddlewareNotInstalled
+from ..core.inputs import MAX_FORM
 
 __all__ = [
     "EXTENSION_KEY",
     "SERVICE_KEY",
     "USER_CACHE_KEY",
+    "RequestContext",
+    "context_of",
     "cookie_from",
-    "credentials",
-    "read_cookie",
-    "require_user_id",
     "service_of",
-    "user_id",
     "vault_of",
 ]
 
 EXTENSION_KEY = "oauth_vault"
 SERVICE_KEY = "oauth_vault_service"
 MAX_COOKIE_HEADER = 8192
-USER_CACHE_KEY = "oauth_vault_mw.user"  # in the WSGI environ: (user id or None,)
+USER_CACHE_KEY = "oauth_vault_mw.user"  # in the WSGI environ: the RequestContext
 
 
 def vault_of(app: Flask) -> Vault:
@@ -48,17 +48,12 @@ def service_of(app: Flask) -> ServiceAccess:
     return service
 
 
-def read_cookie(request: Request, name: str) -> str | None:
+def cookie_from(environ: dict[str, Any], name: str) -> str | None:
     """One cookie's value; an oversized ``Cookie`` header is refused (as in Starlette).
 
     A plain split of the raw header, as the Starlette shell does: the library's cookie
     values are URL-safe tokens, and this runs on every request.
     """
-    return cookie_from(request.environ, name)
-
-
-def cookie_from(environ: dict[str, Any], name: str) -> str | None:
-    """:func:`read_cookie` on a WSGI environ."""
     header = environ.get("HTTP_COOKIE")
     if not header:
         return None
@@ -74,61 +69,59 @@ def cookie_from(environ: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def user_id(service: ServiceAccess, request: Request) -> str | None:
-    """The user of the app token (``Authorization: Bearer``) or of the session cookie,
-    looked up once per request and cached in the request's WSGI environ.
-
-    A service access key or an invalid app token in ``Authorization`` is NotAuthenticated
-    (not cached: every call raises it). The environ belongs to one request, unlike ``g``,
-    which an app context around several test requests shares.
-    """
-    environ = request.environ  # once: ``request`` may be Flask's proxy
-    cached: Any = environ.get(USER_CACHE_KEY)
-    if cached is not None:
-        found: str | None = cached[0]
-        return found
-    authorization = environ.get("HTTP_AUTHORIZATION")
-    found = service.user_for_app_token(authorization) if authorization else None
-    if found is None:
-        found = service.vault.user_for_session(cookie_from(environ, SESSION_COOKIE))
-    environ[USER_CACHE_KEY] = (found,)  # per request: the environ is the request's own
-    return found
+def _environ_key(name: str) -> str:
+    """Where the WSGI environ holds the header ``name`` (as werkzeug's ``EnvironHeaders``)."""
+    key = name.upper().replace("-", "_")
+    return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key
 
 
-def credentials(
-    service: ServiceAccess,
-    request: Request,
-    connection_id: str,
-    min_validity: float | None = None,
-    force_refresh: bool = False,
-) -> Credentials:
-    """The request's user's credential for ``connection_id``. A request on a session cookie
-    whose user is not looked up yet gets both from the vault at once (one storage read)."""
+_ENVIRON_KEYS = {name: _environ_key(name) for name in ("authorization", "content-type", "origin")}
+
+
+class RequestContext(HttpInput):
+    """This request as the vault's routes and accessors read it, with its user once looked
+    up (the policy is :class:`~oauth_vault_mw._sync.routes.RequestAuth`). Kept in the
+    request's WSGI environ (:func:`context_of`)."""
+
+    __slots__ = ("_environ", "_request")
+
+    def __init__(self, service: ServiceAccess, request: Request) -> None:
+        super().__init__(service.vault, service)
+        self._request = request
+        self._environ: dict[str, Any] = request.environ
+
+    def header(self, name: str) -> str | None:
+        key = _ENVIRON_KEYS.get(name) or _environ_key(name)
+        value: str | None = self._environ.get(key)
+        return value
+
+    def cookie(self, name: str) -> str | None:
+        return cookie_from(self._environ, name)
+
+    def query_string(self) -> bytes:
+        return self._request.query_string
+
+    def query_items(self) -> Iterable[tuple[str, str]]:
+        return self._request.args.items(multi=True)
+
+    def form_body(self) -> bytes:
+        """Read from the WSGI input itself, so the app's ``MAX_CONTENT_LENGTH`` and Flask's
+        form parser play no part: the bound and the errors are those of the Starlette shell."""
+        stream = get_input_stream(self._environ, max_content_length=None)
+        body = b""
+        while chunk := stream.read(MAX_FORM + 1 - len(body)):
+            body += chunk
+            if len(body) > MAX_FORM:
+                break  # parse_form refuses it without reading the rest
+        return body
+
+
+def context_of(service: ServiceAccess, request: Request) -> RequestContext:
+    """The :class:`RequestContext` of ``request`` (the request itself, not Flask's proxy),
+    made on first use. It lives in the WSGI environ, which belongs to one request, unlike
+    ``g``, which an app context around several test requests shares."""
     environ = request.environ
-    if USER_CACHE_KEY not in environ and not environ.get("HTTP_AUTHORIZATION"):
-        found = service.vault.session_credentials(
-            cookie_from(environ, SESSION_COOKIE),
-            connection_id,
-            min_validity=min_validity,
-            force_refresh=force_refresh,
-        )
-        if found is None:
-            environ[USER_CACHE_KEY] = (None,)
-            raise NotAuthenticated()
-        environ[USER_CACHE_KEY] = (found[0],)
-        return found[1]
-    owner = require_user_id(service, request)
-    return service.vault.get_connection_credentials(
-        connection_id,
-        owner,
-        min_validity=min_validity,
-        force_refresh=force_refresh,
-        actor=f"user:{owner}",
-    )
-
-
-def require_user_id(service: ServiceAccess, request: Request) -> str:
-    found = user_id(service, request)
+    found: RequestContext | None = environ.get(USER_CACHE_KEY)
     if found is None:
-        raise NotAuthenticated()
+        found = environ[USER_CACHE_KEY] = RequestContext(service, request)
     return found

@@ -23,7 +23,7 @@ from typing import Any, cast
 import flask
 
 from ..core.model import Credentials
-from ._context import credentials, service_of, user_id
+from ._context import context_of, service_of
 
 __all__ = ["VaultRequest", "connection_credentials", "current_user_id", "vault_request"]
 
@@ -36,8 +36,8 @@ _NO_REQUEST = (
 def _credentials_for(
     request: flask.Request, connection_id: str, min_validity: float | None, force_refresh: bool
 ) -> Credentials:
-    service = service_of(_current_app())
-    return credentials(service, request, connection_id, min_validity, force_refresh)
+    ctx = context_of(service_of(_current_app()), request)
+    return ctx.credentials(connection_id, min_validity, force_refresh)
 
 
 def _current_app() -> flask.Flask:
@@ -73,7 +73,7 @@ def current_user_id() -> str | None:
     """The logged-in user's id (session cookie or ``Authorization: Bearer`` app token), or
     ``None``; an invalid app token or a service access key there is ``NotAuthenticated``."""
     request = _current_request("current_user_id")
-    return user_id(service_of(_current_app()), request)
+    return context_of(service_of(_current_app()), request).user_id()
 
 
 class VaultRequest(flask.Request):
@@ -89,7 +89,7 @@ class VaultRequest(flask.Request):
         return _credentials_for(self, connection_id, min_validity, force_refresh)
 
     def vault_user_id(self) -> str | None:
-        return user_id(service_of(_current_app()), self)
+        return context_of(service_of(_current_app()), self).user_id()
 
 
 vault_request: VaultRequest = cast(VaultRequest, flask.request)

@@ -1,21 +1,25 @@
-"""Per-request state the middleware puts under ``scope["oauth_vault"]``."""
+"""Per-request state the middleware puts under ``scope["oauth_vault"]``: the request as the
+shared routes and the request-authentication policy read it (``_async/routes.py``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.types import Receive, Scope
+
+from .._async.routes import AsyncHttpInput
 from .._async.service import AsyncServiceAccess
 from .._async.vault import AsyncVault
-from ..core.cookies import SESSION_COOKIE
-from ..core.errors import BadRequest, MiddlewareNotInstalled, NotAuthenticated
-from ..core.model import Credentials
+from ..core.errors import BadRequest, MiddlewareNotInstalled
+from ..core.inputs import MAX_FORM
 
 __all__ = ["SCOPE_KEY", "RequestContext", "context_of", "read_cookie", "read_header"]
 
 SCOPE_KEY = "oauth_vault"
 MAX_COOKIE_HEADER = 8192
-_UNSET: Any = object()
 
 
 def read_cookie(scope: Mapping[str, Any], name: str) -> str | None:
@@ -44,61 +48,45 @@ def read_header(scope: Mapping[str, Any], name: bytes) -> str | None:
     return None
 
 
-class RequestContext:
-    """The vault and this request's lazily resolved user."""
+class RequestContext(AsyncHttpInput):
+    """This request as the vault's routes and accessors read it, with its user once looked
+    up (the policy is :class:`~oauth_vault_mw._async.routes.AsyncRequestAuth`)."""
 
-    __slots__ = ("_scope", "_user_id", "service", "vault")
+    __slots__ = ("_receive", "_scope")
 
     def __init__(
-        self, vault: AsyncVault, scope: Mapping[str, Any], service: AsyncServiceAccess
+        self,
+        vault: AsyncVault,
+        scope: Scope,
+        service: AsyncServiceAccess,
+        receive: Receive | None = None,
     ) -> None:
-        self.vault = vault
-        self.service = service
+        super().__init__(vault, service)
         self._scope = scope
-        self._user_id: str | None = _UNSET
+        self._receive = receive
 
-    async def user_id(self) -> str | None:
-        """The user of the app token (``Authorization: Bearer``) or of the session cookie."""
-        if self._user_id is _UNSET:
-            by_token = self.service.user_for_app_token(read_header(self._scope, b"authorization"))
-            if by_token is not None:
-                self._user_id = by_token
-            else:
-                cookie = read_cookie(self._scope, SESSION_COOKIE)
-                self._user_id = await self.vault.user_for_session(cookie)
-        return self._user_id
+    def header(self, name: str) -> str | None:
+        return read_header(self._scope, name.encode("latin-1"))
 
-    async def credentials(
-        self, connection_id: str, min_validity: float | None = None, force_refresh: bool = False
-    ) -> Credentials:
-        """The user's credential for ``connection_id``. A request on a session cookie whose
-        user is not looked up yet gets both from the vault at once (one storage read)."""
-        if self._user_id is _UNSET and read_header(self._scope, b"authorization") is None:
-            found = await self.vault.session_credentials(
-                read_cookie(self._scope, SESSION_COOKIE),
-                connection_id,
-                min_validity=min_validity,
-                force_refresh=force_refresh,
-            )
-            if found is None:
-                self._user_id = None
-                raise NotAuthenticated()
-            self._user_id, creds = found
-            return creds
-        user_id = await self.require_user_id()
-        return await self.vault.get_connection_credentials(
-            connection_id,
-            user_id,
-            min_validity=min_validity,
-            force_refresh=force_refresh,
-            actor=f"user:{user_id}",
-        )
+    def cookie(self, name: str) -> str | None:
+        return read_cookie(self._scope, name)
 
-    async def require_user_id(self) -> str:
-        user_id = await self.user_id()
-        if user_id is None:
-            raise NotAuthenticated()
-        return user_id
+    def query_string(self) -> bytes:
+        raw: bytes = self._scope.get("query_string", b"")
+        return raw
+
+    def query_items(self) -> list[tuple[str, str]]:
+        return QueryParams(self._scope["query_string"]).multi_items()
+
+    async def form_body(self) -> bytes:
+        if self._receive is None:
+            raise RuntimeError("this request context was made without the ASGI receive")
+        body = b""
+        async for chunk in Request(self._scope, self._receive).stream():
+            body += chunk
+            if len(body) > MAX_FORM:
+                break  # parse_form refuses it without reading the rest
+        return body
 
 
 def context_of(scope: Mapping[str, Any]) -> RequestContext:

@@ -83,7 +83,7 @@ class OAuthVaultMiddleware:
             await self.app(scope, receive, send)
             return
         await self._ensure_started()
-        scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service)
+        scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service, receive)
         path: str = scope["path"]
         if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
             await self._serve(self.router, scope, receive, send)

@@ -1,0 +1,74 @@
+"""The HTTP routes under the prefix, as data, and the framework-neutral reply to a request.
+
+Both framework shells build their routing from :data:`ROUTES` and turn a :class:`Reply` (what
+a handler of ``_async/routes.py`` or its sync twin returns) into their own response; neither
+writes a route or a handler of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .cookies import CookieSpec
+from .inputs import NO_STORE
+
+__all__ = ["NOT_FOUND", "ROUTES", "Reply", "RouteSpec", "json_reply", "redirect_reply"]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One route: its handler's name (also the shells' endpoint name), its one method (a
+    ``GET`` route answers ``HEAD`` too) and its path under the prefix, with ``{connection_id}``
+    and ``{user_id}`` for the path parameters (one path segment each)."""
+
+    name: str
+    method: str
+    path: str
+
+
+ROUTES = (
+    RouteSpec("login", "GET", "/login/{connection_id}"),
+    RouteSpec("connect", "GET", "/connect/{connection_id}"),
+    RouteSpec("callback", "GET", "/callback/{connection_id}"),
+    RouteSpec("logout", "POST", "/logout"),
+    RouteSpec("me", "GET", "/me"),
+    RouteSpec("credentials", "GET", "/connections/{connection_id}/credentials"),
+    RouteSpec(
+        "service_credentials", "GET", "/connections/{connection_id}/users/{user_id}/credentials"
+    ),
+    RouteSpec("app_token", "GET", "/app-token"),
+    RouteSpec("jwks", "GET", "/.well-known/jwks.json"),
+    RouteSpec("token", "POST", "/token"),
+    RouteSpec("disconnect", "DELETE", "/connections/{connection_id}"),
+)
+
+
+@dataclass(slots=True)
+class Reply:
+    """What a route answers: a JSON ``body``, or a redirect to ``location`` (no body), with
+    ``headers`` and the ``cookies`` to set, in that order. One per request: treat it as
+    immutable (not frozen only because a frozen dataclass is slower to build)."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+    location: str | None = None
+    cookies: tuple[CookieSpec, ...] = ()
+
+
+def json_reply(
+    body: Any, headers: Mapping[str, str] = NO_STORE, cookies: tuple[CookieSpec, ...] = ()
+) -> Reply:
+    """A ``200`` JSON reply, by default not to be stored (it holds a token or a user)."""
+    return Reply(200, body, headers, None, cookies)
+
+
+def redirect_reply(location: str, status: int, cookies: tuple[CookieSpec, ...]) -> Reply:
+    """A redirect (``302`` to the provider, ``303`` back to the app), not to be stored."""
+    return Reply(status, None, NO_STORE, location, cookies)
+
+
+NOT_FOUND = Reply(404, {"error": "not_found", "error_description": "no such route"}, {})
+"""Any other path under the prefix: a JSON ``404``, never the framework's page."""
