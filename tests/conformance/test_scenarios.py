@@ -37,14 +37,20 @@ def test_login_me_credentials(site: Site, unique_user: Callable[[], str]) -> Non
     body = me.json()
     assert set(body) == {"user_id", "connections"}
     assert [c["connection_id"] for c in body["connections"]] == ["demo"]
-    assert set(body["connections"][0]) == {"connection_id", "status", "expires_at", "scope"}
+    assert set(body["connections"][0]) == {
+        "connection_id",
+        "status",
+        "expires_at",
+        "scope",
+        "reauthenticate_at",
+    }
     creds = site.client.get("/auth/connections/demo/credentials")
     assert creds.status_code == 200
     assert creds.headers["cache-control"] == "no-store"
     assert creds.headers["pragma"] == "no-cache"
     data = creds.json()
-    assert set(data) == {"connection_id", "user_id", "access_token", "token_type", "expires_at",
-                         "scope"}  # fmt: skip
+    assert set(data) == CREDENTIAL_FIELDS
+    assert data["extra"] == {}  # the dev provider's connection keeps no response fields
     assert data["user_id"] == body["user_id"]
     assert isinstance(data["expires_at"], int)
     profile = site.client.get("/profile/demo")
@@ -145,7 +151,7 @@ TOKEN_TYPE = "urn:ietf:params:oauth:token-type:"
 JWT_TYPE = f"{TOKEN_TYPE}jwt"
 FORM = "application/x-www-form-urlencoded"
 CREDENTIAL_FIELDS = {"connection_id", "user_id", "access_token", "token_type", "expires_at",
-                     "scope"}  # fmt: skip
+                     "scope", "extra"}  # fmt: skip
 
 
 def grant(pattern: str, action: str = READ_CREDENTIALS) -> str:

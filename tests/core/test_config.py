@@ -268,7 +268,9 @@ MISCONFIGURATIONS = [
         _conn(connection(client_secret=42)), "connections[demo].client_secret", id="secret-type"
     ),
     pytest.param(
-        _conn(connection(preset="gitlab")), "connections[demo].preset", id="unknown-preset"
+        _conn(connection(preset="no-such-provider")),
+        "connections[demo].preset",
+        id="unknown-preset",
     ),
     pytest.param(_conn(connection(colour="blue")), "connections[0].colour", id="unknown-field"),
     pytest.param(_conn(connection(id="no spaces")), "connections[0].id", id="bad-id"),
@@ -327,9 +329,14 @@ MISCONFIGURATIONS = [
     ),
     pytest.param(_conn(connection(scopes=[1])), "connections[demo].scopes", id="bad-scopes"),
     pytest.param(
-        _conn(connection(token_endpoint_auth_method="private_key_jwt")),
+        _conn(connection(token_endpoint_auth_method="client_secret_jwt")),
         "connections[demo].token_endpoint_auth_method",
         id="auth-method",
+    ),
+    pytest.param(
+        _conn(connection(token_endpoint_auth_method="private_key_jwt")),
+        "connections[demo].client_private_key",
+        id="private-key-jwt-without-key",
     ),
     pytest.param(
         _conn(connection(min_validity=-1)), "connections[demo].min_validity", id="min-validity"
@@ -346,6 +353,36 @@ MISCONFIGURATIONS = [
         _conn(connection(preset="microsoft", tenant="../evil")),
         "connections[demo].tenant",
         id="bad-tenant",
+    ),
+    pytest.param(
+        _conn(_without(connection(preset="microsoft", params={"tenant": "a/b"}), "issuer")),
+        "connections[demo].params.tenant",
+        id="bad-params-tenant",
+    ),
+    pytest.param(
+        _conn(_without(connection(preset="shopify"), "issuer")),
+        "connections[demo].params.shop",
+        id="missing-template-value",
+    ),
+    pytest.param(
+        _conn(connection(params={"shop": "acme"})),
+        "connections[demo].params.shop",
+        id="params-without-preset",
+    ),
+    pytest.param(
+        _conn(plain_oauth2(refresh_url="http://provider.example.com/refresh")),
+        "connections[plain].refresh_url",
+        id="http-refresh-url",
+    ),
+    pytest.param(
+        _conn(connection(user_agent="two\nlines")),
+        "connections[demo].user_agent",
+        id="bad-user-agent",
+    ),
+    pytest.param(
+        _conn(plain_oauth2(preset="google", userinfo_url=None)),
+        "connections[plain].userinfo_url",
+        id="moved-preset-without-userinfo",
     ),
 ]
 
@@ -420,6 +457,28 @@ def test_microsoft_preset_tenant_and_offline_access() -> None:
     assert conn.issuer == "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0"
     assert "offline_access" in conn.scopes
     assert _preset("microsoft").issuer == "https://login.microsoftonline.com/common/v2.0"
+
+
+def test_new_connection_fields_parse() -> None:
+    settings = Settings.from_mapping(
+        mapping(
+            connections=[
+                plain_oauth2(
+                    refresh_url="https://provider.example.com/refresh", user_agent="app/1.0"
+                ),
+                {"id": "shop", "preset": "shopify", "client_id": "c", "client_secret": "s",
+                 "params": {"shop": "acme"}},
+            ]
+        )
+    )  # fmt: skip
+    plain = settings.connection("plain")
+    assert plain is not None
+    assert plain.refresh_url == "https://provider.example.com/refresh"
+    assert plain.user_agent == "app/1.0"
+    shop = settings.connection("shop")
+    assert shop is not None
+    assert shop.token_url == "https://acme.myshopify.com/admin/oauth/access_token"
+    assert shop.params == (("shop", "acme"),)
 
 
 def test_connection_settings_win_over_the_preset() -> None:

@@ -241,8 +241,11 @@ def test_error_description_is_bounded_and_printable() -> None:
     outcome = parse({"error": "invalid_grant", "error_description": "x" * 500}, status=400)
     assert isinstance(outcome, TokenRejected)
     assert len(outcome.description) == 200
-    outcome = parse({"error": "invalid_grant", "error_description": "a\nb"}, status=400)
-    assert outcome == TokenRejected("invalid_grant", "")
+    # Changed with issue 10: escaped, not dropped (Microsoft's descriptions span lines).
+    outcome = parse({"error": "invalid_grant", "error_description": "a\r\n b"}, status=400)
+    assert outcome == TokenRejected("invalid_grant", "a b")
+    outcome = parse({"error": "invalid_grant", "error_description": "a\x00\u202eb"}, status=400)
+    assert outcome == TokenRejected("invalid_grant", "a??b")
 
 
 @pytest.mark.parametrize("error", [None, 42, "é" * 3, "x" * 64], ids=str)
@@ -413,7 +416,15 @@ def test_credentials_view() -> None:
         "token_type": "bearer",
         "expires_at": int(NOW + 3600),
         "scope": "read",
+        "extra": {},
     }
+    kept = Credentials.from_tokens(
+        CredentialKey("demo", "u1"), replace(tokens(), extra=(("instance_url", "https://x"),))
+    )
+    assert kept.extra == {"instance_url": "https://x"}
+    assert kept.to_dict()["extra"] == {"instance_url": "https://x"}
+    with pytest.raises(TypeError):
+        kept.extra["instance_url"] = "elsewhere"  # type: ignore[index]
     mac = replace(creds, token_type="MAC")
     assert mac.authorization_header == f"MAC {ACCESS}"
 

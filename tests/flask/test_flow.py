@@ -64,7 +64,7 @@ def test_login_me_and_credentials(harness: Harness, unique_user: Callable[[], st
     assert creds.headers["cache-control"] == "no-store"
     assert creds.headers["pragma"] == "no-cache"
     data = creds.json()
-    assert sorted(data) == ["access_token", "connection_id", "expires_at", "scope",
+    assert sorted(data) == ["access_token", "connection_id", "expires_at", "extra", "scope",
                             "token_type", "user_id"]  # fmt: skip
     assert data["connection_id"] == "demo"
     assert data["user_id"] == user_id

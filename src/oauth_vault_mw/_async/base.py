@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from .._singleflight import AsyncSingleFlight
+from ..core.client_auth import ClientSigner
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieJar
@@ -68,6 +69,7 @@ class AsyncVaultBase:
         self.clock = clock
         self._new_user_id = new_user_id or default_user_id
         self._backoff = Backoff(settings.failure_backoff)
+        self.client_signer = ClientSigner()  # JWTs for private_key_jwt and signed secrets
         self._flight: AsyncSingleFlight[TokenSet] = AsyncSingleFlight()
         self.audit: AsyncAuditSink | None = None  # the service layer attaches its trail
         self._started = False
@@ -134,4 +136,5 @@ class AsyncVaultBase:
             default_expires_in=conn.default_expires_in,
             previous=previous,
             retry_after=resp.retry_after,
+            dialect=conn.dialect,
         )

@@ -14,6 +14,7 @@ import asyncio  # unasync: remove
 # unasync: sync-only: import threading
 import time
 import weakref  # unasync: remove
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -91,9 +92,11 @@ class AsyncProviderClient:
             resp.headers.get("retry-after"),
         )
 
-    async def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
+    async def get_json(
+        self, url: str, *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
-            resp = await self.client.get(url, headers=json_headers(bearer))
+            resp = await self.client.get(url, headers=json_headers(headers))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
         return json_document(resp.status_code, resp.content, url.split("?", 1)[0])

@@ -268,7 +268,16 @@ class AsyncRefresher(AsyncVaultBase):
         """The refresh grant, retried on retryable outcomes within the retry budget."""
         conn = self.connection(key.connection_id)
         endpoints = await self.provider.endpoints(conn)
-        request = refresh_request(conn, endpoints.token_url, refresh_token)
+        url = conn.refresh_url or endpoints.token_url  # Figma refreshes at a URL of its own
+        redirect_uri = self.settings.redirect_uri(conn.id) if conn.refresh_redirect_uri else None
+        request = refresh_request(
+            conn,
+            url,
+            refresh_token,
+            redirect_uri=redirect_uri,
+            now=self.clock(),
+            signer=self.client_signer,
+        )
         deadline = time.monotonic() + retry_budget(self.settings.provider_timeout)
         attempts = self.settings.refresh_attempts
         outcome: TokenOutcome = TokenRetryable("not attempted")

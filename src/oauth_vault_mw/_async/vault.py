@@ -19,10 +19,10 @@ import logging
 from typing import Any
 
 from ..core.cookies import hash_id
-from ..core.errors import CredentialNotFound
+from ..core.errors import CredentialNotFound, CredentialUnreadable
 from ..core.http import ProviderCallFailed
 from ..core.identity import me_payload
-from ..core.model import CredentialKey, Credentials
+from ..core.model import CredentialKey, Credentials, StoredCredential
 from ..core.records import open_record
 from ..core.tokens import revocation_request
 from .base import NewUserIdHook
@@ -71,8 +71,18 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         return user_id, creds
 
     async def me(self, user_id: str) -> dict[str, Any]:
+        """What ``GET /me`` shows: the user's connections, their state, no token."""
         records = await self.storage.list_credentials(user_id)
-        return me_payload(user_id, records, (c.id for c in self.settings.connections))
+        login_by = {record.key: self._refresh_expires_at(record) for record in records}
+        return me_payload(user_id, records, (c.id for c in self.settings.connections), login_by)
+
+    def _refresh_expires_at(self, record: StoredCredential) -> float | None:
+        """When the user must log in again because the refresh token ends, if the provider
+        said; a record that no configured key opens shows nothing here."""
+        try:
+            return open_record(self.sealer, record).refresh_expires_at
+        except CredentialUnreadable:
+            return None
 
     async def disconnect(self, connection_id: str, user_id: str) -> bool:
         """Revoke at the provider (RFC 7009) when it offers revocation, then delete."""
@@ -87,7 +97,13 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
             tokens = open_record(self.sealer, record)
             try:
                 resp = await self.provider.send(
-                    revocation_request(conn, endpoints.revocation_url, tokens)
+                    revocation_request(
+                        conn,
+                        endpoints.revocation_url,
+                        tokens,
+                        now=self.clock(),
+                        signer=self.client_signer,
+                    )
                 )
                 revoked = resp.status == 200
             except ProviderCallFailed:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from .._singleflight import SingleFlight
+from ..core.client_auth import ClientSigner
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieJar
@@ -67,6 +68,7 @@ class VaultBase:
         self.clock = clock
         self._new_user_id = new_user_id or default_user_id
         self._backoff = Backoff(settings.failure_backoff)
+        self.client_signer = ClientSigner()  # JWTs for private_key_jwt and signed secrets
         self._flight: SingleFlight[TokenSet] = SingleFlight()
         self.audit: AuditSink | None = None  # the service layer attaches its trail
         self._started = False
@@ -133,4 +135,5 @@ class VaultBase:
             default_expires_in=conn.default_expires_in,
             previous=previous,
             retry_after=resp.retry_after,
+            dialect=conn.dialect,
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..core.connections import ConnectionConfig
@@ -25,7 +26,15 @@ from ..core.errors import (
 )
 from ..core.flow import authorization_url, callback_state, new_transaction, verify_callback
 from ..core.http import ProviderCallFailed
-from ..core.identity import LoginResult, NewIdentity, check_user_id, subject_from_userinfo
+from ..core.identity import (
+    LoginResult,
+    NewIdentity,
+    account_subject,
+    callback_extra,
+    check_user_id,
+    token_response_document,
+    userinfo_headers,
+)
 from ..core.idtoken import UnknownSigningKey, validate_id_token
 from ..core.model import CredentialKey
 from ..core.records import open_transaction, seal_transaction
@@ -103,6 +112,8 @@ class Login(VaultBase):
             code,
             self.settings.redirect_uri(conn.id),
             tx.code_verifier,
+            now=self.clock(),
+            signer=self.client_signer,
         )
         try:
             resp = self.provider.send(request)
@@ -116,8 +127,8 @@ class Login(VaultBase):
             )
         if isinstance(outcome, TokenRetryable):
             raise ProviderUnavailable("the provider's token endpoint failed")
-        claims = self._identify(conn, outcome, tx.nonce)
-        subject = str(claims.get("sub") if conn.is_oidc else subject_from_userinfo(conn, claims))
+        claims = self._identify(conn, outcome, resp.body, tx.nonce)
+        subject = account_subject(conn.identity_spec, claims)
         if tx.mode == "connect":
             assert tx.user_id is not None
             user_id = tx.user_id
@@ -126,7 +137,11 @@ class Login(VaultBase):
                 raise IdentityConflict()
         else:
             user_id = self._user_for_identity(conn, subject, claims)
-        self.put_tokens(CredentialKey(conn.id, user_id), outcome.tokens)
+        tokens = outcome.tokens
+        kept = callback_extra(conn.callback_keep, params)
+        if kept:
+            tokens = replace(tokens, extra=(*tokens.extra, *kept))
+        self.put_tokens(CredentialKey(conn.id, user_id), tokens)
         cookies: list[CookieSpec] = [self.cookies.clear_state()]
         if tx.mode == "login":
             self.logout(session_cookie)  # a new session at every login: no fixation
@@ -140,14 +155,23 @@ class Login(VaultBase):
         return LoginResult(user_id, tx.return_to, tuple(cookies))
 
     def _identify(
-        self, conn: ConnectionConfig, granted: TokenGranted, nonce: str | None
+        self, conn: ConnectionConfig, granted: TokenGranted, body: bytes, nonce: str | None
     ) -> dict[str, Any]:
+        """The document that names the account: the ID token's claims, the user endpoint's
+        JSON, or the token reply itself, as the connection's identity spec says."""
+        source = conn.identity_spec.source
+        if source == "token_response":
+            return token_response_document(body)
         endpoints = self.provider.endpoints(conn)
-        if not conn.is_oidc:
-            assert endpoints.userinfo_url is not None
+        if source == "userinfo":
+            if endpoints.userinfo_url is None:
+                raise CallbackError(
+                    "no user endpoint to name the account", error="invalid_userinfo"
+                )
             try:
                 return self.provider.get_json(
-                    endpoints.userinfo_url, bearer=granted.tokens.access_token
+                    endpoints.userinfo_url,
+                    headers=userinfo_headers(conn, granted.tokens.access_token),
                 )
             except ProviderCallFailed:
                 raise ProviderUnavailable("the provider's user endpoint failed") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -77,9 +78,9 @@ class ProviderClient:
             resp.headers.get("retry-after"),
         )
 
-    def get_json(self, url: str, *, bearer: str | None = None) -> dict[str, Any]:
+    def get_json(self, url: str, *, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
         try:
-            resp = self.client.get(url, headers=json_headers(bearer))
+            resp = self.client.get(url, headers=json_headers(headers))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
         return json_document(resp.status_code, resp.content, url.split("?", 1)[0])

@@ -276,6 +276,11 @@ def _credentials_refresh(args: argparse.Namespace, settings: Settings) -> int:
 # -- credentials show -----------------------------------------------------------------------
 
 
+def _iso(at: float | None, otherwise: str) -> str:
+    """An epoch time as ISO 8601 UTC, or ``otherwise``."""
+    return otherwise if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+
+
 def _credentials_show(args: argparse.Namespace, settings: Settings) -> int:
     storage = storage_from_url(settings.storage_url)
     try:
@@ -286,11 +291,7 @@ def _credentials_show(args: argparse.Namespace, settings: Settings) -> int:
         tokens = open_record(Sealer(settings.encryption_keys), record)
     finally:
         storage.close()
-    expires = (
-        "never"
-        if tokens.expires_at is None
-        else (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at)))
-    )
+    expires = _iso(tokens.expires_at, "never")
     print(
         "\n".join(
             [
@@ -300,6 +301,7 @@ def _credentials_show(args: argparse.Namespace, settings: Settings) -> int:
                 f"expires_at: {expires}",
                 f"scope: {tokens.scope or ''}",
                 f"refreshable: {'yes' if tokens.refresh_token else 'no'}",
+                f"reauthenticate_at: {_iso(tokens.refresh_expires_at, 'unknown')}",
                 f"version: {record.version}",
                 f"sealed_with: {record.sealed.split('.', 2)[1]}",
             ]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .client_auth import check_client_auth
 from .connections import ConnectionConfig, check_int, is_loopback_host, parse_connection
 from .errors import ConfigurationError
 
@@ -161,6 +162,8 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
         c if isinstance(c, ConnectionConfig) else parse_connection(i, c)
         for i, c in enumerate(raw_conns)
     )
+    for conn in conns:
+        check_client_auth(conn)  # a key that does not load fails here, not at the first login
     seen: set[str] = set()
     for conn in conns:
         if conn.id in seen:

@@ -134,7 +134,7 @@ def authorization_url(
         code_challenge_method="S256",
     )
     if conn.scopes:
-        params["scope"] = " ".join(conn.scopes)
+        params["scope"] = conn.scope_separator.join(conn.scopes)
     if tx.nonce is not None:
         params["nonce"] = tx.nonce
     parts = urlsplit(endpoint)

@@ -9,6 +9,7 @@ here too.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +47,12 @@ class ProviderResponse:
     retry_after: str | None
 
 
-def json_headers(bearer: str | None) -> dict[str, str]:
+def json_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Headers of a JSON ``GET`` at a provider: ``Accept``, plus ``extra`` (the token as the
+    provider's identity endpoint wants it, a ``User-Agent`` of its own)."""
     headers = {"Accept": "application/json"}
-    if bearer is not None:
-        headers["Authorization"] = f"Bearer {bearer}"
+    if extra:
+        headers.update(extra)
     return headers
 
 

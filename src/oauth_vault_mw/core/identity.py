@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -10,17 +11,23 @@ from typing import Any
 
 from .connections import ConnectionConfig
 from .cookies import CookieSpec
+from .dialect import IdentitySpec
 from .errors import BadRequest, CallbackError, VaultError
-from .model import StoredCredential
+from .model import CredentialKey, StoredCredential
+from .tokens import dig
 
 __all__ = [
     "USER_ID_RE",
     "LoginResult",
     "NewIdentity",
+    "account_subject",
+    "callback_extra",
     "check_user_id",
     "default_user_id",
     "me_payload",
     "subject_from_userinfo",
+    "token_response_document",
+    "userinfo_headers",
 ]
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
@@ -57,12 +64,13 @@ def check_user_id(user_id: object, *, source: str, host_bug: bool = False) -> st
     return user_id
 
 
-def subject_from_userinfo(conn: ConnectionConfig, data: Mapping[str, Any]) -> str:
-    """The provider's stable account id from a plain OAuth 2.0 user endpoint."""
-    value = data.get(conn.subject_claim)
+def account_subject(spec: IdentitySpec, document: Mapping[str, Any]) -> str:
+    """The provider's stable account id, found where the connection's identity spec says."""
+    value = dig(document, spec.subject)
     if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
         raise CallbackError(
-            f"the provider's user endpoint has no {conn.subject_claim!r}", error="invalid_userinfo"
+            f"the provider's {_SOURCES[spec.source]} has no {spec.subject!r}",
+            error="invalid_userinfo",
         )
     subject = str(value)
     if len(subject) > 255:
@@ -70,20 +78,71 @@ def subject_from_userinfo(conn: ConnectionConfig, data: Mapping[str, Any]) -> st
     return subject
 
 
+_SOURCES = {"id_token": "ID token", "userinfo": "user endpoint", "token_response": "token reply"}
+
+
+def subject_from_userinfo(conn: ConnectionConfig, data: Mapping[str, Any]) -> str:
+    """The provider's stable account id from a plain OAuth 2.0 user endpoint."""
+    return account_subject(IdentitySpec("userinfo", subject=conn.subject_claim), data)
+
+
+def userinfo_headers(conn: ConnectionConfig, access_token: str) -> dict[str, str]:
+    """The headers of the identity request: the access token as the provider wants it, and
+    the connection's ``User-Agent`` where it has one (Reddit requires its own)."""
+    spec = conn.identity_spec
+    value = f"{spec.token_scheme} {access_token}" if spec.token_scheme else access_token
+    headers = {spec.token_header: value}
+    if conn.user_agent is not None:
+        headers["User-Agent"] = conn.user_agent
+    return headers
+
+
+def token_response_document(body: bytes) -> dict[str, Any]:
+    """The token endpoint's JSON reply as a document to find the account in (Slack, Notion,
+    Strava name the account there); a reply that is not a JSON object names none."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        raise CallbackError("the provider's token reply names no account", error="invalid_userinfo")
+    return data
+
+
+def callback_extra(names: Iterable[str], params: Mapping[str, str]) -> tuple[tuple[str, Any], ...]:
+    """The callback's own values that a preset keeps (QuickBooks ``realmId``, Shopify ``shop``);
+    their length is bounded by the callback checks."""
+    return tuple((name, params[name]) for name in names if params.get(name))
+
+
 def me_payload(
-    user_id: str, records: Iterable[StoredCredential], known: Iterable[str]
+    user_id: str,
+    records: Iterable[StoredCredential],
+    known: Iterable[str],
+    refresh_expires: Mapping[CredentialKey, float | None] | None = None,
 ) -> dict[str, Any]:
+    """``GET /me``: the user and each configured connection's state; never a token.
+
+    ``reauthenticate_at`` is when the user must log in again because the refresh token stops
+    working, where the provider says so, else null.
+    """
     configured = set(known)
+    ends = refresh_expires or {}
     return {
         "user_id": user_id,
         "connections": [
             {
                 "connection_id": r.key.connection_id,
                 "status": r.status,
-                "expires_at": None if r.expires_at is None else int(r.expires_at),
+                "expires_at": _epoch(r.expires_at),
                 "scope": r.scope,
+                "reauthenticate_at": _epoch(ends.get(r.key)),
             }
             for r in records
             if r.key.connection_id in configured
         ],
     }
+
+
+def _epoch(at: float | None) -> int | None:
+    return None if at is None else int(at)

@@ -3,20 +3,54 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
     "ACTIVE",
+    "NO_EXTRA",
     "REAUTHENTICATION_REQUIRED",
     "CredentialKey",
     "Credentials",
+    "Extra",
     "StoredCredential",
     "TokenSet",
 ]
 
 ACTIVE = "active"
 REAUTHENTICATION_REQUIRED = "reauthentication_required"
+
+
+class Extra(Mapping[str, Any]):
+    """A read-only mapping: ``Credentials.extra``. Immutable, so copies are the object itself
+    (``dataclasses.asdict`` and ``copy.deepcopy`` work on a ``Credentials``)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, items: Iterable[tuple[str, Any]] = ()) -> None:
+        self._data = dict(items)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Extra({self._data!r})"
+
+    def __copy__(self) -> Extra:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Extra:
+        return self
+
+
+NO_EXTRA = Extra()
 
 
 @dataclass(frozen=True, order=True)
@@ -49,6 +83,10 @@ class TokenSet:
     scope: str | None = None
     obtained_at: float = 0.0
     status: str = ACTIVE
+    extra: tuple[tuple[str, Any], ...] = ()
+    """Non-secret fields the connection keeps from the provider (``Credentials.extra``)."""
+    refresh_expires_at: float | None = None
+    """When the refresh token stops working, where the provider says (then: log in again)."""
 
     @property
     def lifetime(self) -> float | None:
@@ -60,18 +98,20 @@ class TokenSet:
         return replace(self, status=status)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "at": self.access_token,
-                "rt": self.refresh_token,
-                "tt": self.token_type,
-                "exp": self.expires_at,
-                "sc": self.scope,
-                "ob": self.obtained_at,
-                "st": self.status,
-            },
-            separators=(",", ":"),
-        ).encode()
+        data: dict[str, Any] = {
+            "at": self.access_token,
+            "rt": self.refresh_token,
+            "tt": self.token_type,
+            "exp": self.expires_at,
+            "sc": self.scope,
+            "ob": self.obtained_at,
+            "st": self.status,
+        }
+        if self.extra:  # only when set: records of providers without extras stay as they were
+            data["ex"] = dict(self.extra)
+        if self.refresh_expires_at is not None:
+            data["rex"] = self.refresh_expires_at
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TokenSet:
@@ -84,6 +124,8 @@ class TokenSet:
             scope=raw.get("sc"),
             obtained_at=raw.get("ob") or 0.0,
             status=raw.get("st") or ACTIVE,
+            extra=tuple(raw["ex"].items()) if "ex" in raw else (),
+            refresh_expires_at=raw.get("rex"),
         )
 
 
@@ -114,6 +156,8 @@ class Credentials:
     token_type: str
     expires_at: float | None
     scope: str | None
+    extra: Mapping[str, Any] = field(default_factory=lambda: NO_EXTRA, compare=False)
+    """Non-secret values the provider's preset keeps (Salesforce ``instance_url``...)."""
 
     @property
     def authorization_header(self) -> str:
@@ -130,6 +174,7 @@ class Credentials:
             "token_type": self.token_type,
             "expires_at": None if self.expires_at is None else int(self.expires_at),
             "scope": self.scope,
+            "extra": dict(self.extra),
         }
 
     @classmethod
@@ -145,5 +190,6 @@ class Credentials:
             token_type=tokens.token_type,
             expires_at=tokens.expires_at,
             scope=tokens.scope,
+            extra=Extra(tokens.extra) if tokens.extra else NO_EXTRA,
         )
         return made
