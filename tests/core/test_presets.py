@@ -25,6 +25,7 @@ from oauth_vault_mw.core.presets import (
     fill_template,
     template_names,
 )
+from oauth_vault_mw.core.tokens import code_exchange_request
 
 REQUIRED = {
     *("google", "github", "microsoft", "slack", "atlassian", "salesforce", "dropbox"),
@@ -599,3 +600,19 @@ def test_key_fields_are_checked_for_shape() -> None:
 def test_unknown_fields_still_fail() -> None:
     assert names(error(minimal("google", colour="blue"))) == "connections[0].colour"
     assert {"refresh_url", "params", "user_agent", "client_private_key"} <= KNOWN_FIELDS
+
+
+def test_token_params_merge_over_the_presets_and_reach_the_code_exchange() -> None:
+    shopify = parse(minimal("shopify", params={"shop": "acme"}))
+    assert dict(shopify.token_params) == {"expiring": "1"}  # expiring offline tokens
+    older = parse(minimal("shopify", params={"shop": "acme"}, token_params={"expiring": "0"}))
+    assert dict(older.token_params) == {"expiring": "0"}
+    request = code_exchange_request(shopify, "https://t", "code", "https://cb", "verifier")
+    assert request.form["expiring"] == "1"
+    assert request.form["grant_type"] == "authorization_code"
+
+
+@pytest.mark.parametrize("field", ["grant_type", "code", "client_secret", "refresh_token"])
+def test_token_params_cannot_replace_what_the_library_sends(field: str) -> None:
+    message = error(minimal("github", token_params={field: "x"}))
+    assert message.startswith("connections[github].token_params:")

@@ -20,6 +20,7 @@ from .preset_table import PRESETS
 from .presets import (
     AUTH_METHODS,
     RESERVED_AUTHORIZE_PARAMS,
+    RESERVED_TOKEN_PARAMS,
     URL_FIELDS,
     Preset,
     fill_template,
@@ -77,6 +78,7 @@ class ConnectionConfig:
     revocation_url: str | None = None
     scopes: tuple[str, ...] = ()
     authorize_params: tuple[tuple[str, str], ...] = ()
+    token_params: tuple[tuple[str, str], ...] = ()
     min_validity: int = 60
     default_expires_in: int | None = 3600
     token_endpoint_auth_method: str = "client_secret_basic"
@@ -142,6 +144,7 @@ KNOWN_FIELDS = frozenset(
         "team_id",
         "scopes",
         "authorize_params",
+        "token_params",
         "min_validity",
         "default_expires_in",
         "subject_claim",
@@ -282,19 +285,24 @@ def _string_list(where: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _authorize_params(
-    where: str, raw: Mapping[str, Any], preset: Preset | None
+def _merged_params(
+    where: str,
+    raw: Mapping[str, Any],
+    field_name: str,
+    from_preset: tuple[tuple[str, str], ...],
+    reserved: frozenset[str],
 ) -> tuple[tuple[str, str], ...]:
-    own = raw.get("authorize_params", {})
+    """``authorize_params`` or ``token_params``: the connection's own merged over the
+    preset's, key by key (adding Google's ``hd`` must keep ``access_type=offline``)."""
+    own = raw.get(field_name, {})
     if not isinstance(own, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in own.items()
     ):
-        raise ConfigurationError(f"{where}.authorize_params: must map strings to strings")
-    clash = sorted(RESERVED_AUTHORIZE_PARAMS & set(own))
+        raise ConfigurationError(f"{where}.{field_name}: must map strings to strings")
+    clash = sorted(reserved & set(own))
     if clash:
-        raise ConfigurationError(f"{where}.authorize_params: {clash[0]!r} is set by the library")
-    # Merged, not replaced: adding Google's "hd" must keep access_type=offline.
-    merged = {**dict(preset.authorize_params if preset else ()), **own}
+        raise ConfigurationError(f"{where}.{field_name}: {clash[0]!r} is set by the library")
+    merged = {**dict(from_preset), **own}
     return tuple(sorted(merged.items()))
 
 
@@ -430,7 +438,20 @@ def parse_connection(index: int, raw: object) -> ConnectionConfig:
         userinfo_url=urls["userinfo_url"],
         revocation_url=urls["revocation_url"],
         scopes=scopes,
-        authorize_params=_authorize_params(where, raw, preset),
+        authorize_params=_merged_params(
+            where,
+            raw,
+            "authorize_params",
+            preset.authorize_params if preset else (),
+            RESERVED_AUTHORIZE_PARAMS,
+        ),
+        token_params=_merged_params(
+            where,
+            raw,
+            "token_params",
+            preset.token_params if preset else (),
+            RESERVED_TOKEN_PARAMS,
+        ),
         min_validity=min_validity or 0,
         default_expires_in=default_expires,
         token_endpoint_auth_method=method,

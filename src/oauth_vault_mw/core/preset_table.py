@@ -846,6 +846,7 @@ TABLE: tuple[Preset, ...] = (
         scopes=("read_products",),
         scope_separator=",",
         token_endpoint_auth_method=POST,
+        token_params=(("expiring", "1"),),
         default_expires_in=None,
         callback_keep=("shop",),
         identity=replace(
@@ -853,10 +854,11 @@ TABLE: tuple[Preset, ...] = (
             token_header="X-Shopify-Access-Token",
             token_scheme="",
         ),
-        refresh_tokens="opt-in",
+        refresh_tokens="requested",
         refresh_how=(
-            "only for expiring offline tokens, asked for with `expiring=1` in the token "
-            "request, which the preset does not send yet: tokens are the non-expiring kind"
+            "expiring offline tokens (1 hour, with a rotating refresh token), asked for with "
+            '`expiring=1` in the token request (set; `token_params: {"expiring": "0"}` '
+            "asks for the older non-expiring kind)"
         ),
         registration=(
             "An app in the Shopify Partner dashboard (or a custom app in the shop's admin) with "
@@ -867,8 +869,9 @@ TABLE: tuple[Preset, ...] = (
             "`extra.shop`.",
             "Scopes are comma-separated.",
             "API calls take the token in an `X-Shopify-Access-Token` header, not `Authorization`.",
-            "Public apps must use expiring offline tokens (1 hour, rotating refresh token) by "
-            "2027-01-01.",
+            "Expiring offline tokens (`expiring=1` in the token request), which public apps "
+            "must use from 2027-01-01: 1 hour, with a refresh token that rotates on every "
+            "use.",
         ),
         notes=(
             "The callback's `hmac` is not verified; the state and PKCE checks protect the flow.",

@@ -25,6 +25,7 @@ from .dialect import STANDARD, IdentitySpec, TokenDialect
 __all__ = [
     "AUTH_METHODS",
     "RESERVED_AUTHORIZE_PARAMS",
+    "RESERVED_TOKEN_PARAMS",
     "URL_FIELDS",
     "VARIABLE_KINDS",
     "Preset",
@@ -66,6 +67,21 @@ RESERVED_AUTHORIZE_PARAMS = frozenset(
     }
 )
 """Authorization request parameters the library sets itself."""
+
+RESERVED_TOKEN_PARAMS = frozenset(
+    {
+        "grant_type",
+        "code",
+        "redirect_uri",
+        "code_verifier",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+    }
+)
+"""Token request parameters the library sets itself."""
 
 VariableKind = Literal["label", "host", "segment", "url"]
 
@@ -143,6 +159,7 @@ class Preset:
       ``refresh_url`` (when refreshes go elsewhere than ``token_url``), ``userinfo_url``,
       ``revocation_url`` (RFC 7009 only); any of them may name ``variables``;
     - ``scopes`` and ``scope_separator``; ``authorize_params`` (what a refresh token needs);
+      ``token_params`` (extra fields of the code exchange: Shopify's ``expiring=1``);
     - ``token_endpoint_auth_method``; ``default_expires_in`` (``None``: tokens without
       ``expires_in`` never expire); ``refresh_redirect_uri`` (a refresh sends the redirect
       URI too); ``user_agent`` (the provider refuses requests without a descriptive one);
@@ -169,6 +186,7 @@ class Preset:
     scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     authorize_params: tuple[tuple[str, str], ...] = ()
+    token_params: tuple[tuple[str, str], ...] = ()
     token_endpoint_auth_method: str = "client_secret_basic"
     default_expires_in: int | None = 3600
     refresh_redirect_uri: bool = False
@@ -265,6 +283,9 @@ def _check_preset(preset: Preset) -> None:
     keys = [k for k, _ in preset.authorize_params]
     if len(set(keys)) != len(keys) or RESERVED_AUTHORIZE_PARAMS & set(keys):
         raise ValueError(f"{where}.authorize_params: duplicate or set by the library")
+    keys = [k for k, _ in preset.token_params]
+    if len(set(keys)) != len(keys) or RESERVED_TOKEN_PARAMS & set(keys):
+        raise ValueError(f"{where}.token_params: duplicate or set by the library")
     if preset.default_expires_in is not None and preset.default_expires_in < 1:
         raise ValueError(f"{where}.default_expires_in: None or >= 1")
     kept = [name for name, _ in preset.dialect.keep] + list(preset.callback_keep)

@@ -157,12 +157,14 @@ def code_exchange_request(
     now: float | None = None,
     signer: ClientSigner | None = None,
 ) -> HttpRequest:
-    """The authorization code grant. ``now`` and ``signer``: for the JWT client
-    authentication methods (``core.client_auth``); the others ignore them."""
+    """The authorization code grant, with the connection's ``token_params`` (Shopify's
+    ``expiring=1``). ``now`` and ``signer``: for the JWT client authentication methods
+    (``core.client_auth``); the others ignore them."""
     return _token_request(
         conn,
         token_url,
         {
+            **dict(conn.token_params),
             "grant_type": "authorization_code",
             "code": code,
             "redirect_uri": redirect_uri,
