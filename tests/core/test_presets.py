@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from oauth_vault_mw import ConfigurationError, ConnectionConfig
 from oauth_vault_mw.core.connections import KNOWN_FIELDS, parse_connection
-from oauth_vault_mw.core.dialect import STANDARD, IdentitySpec, TokenDialect
+from oauth_vault_mw.core.dialect import ACCESS_TOKEN_SLOT, STANDARD, IdentitySpec, TokenDialect
+from oauth_vault_mw.core.identity import userinfo_request
 from oauth_vault_mw.core.preset_table import PRESETS, TABLE
 from oauth_vault_mw.core.presets import (
     AUTH_METHODS,
@@ -204,7 +205,8 @@ def test_each_preset_parses_from_its_documented_example(name: str) -> None:
         assert (url is None) == (getattr(preset, field) is None), field
         if url is not None:
             assert urlsplit(url).scheme == "https"
-            assert "{" not in url, "every template variable is filled"
+            per_login = url.replace(ACCESS_TOKEN_SLOT, "") if field == "userinfo_url" else url
+            assert "{" not in per_login, "every template variable is filled"
     assert conn.is_oidc == (preset.issuer is not None)
     assert conn.scopes == preset.scopes
     assert dict(preset.authorize_params).items() <= dict(conn.authorize_params).items()
@@ -616,3 +618,17 @@ def test_token_params_merge_over_the_presets_and_reach_the_code_exchange() -> No
 def test_token_params_cannot_replace_what_the_library_sends(field: str) -> None:
     message = error(minimal("github", token_params={field: "x"}))
     assert message.startswith("connections[github].token_params:")
+
+
+def test_hubspot_names_the_user_through_the_token_info_endpoint() -> None:
+    conn = parse(minimal("hubspot"))
+    assert conn.userinfo_url is not None
+    url, headers = userinfo_request(conn, conn.userinfo_url, "CN/a+b")
+    assert url == "https://api.hubapi.com/oauth/v1/access-tokens/CN%2Fa%2Bb"
+    assert "Authorization" not in headers
+    assert conn.identity_spec.subject == "user_id"  # the person, not the portal
+    github = parse(minimal("github"))
+    assert github.userinfo_url is not None
+    url, headers = userinfo_request(github, github.userinfo_url, "gho_x")
+    assert url == github.userinfo_url
+    assert headers["Authorization"] == "Bearer gho_x"

@@ -486,7 +486,7 @@ class FakeProvider:
             req.query.get("query", "") + req.body.decode("utf-8", "replace")
         ):
             return JSONResponse({"errors": [{"message": "Must provide query string."}]}, 400)
-        grant = self._by_access.get(self._presented_access_token(fx, req) or "")
+        grant = self._by_access.get(self._presented_access_token(fx, req, variant) or "")
         if grant is None or grant.fixture is not fx:
             return JSONResponse({"error": "invalid_token"}, 401)
         if any(grant.params.get(k) != v for k, v in fx.userinfo_requires.items()):
@@ -495,15 +495,23 @@ class FakeProvider:
         if missing:
             return JSONResponse({"message": f"{missing[0]} header is required"}, 400)
         body = fx.userinfo_variants.get(variant, fx.userinfo)
+        if "path" in fx.userinfo_schemes:
+            body = fx.userinfo
         if body is None:
             return JSONResponse({"error": "not_found"}, 404)
         return JSONResponse(render(body, {"$root": self.root(fx.name)}))
 
     @staticmethod
-    def _presented_access_token(fx: ProviderFixture, req: Incoming) -> str | None:
+    def _presented_access_token(
+        fx: ProviderFixture, req: Incoming, variant: str = ""
+    ) -> str | None:
         authorization = req.headers.get("authorization", "")
         for scheme in fx.userinfo_schemes:
-            if "-" in scheme:  # a header of its own (X-Shopify-Access-Token)
+            if scheme == "path":  # the token names the resource (HubSpot's token info)
+                token = variant.rsplit("/", 1)[-1]
+                if token and not authorization:
+                    return token
+            elif "-" in scheme:  # a header of its own (X-Shopify-Access-Token)
                 value = req.headers.get(scheme.lower())
                 if value:
                     return value

@@ -33,7 +33,7 @@ from ..core.identity import (
     callback_extra,
     check_user_id,
     token_response_document,
-    userinfo_headers,
+    userinfo_request,
 )
 from ..core.idtoken import UnknownSigningKey, validate_id_token
 from ..core.model import CredentialKey
@@ -169,10 +169,10 @@ class AsyncLogin(AsyncVaultBase):
                     "no user endpoint to name the account", error="invalid_userinfo"
                 )
             try:
-                return await self.provider.get_json(
-                    endpoints.userinfo_url,
-                    headers=userinfo_headers(conn, granted.tokens.access_token),
+                url, headers = userinfo_request(
+                    conn, endpoints.userinfo_url, granted.tokens.access_token
                 )
+                return await self.provider.get_json(url, headers=headers, label="user endpoint")
             except ProviderCallFailed:
                 raise ProviderUnavailable("the provider's user endpoint failed") from None
         if granted.id_token is None:

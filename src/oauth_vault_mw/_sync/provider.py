@@ -78,12 +78,16 @@ class ProviderClient:
             resp.headers.get("retry-after"),
         )
 
-    def get_json(self, url: str, *, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def get_json(
+        self, url: str, *, headers: Mapping[str, str] | None = None, label: str | None = None
+    ) -> dict[str, Any]:
+        """A provider's JSON object; ``label`` names it in failures instead of the URL (a URL
+        may hold a token)."""
         try:
             resp = self.client.get(url, headers=json_headers(headers))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return json_document(resp.status_code, resp.content, url.split("?", 1)[0])
+        return json_document(resp.status_code, resp.content, label or url.split("?", 1)[0])
 
     def _lock(self, name: str) -> threading.Lock:
         """The lock of one connection's discovery or JWKS: one fetch at a time per document."""

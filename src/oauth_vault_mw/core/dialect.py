@@ -15,7 +15,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["REAUTH_ERRORS", "STANDARD", "TRANSIENT_ERRORS", "IdentitySpec", "TokenDialect"]
+__all__ = [
+    "ACCESS_TOKEN_SLOT",
+    "REAUTH_ERRORS",
+    "STANDARD",
+    "TRANSIENT_ERRORS",
+    "IdentitySpec",
+    "TokenDialect",
+]
+
+ACCESS_TOKEN_SLOT = "{ACCESS_TOKEN}"
+"""In a user endpoint URL: where the access token goes, for a provider whose token-info
+endpoint names the token in its path (HubSpot); the identity request then sends no token
+header. Not a template variable: it is filled per login, not from ``params``."""
 
 REAUTH_ERRORS = frozenset(
     {

@@ -8,15 +8,17 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from .connections import ConnectionConfig
 from .cookies import CookieSpec
-from .dialect import IdentitySpec
+from .dialect import ACCESS_TOKEN_SLOT, IdentitySpec
 from .errors import BadRequest, CallbackError, VaultError
 from .model import CredentialKey, StoredCredential
 from .tokens import dig
 
 __all__ = [
+    "ACCESS_TOKEN_SLOT",
     "USER_ID_RE",
     "LoginResult",
     "NewIdentity",
@@ -27,7 +29,7 @@ __all__ = [
     "me_payload",
     "subject_from_userinfo",
     "token_response_document",
-    "userinfo_headers",
+    "userinfo_request",
 ]
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
@@ -86,15 +88,22 @@ def subject_from_userinfo(conn: ConnectionConfig, data: Mapping[str, Any]) -> st
     return account_subject(IdentitySpec("userinfo", subject=conn.subject_claim), data)
 
 
-def userinfo_headers(conn: ConnectionConfig, access_token: str) -> dict[str, str]:
-    """The headers of the identity request: the access token as the provider wants it, and
-    the connection's ``User-Agent`` where it has one (Reddit requires its own)."""
+def userinfo_request(
+    conn: ConnectionConfig, url: str, access_token: str
+) -> tuple[str, dict[str, str]]:
+    """The identity request's URL and headers: the access token as the provider wants it
+    (a header and scheme, or in the URL's path), and the connection's ``User-Agent`` where it
+    has one (Reddit requires its own)."""
     spec = conn.identity_spec
-    value = f"{spec.token_scheme} {access_token}" if spec.token_scheme else access_token
-    headers = {spec.token_header: value}
+    headers: dict[str, str] = {}
+    if ACCESS_TOKEN_SLOT in url:
+        url = url.replace(ACCESS_TOKEN_SLOT, quote(access_token, safe=""))
+    else:
+        value = f"{spec.token_scheme} {access_token}" if spec.token_scheme else access_token
+        headers[spec.token_header] = value
     if conn.user_agent is not None:
         headers["User-Agent"] = conn.user_agent
-    return headers
+    return url, headers
 
 
 def token_response_document(body: bytes) -> dict[str, Any]:

@@ -473,6 +473,7 @@ TABLE: tuple[Preset, ...] = (
         title="HubSpot",
         authorize_url="https://app.hubspot.com/oauth/authorize",
         token_url="https://api.hubapi.com/oauth/v3/token",
+        userinfo_url="https://api.hubapi.com/oauth/v1/access-tokens/{ACCESS_TOKEN}",
         scopes=("oauth",),
         token_endpoint_auth_method=POST,
         default_expires_in=1800,
@@ -482,7 +483,7 @@ TABLE: tuple[Preset, ...] = (
             reauth_errors=frozenset({"BAD_REFRESH_TOKEN"}),
             keep=(("hub_id", "hub_id"),),
         ),
-        identity=_reply("hub_id"),
+        identity=_userinfo("user_id", email="user"),
         refresh_tokens="always",
         refresh_how="always, with the authorization code",
         registration=(
@@ -495,8 +496,9 @@ TABLE: tuple[Preset, ...] = (
             "Access tokens last 30 minutes.",
             "Errors are HubSpot-shaped (`status`, `message`, `category`, `correlationId`); "
             "`BAD_REFRESH_TOKEN` means log in again.",
-            "The account is the HubSpot portal, the reply's `hub_id` (kept as `extra.hub_id`): "
-            "one portal links to one user of your app.",
+            "The account is the HubSpot user (`user_id` of the access-token information "
+            "endpoint, which takes the token in its path); the portal's `hub_id` is kept as "
+            "`extra.hub_id`.",
         ),
         notes=(
             "`oauth` as the default scope is not in the catalogue: HubSpot apps list it as "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from .dialect import STANDARD, IdentitySpec, TokenDialect
+from .dialect import ACCESS_TOKEN_SLOT, STANDARD, IdentitySpec, TokenDialect
 
 __all__ = [
     "AUTH_METHODS",
@@ -230,6 +230,8 @@ class Preset:
 
 def _check_url(preset: Preset, name: str, url: str) -> None:
     where = f"preset {preset.name}.{name}"
+    if name == "userinfo_url":
+        url = url.replace(ACCESS_TOKEN_SLOT, "token")
     names = template_names(url)
     for var in names:
         if preset.variable(var) is None:
