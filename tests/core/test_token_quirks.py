@@ -27,6 +27,7 @@ from oauth_vault_mw.core.tokens import (
     is_secret_key,
     kept_extra,
     parse_token_response,
+    pick_kept,
     read_expiry,
     read_refresh_expiry,
     read_scope,
@@ -801,3 +802,11 @@ def test_any_code_of_the_reply_may_say_the_grant_is_gone() -> None:
     assert outcome.reauthenticate
     plain = rejected(parse({"error": "invalid_request"}, status=400, dialect=HUBSPOT))
     assert not plain.reauthenticate
+
+
+def test_kept_values_come_from_any_document_a_preset_reads() -> None:
+    tenants = [{"tenantId": "t-1", "tenantName": "Maple", "access_token": "leak"}, {"x": 1}]
+    keep = (("tenant_id", "0.tenantId"), ("tenant_name", "0.tenantName"), ("t", "0.access_token"))
+    assert pick_kept(tenants, keep) == (("tenant_id", "t-1"), ("tenant_name", "Maple"))
+    assert pick_kept([], keep) == ()
+    assert pick_kept({"0": {"tenantId": "t-2"}}, keep[:1]) == (("tenant_id", "t-2"),)

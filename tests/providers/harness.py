@@ -36,7 +36,7 @@ from .fixtures.spec import BASE, ProviderFixture, client_id, client_secret
 __all__ = ["FRAMEWORKS", "Site", "connection_for", "login", "site"]
 
 FRAMEWORKS = ("starlette", "flask")
-URL_FIELDS = ("issuer", "authorize_url", "token_url", "refresh_url", "userinfo_url")
+URL_FIELDS = ("issuer", "authorize_url", "token_url", "refresh_url", "userinfo_url", "extra_url")
 YEAR = 365 * 24 * 3600
 _INPUT = re.compile(r'<input type="hidden" name="([^"]*)" value="([^"]*)">')
 _ACTION = re.compile(r'<form method="post" action="([^"]*)">')
@@ -103,7 +103,7 @@ def connection_for(fake: FakeProvider, fx: ProviderFixture) -> dict[str, Any]:
         value = getattr(preset, name, None)
         if not value:
             continue
-        if name == "userinfo_url":
+        if name in ("userinfo_url", "extra_url"):  # documents the fake serves by their path
             parts = urlsplit(value)
             query = f"?{parts.query}" if parts.query else ""
             raw[name] = f"{root}/userinfo{parts.path}{query}"

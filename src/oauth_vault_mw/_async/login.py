@@ -36,13 +36,14 @@ from ..core.identity import (
     userinfo_request,
 )
 from ..core.idtoken import UnknownSigningKey, validate_id_token
-from ..core.model import CredentialKey
+from ..core.model import CredentialKey, TokenSet
 from ..core.records import open_transaction, seal_transaction
 from ..core.tokens import (
     TokenGranted,
     TokenRejected,
     TokenRetryable,
     code_exchange_request,
+    pick_kept,
 )
 from .base import AsyncVaultBase
 
@@ -138,7 +139,7 @@ class AsyncLogin(AsyncVaultBase):
         else:
             user_id = await self._user_for_identity(conn, subject, claims)
         tokens = outcome.tokens
-        kept = callback_extra(conn.callback_keep, params)
+        kept = callback_extra(conn.callback_keep, params) + await self._extra_document(conn, tokens)
         if kept:
             tokens = replace(tokens, extra=(*tokens.extra, *kept))
         await self.put_tokens(CredentialKey(conn.id, user_id), tokens)
@@ -194,6 +195,21 @@ class AsyncLogin(AsyncVaultBase):
             except UnknownSigningKey:
                 continue
         raise CallbackError("the ID token is signed by an unknown key", error="invalid_id_token")
+
+    async def _extra_document(
+        self, conn: ConnectionConfig, tokens: TokenSet
+    ) -> tuple[tuple[str, Any], ...]:
+        """The values a preset keeps from a document read with the new token at login (Xero's
+        tenants). A provider that fails here fails the login, as a user endpoint does, so that
+        a credential never lacks what its preset promises."""
+        if conn.extra_url is None:
+            return ()
+        url, headers = userinfo_request(conn, conn.extra_url, tokens.access_token)
+        try:
+            document = await self.provider.get_json_value(url, headers=headers, label="extra")
+        except ProviderCallFailed:
+            raise ProviderUnavailable("the provider's account document failed") from None
+        return pick_kept(document, conn.extra_keep)
 
     async def _user_for_identity(
         self, conn: ConnectionConfig, subject: str, claims: Mapping[str, Any]

@@ -27,8 +27,8 @@ from ..core.http import (
     HttpRequest,
     ProviderCallFailed,
     ProviderResponse,
-    json_document,
     json_headers,
+    json_value,
 )
 
 __all__ = ["AsyncProviderClient"]
@@ -97,11 +97,20 @@ class AsyncProviderClient:
     ) -> dict[str, Any]:
         """A provider's JSON object; ``label`` names it in failures instead of the URL (a URL
         may hold a token)."""
+        data = await self.get_json_value(url, headers=headers, label=label)
+        if not isinstance(data, dict):
+            raise ProviderCallFailed(f"{label or url.split('?', 1)[0]}: not a JSON object")
+        return data
+
+    async def get_json_value(
+        self, url: str, *, headers: Mapping[str, str] | None = None, label: str | None = None
+    ) -> Any:
+        """:meth:`get_json` for a document that may be any JSON value (an array)."""
         try:
             resp = await self.client.get(url, headers=json_headers(headers))
         except httpx.HTTPError as exc:
             raise ProviderCallFailed(type(exc).__name__) from None
-        return json_document(resp.status_code, resp.content, label or url.split("?", 1)[0])
+        return json_value(resp.status_code, resp.content, label or url.split("?", 1)[0])
 
     def _lock(self, name: str) -> asyncio.Lock:
         """The lock of one connection's discovery or JWKS: one fetch at a time per document."""

@@ -88,6 +88,8 @@ class ConnectionConfig:
     refresh_redirect_uri: bool = False
     user_agent: str | None = None
     callback_keep: tuple[str, ...] = ()
+    extra_url: str | None = None
+    extra_keep: tuple[tuple[str, str], ...] = ()
     params: tuple[tuple[str, str], ...] = ()
     dialect: TokenDialect = STANDARD
     identity: IdentitySpec | None = None
@@ -437,6 +439,8 @@ def parse_connection(index: int, raw: object) -> ConnectionConfig:
         token_url=urls["token_url"],
         userinfo_url=urls["userinfo_url"],
         revocation_url=urls["revocation_url"],
+        extra_url=urls["extra_url"] if preset and preset.extra_keep else None,
+        extra_keep=preset.extra_keep if preset and urls["extra_url"] else (),
         scopes=scopes,
         authorize_params=_merged_params(
             where,

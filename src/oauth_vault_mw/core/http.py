@@ -20,6 +20,7 @@ __all__ = [
     "ProviderResponse",
     "json_document",
     "json_headers",
+    "json_value",
 ]
 
 MAX_DOCUMENT = 512 * 1024
@@ -56,14 +57,20 @@ def json_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return headers
 
 
-def json_document(status: int, body: bytes, what: str) -> dict[str, Any]:
-    """A provider's JSON object (discovery, JWKS, userinfo), or :class:`ProviderCallFailed`."""
+def json_value(status: int, body: bytes, what: str) -> Any:
+    """A provider's JSON document, any JSON value (Xero lists its tenants in an array), or
+    :class:`ProviderCallFailed`."""
     if status != 200 or len(body) > MAX_DOCUMENT:
         raise ProviderCallFailed(f"{what}: http {status}")
     try:
-        data = json.loads(body)
-    except ValueError:
+        return json.loads(body)
+    except (ValueError, RecursionError):
         raise ProviderCallFailed(f"{what}: not JSON") from None
+
+
+def json_document(status: int, body: bytes, what: str) -> dict[str, Any]:
+    """A provider's JSON object (discovery, JWKS, userinfo), or :class:`ProviderCallFailed`."""
+    data = json_value(status, body, what)
     if not isinstance(data, dict):
         raise ProviderCallFailed(f"{what}: not a JSON object")
     return data

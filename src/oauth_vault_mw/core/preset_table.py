@@ -779,6 +779,12 @@ TABLE: tuple[Preset, ...] = (
         name="xero",
         title="Xero",
         issuer="https://identity.xero.com",
+        extra_url="https://api.xero.com/connections",
+        extra_keep=(
+            ("tenant_id", "0.tenantId"),
+            ("tenant_name", "0.tenantName"),
+            ("tenant_type", "0.tenantType"),
+        ),
         scopes=("openid", "profile", "email", "offline_access"),
         default_expires_in=1800,
         identity=OIDC,
@@ -793,8 +799,10 @@ TABLE: tuple[Preset, ...] = (
             "lost, and unused ones expire after 60 days.",
             "Refreshing one token set from several places breaks it: the vault refreshes a "
             "credential once at a time across processes.",
-            "Access tokens last 30 minutes. API calls need the `Xero-Tenant-Id` header: list "
-            "the tenants with `GET https://api.xero.com/connections`.",
+            "Access tokens last 30 minutes. API calls need the `Xero-Tenant-Id` header: the "
+            "login reads `GET https://api.xero.com/connections` and keeps the first tenant as "
+            "`extra.tenant_id` (with `tenant_name`, `tenant_type`); list them all with the same "
+            "call when the user connected several organisations.",
         ),
         notes=(
             "The issuer is unverified in the catalogue: discovery checks it (the document must "

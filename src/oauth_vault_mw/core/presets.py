@@ -42,6 +42,7 @@ URL_FIELDS = (
     "refresh_url",
     "userinfo_url",
     "revocation_url",
+    "extra_url",
 )
 """The URLs a preset may set; a connection overrides each with its own field of that name."""
 
@@ -164,6 +165,9 @@ class Preset:
       ``expires_in`` never expire); ``refresh_redirect_uri`` (a refresh sends the redirect
       URI too); ``user_agent`` (the provider refuses requests without a descriptive one);
     - ``callback_keep``: callback query parameters kept as ``Credentials.extra``;
+    - ``extra_url`` and ``extra_keep``: a JSON document read with the new access token at
+      login, and the ``(name, dotted.path)`` values kept from it (Xero's tenants, listed by
+      ``GET https://api.xero.com/connections``);
     - ``dialect``: how the token endpoint's replies differ from RFC 6749;
     - ``identity``: where a login finds the account id and the display profile.
 
@@ -192,6 +196,8 @@ class Preset:
     refresh_redirect_uri: bool = False
     user_agent: bool = False
     callback_keep: tuple[str, ...] = ()
+    extra_url: str | None = None
+    extra_keep: tuple[tuple[str, str], ...] = ()
     dialect: TokenDialect = STANDARD
     identity: IdentitySpec = field(default_factory=IdentitySpec)
     refresh_tokens: RefreshTokens
@@ -290,7 +296,10 @@ def _check_preset(preset: Preset) -> None:
         raise ValueError(f"{where}.token_params: duplicate or set by the library")
     if preset.default_expires_in is not None and preset.default_expires_in < 1:
         raise ValueError(f"{where}.default_expires_in: None or >= 1")
-    kept = [name for name, _ in preset.dialect.keep] + list(preset.callback_keep)
+    kept = [name for name, _ in (*preset.dialect.keep, *preset.extra_keep)]
+    kept += list(preset.callback_keep)
+    if bool(preset.extra_url) != bool(preset.extra_keep):
+        raise ValueError(f"{where}.extra_url: goes with extra_keep")
     if len(set(kept)) != len(kept):
         raise ValueError(f"{where}: a kept field name is used twice")
     if not (preset.title and preset.refresh_how and preset.registration):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -55,6 +56,7 @@ __all__ = [
     "is_secret_key",
     "kept_extra",
     "parse_token_response",
+    "pick_kept",
     "read_expiry",
     "read_refresh_expiry",
     "read_scope",
@@ -551,13 +553,21 @@ def kept_extra(
     again, and the new value wins).
     """
     merged: dict[str, Any] = dict(previous.extra) if previous is not None else {}
-    for name, path in dialect.keep:
+    merged.update(pick_kept(data, dialect.keep))
+    return tuple(merged.items())
+
+
+def pick_kept(document: Any, keep: Iterable[tuple[str, str]]) -> tuple[tuple[str, Any], ...]:
+    """The ``(name, dotted.path)`` values of ``document`` that may be kept as
+    ``Credentials.extra``, by the rules of :func:`kept_extra`."""
+    found: list[tuple[str, Any]] = []
+    for name, path in keep:
         if is_secret_key(name) or any(is_secret_key(part) for part in path.split(".")):
             continue
-        value = dig(data, path)
+        value = dig(document, path)
         if value is not None and _keepable(value):
-            merged[name] = value
-    return tuple(merged.items())
+            found.append((name, value))
+    return tuple(found)
 
 
 def parse_token_response(
