@@ -24,8 +24,8 @@ from oauth_vault_mw.core.client_auth import (
 )
 from oauth_vault_mw.core.connections import ConnectionConfig
 from oauth_vault_mw.core.errors import ConfigurationError
-from oauth_vault_mw.core.tokens import (
-    HttpRequest,
+from oauth_vault_mw.core.http import HttpRequest
+from oauth_vault_mw.core.token_requests import (
     code_exchange_request,
     refresh_request,
     revocation_request,

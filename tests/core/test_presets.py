@@ -26,7 +26,9 @@ from oauth_vault_mw.core.presets import (
     fill_template,
     template_names,
 )
-from oauth_vault_mw.core.tokens import code_exchange_request
+from oauth_vault_mw.core.token_requests import (
+    code_exchange_request,
+)
 
 REQUIRED = {
     *("google", "github", "microsoft", "slack", "atlassian", "salesforce", "dropbox"),

@@ -13,18 +13,20 @@ import pytest
 
 from oauth_vault_mw import CredentialKey, Credentials
 from oauth_vault_mw.core.config import ConnectionConfig
+from oauth_vault_mw.core.http import HttpRequest
 from oauth_vault_mw.core.model import TokenSet
+from oauth_vault_mw.core.token_requests import (
+    code_exchange_request,
+    refresh_request,
+    revocation_request,
+)
 from oauth_vault_mw.core.tokens import (
     MAX_TOKEN_RESPONSE,
-    HttpRequest,
     TokenGranted,
     TokenOutcome,
     TokenRejected,
     TokenRetryable,
-    code_exchange_request,
     parse_token_response,
-    refresh_request,
-    revocation_request,
 )
 from tests.core.tokensets import ACCESS, NOW, REFRESH, tokens
 

@@ -50,11 +50,13 @@ from ..core.refresh import (
     sweep_start,
     under_lease,
 )
+from ..core.token_requests import (
+    refresh_request,
+)
 from ..core.tokens import (
     TokenGranted,
     TokenOutcome,
     TokenRetryable,
-    refresh_request,
 )
 from .base import AsyncVaultBase
 

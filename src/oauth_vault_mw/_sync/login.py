@@ -38,11 +38,13 @@ from ..core.identity import (
 from ..core.idtoken import UnknownSigningKey, validate_id_token
 from ..core.model import CredentialKey, TokenSet
 from ..core.records import open_transaction, seal_transaction
+from ..core.token_requests import (
+    code_exchange_request,
+)
 from ..core.tokens import (
     TokenGranted,
     TokenRejected,
     TokenRetryable,
-    code_exchange_request,
     pick_kept,
 )
 from .base import VaultBase

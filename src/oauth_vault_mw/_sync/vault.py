@@ -25,7 +25,9 @@ from ..core.http import ProviderCallFailed
 from ..core.identity import me_payload
 from ..core.model import CredentialKey, Credentials, StoredCredential
 from ..core.records import open_record
-from ..core.tokens import revocation_request
+from ..core.token_requests import (
+    revocation_request,
+)
 from .base import NewUserIdHook
 from .login import Login
 from .refresh import UNREAD, Refresher
