@@ -346,3 +346,14 @@ def test_account_linked_elsewhere_is_refused(site: Site, unique_user: Callable[[
     site.login(user=unique_user())  # another user tries to connect the same account
     site.browser.cookies.clear()  # signs in at the provider as the taken account
     error(site.login("second", taken, path="connect"), 409, "identity_already_linked")
+
+
+def test_malformed_origin_header_is_403(site: Site, unique_user: Callable[[], str]) -> None:
+    """An ``Origin`` that does not even parse (``http://[``) is a cross-site request: 403 JSON,
+    never a 500, and the session survives it."""
+    site.login(user=unique_user())
+    for origin in ("http://[", "https://[::1", "http://]x["):
+        evil = {"Origin": origin}
+        error(site.client.post("/auth/logout", headers=evil), 403, "forbidden_origin")
+        error(site.client.delete("/auth/connections/demo", headers=evil), 403, "forbidden_origin")
+    assert site.client.get("/auth/me").status_code == 200

@@ -250,7 +250,8 @@ def test_service_route_permission_matrix(site: Site, unique_user: Callable[[], s
         (alice_only, "second", alice, 200, ""),
         (alice_only, "demo", bob, 403, "forbidden"),
         (nothing, "demo", alice, 403, "forbidden"),
-        (nothing, "nope", alice, 404, "unknown_connection"),
+        (nothing, "nope", alice, 403, "forbidden"),  # the grant first: no id is revealed
+        (demo_only, "nope", alice, 403, "forbidden"),
         (revoked.value, "demo", alice, 401, "not_authenticated"),
         (deleted, "demo", alice, 401, "not_authenticated"),
         (None, "demo", alice, 401, "not_authenticated"),
@@ -474,3 +475,23 @@ def test_token_exchange(site: Site, unique_user: Callable[[], str]) -> None:
     answer = site.client.get("/auth/token")
     error(answer, 405, "method_not_allowed")
     assert answer.headers["allow"] == "POST"
+
+
+def test_service_route_does_not_reveal_connection_ids(
+    site: Site, unique_user: Callable[[], str]
+) -> None:
+    """A key without the grant learns nothing: an unknown connection and a configured one
+    give the same 403, because the grant is checked before the connection is looked up."""
+    alice = unique_user()
+    with site.service() as service:
+        narrow = service.create_client(
+            client_name("narrow"), [grant("Connections/other/Users/*/Credentials")]
+        ).value
+    answers = [
+        site.client.get(
+            f"/auth/connections/{cid}/users/{alice}/credentials", headers=bearer(narrow)
+        )
+        for cid in ("demo", "nope")
+    ]
+    for answer in answers:
+        error(answer, 403, "forbidden")

@@ -148,7 +148,7 @@ def test_loopback_http_is_allowed_for_development() -> None:
     assert settings.connections[0].issuer == "http://localhost:9000"
 
 
-@pytest.mark.parametrize("host", ["localhost", "app.localhost", "127.0.0.1", "127.8.9.1", "[::1]"])
+@pytest.mark.parametrize("host", ["localhost", "LocalHost", "127.0.0.1", "127.8.9.1", "[::1]"])
 def test_loopback_hosts(host: str) -> None:
     assert is_loopback_host(host)
 
@@ -584,3 +584,12 @@ def test_preset_authorize_params_are_merged_not_replaced() -> None:
     params = dict(parse({**base, "connections": [conn]}).connections[0].authorize_params)
     assert params == {"access_type": "offline", "hd": "example.com",
                       "prompt": "select_account consent"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.localhost", "app.localhost", "localhost.example", "10.0.0.1", "::2", ""]
+)
+def test_is_loopback_host_evil_localhost_is_not_loopback(host: str) -> None:
+    """Plain http is for localhost, 127.0.0.0/8 and ::1 only: a ``*.localhost`` name may
+    resolve anywhere."""
+    assert not is_loopback_host(host)

@@ -224,7 +224,7 @@ def test_pool_never_exceeds_pool_size(
         assert max(seen) >= 2  # the threads did share the pool
     finally:
         store.close()
-    assert postgres_server.connections(database) == 0  # close() gives them all back
+    assert postgres_server.connections_settle(database, expected=0) == 0  # close(): all back
 
 
 def test_exhausted_pool_is_storage_unavailable_after_the_timeout(postgres_store_url: str) -> None:
@@ -314,4 +314,4 @@ def test_async_storage_serves_several_event_loops(
     for _ in range(4):
         assert asyncio.run(use()) <= 3
     asyncio.run(store.close())
-    assert postgres_server.connections(_database(fresh_postgres_url)) == 0
+    assert postgres_server.connections_settle(_database(fresh_postgres_url), expected=0) == 0

@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,16 @@ class PostgresServer:
                 (database,),
             ).fetchone()
         return int(row[0]) if row else 0
+
+    def connections_settle(self, database: str, *, expected: int, within: float = 5.0) -> int:
+        """:meth:`connections`, polled until it is ``expected`` or ``within`` seconds pass: a
+        server process leaves ``pg_stat_activity`` a moment after its client hung up."""
+        deadline = time.monotonic() + within
+        while True:
+            count = self.connections(database)
+            if count == expected or time.monotonic() >= deadline:
+                return count
+            time.sleep(0.05)
 
 
 def empty_vault_tables(url: str) -> None:

@@ -173,8 +173,9 @@ class ServiceAccess:
     def credentials_for(
         self, principal: Principal, connection_id: str, user_id: str
     ) -> Credentials:
-        """A user's credential for a client whose grants cover it (403 before 404)."""
-        conn = self.vault.connection(connection_id)
+        """A user's credential for a client whose grants cover it. The grant is checked
+        before the connection is looked up (403 before 404), so a key cannot list the
+        connection ids it is not granted."""
         check_user_id(user_id, source="user id")
         resource = credentials_resource(connection_id, user_id)
         if not is_granted(principal.grants, resource, READ_CREDENTIALS):
@@ -187,6 +188,7 @@ class ServiceAccess:
                 urgent=True,
             )
             raise PermissionDenied(f"not granted {READ_CREDENTIALS} on {resource}")
+        conn = self.vault.connection(connection_id)
         return self.vault.get_connection_credentials(
             connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
         )

@@ -33,9 +33,11 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def is_loopback_host(host: str | None) -> bool:
+    """``localhost``, ``127.0.0.0/8`` or ``::1``: where plain ``http://`` is allowed. Not
+    ``*.localhost`` names, which a resolver may send anywhere."""
     if not host:
         return False
-    if host == "localhost" or host.endswith(".localhost"):
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback

@@ -42,10 +42,12 @@ class ProviderCallFailed(Exception):
 
 @dataclass(frozen=True)
 class ProviderResponse:
+    """A provider's reply. ``body`` may hold tokens (a refresh token): no repr."""
+
     status: int
     content_type: str
-    body: bytes
-    retry_after: str | None
+    body: bytes = field(repr=False)
+    retry_after: str | None = None
 
 
 def json_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:

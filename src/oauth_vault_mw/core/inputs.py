@@ -65,6 +65,9 @@ def check_origin(origin: str | None, base_url: str) -> None:
     if origin is None:
         return
     expected = urlsplit(base_url)
-    got = urlsplit(origin)
+    try:
+        got = urlsplit(origin)
+    except ValueError:  # "http://[": not an origin at all, so not ours
+        raise ForbiddenOrigin() from None
     if (got.scheme, got.netloc) != (expected.scheme, expected.netloc):
         raise ForbiddenOrigin()
