@@ -10,7 +10,13 @@ from urllib.parse import urlsplit
 from .connections import ConnectionConfig, is_loopback_host
 from .errors import ProviderUnavailable
 
-__all__ = ["METADATA_TTL", "Endpoints", "discovery_url", "endpoints_from_metadata"]
+__all__ = [
+    "METADATA_TTL",
+    "Endpoints",
+    "discovery_url",
+    "endpoints_from_metadata",
+    "issuer_matches",
+]
 
 METADATA_TTL = 3600.0
 """Seconds a discovery document is trusted before it is fetched again."""
@@ -34,14 +40,34 @@ class Endpoints:
     id_token_algorithms: tuple[str, ...]
 
 
+_TENANT = "{tenantid}"
+
+
+def issuer_matches(found: str, configured: str) -> bool:
+    """Whether the issuer a discovery document names is the configured one: the same URL, or
+    a multi-tenant template (Microsoft's ``https://login.microsoftonline.com/{tenantid}/v2.0``
+    for ``.../common/v2.0``) that gives the configured URL once ``{tenantid}`` is one path
+    segment. The ID token's ``tid`` is checked against the template later (``idtoken.py``)."""
+    found, configured = found.rstrip("/"), configured.rstrip("/")
+    if found == configured:
+        return True
+    if found.count(_TENANT) != 1:
+        return False
+    prefix, suffix = found.split(_TENANT)
+    if len(configured) <= len(prefix) + len(suffix):
+        return False
+    if not (configured.startswith(prefix) and configured.endswith(suffix)):
+        return False
+    tenant = configured[len(prefix) : len(configured) - len(suffix)]
+    return tenant.replace("-", "").replace(".", "").isalnum() and tenant.isascii()
+
+
 def endpoints_from_metadata(conn: ConnectionConfig, doc: dict[str, Any] | None) -> Endpoints:
-    """Merge explicit settings over a discovery document ."""
+    """Merge explicit settings over a discovery document."""
     doc = doc or {}
     if conn.issuer is not None:
         found = doc.get("issuer")
-        same = isinstance(found, str) and found.rstrip("/") == conn.issuer.rstrip("/")
-        templated = isinstance(found, str) and "{tenantid}" in found
-        if not (same or templated):
+        if not isinstance(found, str) or not issuer_matches(found, conn.issuer):
             raise ProviderUnavailable(
                 f"connection {conn.id}: the discovery document names another issuer"
             )
