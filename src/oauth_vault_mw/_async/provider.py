@@ -21,7 +21,14 @@ import httpx
 
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
-from ..core.discovery import METADATA_TTL, Endpoints, discovery_url, endpoints_from_metadata
+from ..core.discovery import (
+    METADATA_TTL,
+    Endpoints,
+    discovery_url,
+    endpoints_from_metadata,
+    oauth_metadata_urls,
+    with_oauth_metadata,
+)
 from ..core.errors import ProviderUnavailable
 from ..core.http import (
     HttpRequest,
@@ -137,9 +144,20 @@ class AsyncProviderClient:
                 raise ProviderUnavailable(
                     f"connection {conn.id}: discovery failed ({exc})"
                 ) from None
+            if conn.revocation_url is None and "revocation_endpoint" not in doc:
+                doc = with_oauth_metadata(doc, await self._oauth_metadata(conn.issuer), conn.issuer)
             value = endpoints_from_metadata(conn, doc)
             self._endpoints[conn.id] = (time.monotonic() + METADATA_TTL, value)
             return value
+
+    async def _oauth_metadata(self, issuer: str) -> dict[str, Any] | None:
+        """The issuer's RFC 8414 metadata, where it publishes one (else None: optional)."""
+        for url in oauth_metadata_urls(issuer):
+            try:
+                return await self.get_json(url, label="authorization server metadata")
+            except ProviderCallFailed:
+                continue
+        return None
 
     async def jwks(self, conn: ConnectionConfig, *, force: bool = False) -> dict[str, Any]:
         if not force and conn.id in self._jwks:

@@ -95,7 +95,14 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
             raise CredentialNotFound()
         revoked = False
         endpoints = await self.provider.endpoints(conn)
-        if endpoints.revocation_url is not None:
+        if endpoints.revocation_url is None:
+            logger.warning(
+                "disconnect: connection=%s has no revocation endpoint; the credential is "
+                "deleted here, the grant stays valid at the provider until it expires or the "
+                "user revokes it there",
+                connection_id,
+            )
+        else:
             tokens = open_record(self.sealer, record)
             try:
                 resp = await self.provider.send(

@@ -96,7 +96,14 @@ class Vault(Login, Refresher):
             raise CredentialNotFound()
         revoked = False
         endpoints = self.provider.endpoints(conn)
-        if endpoints.revocation_url is not None:
+        if endpoints.revocation_url is None:
+            logger.warning(
+                "disconnect: connection=%s has no revocation endpoint; the credential is "
+                "deleted here, the grant stays valid at the provider until it expires or the "
+                "user revokes it there",
+                connection_id,
+            )
+        else:
             tokens = open_record(self.sealer, record)
             try:
                 resp = self.provider.send(

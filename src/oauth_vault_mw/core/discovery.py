@@ -16,6 +16,8 @@ __all__ = [
     "discovery_url",
     "endpoints_from_metadata",
     "issuer_matches",
+    "oauth_metadata_urls",
+    "with_oauth_metadata",
 ]
 
 METADATA_TTL = 3600.0
@@ -24,6 +26,33 @@ METADATA_TTL = 3600.0
 
 def discovery_url(issuer: str) -> str:
     return issuer + "/.well-known/openid-configuration"
+
+
+def oauth_metadata_urls(issuer: str) -> tuple[str, ...]:
+    """RFC 8414 authorization server metadata: the well-known path inserted before the
+    issuer's path (the RFC's form), then appended to it (what many servers serve)."""
+    parts = urlsplit(issuer)
+    inserted = f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server"
+    inserted += parts.path.rstrip("/")
+    appended = issuer.rstrip("/") + "/.well-known/oauth-authorization-server"
+    return (inserted,) if inserted == appended else (inserted, appended)
+
+
+def with_oauth_metadata(
+    doc: dict[str, Any], metadata: dict[str, Any] | None, issuer: str
+) -> dict[str, Any]:
+    """The discovery document, with the ``revocation_endpoint`` that only the issuer's RFC 8414
+    metadata names (django-oauth-toolkit lists it there alone); a document of another issuer
+    adds nothing."""
+    if "revocation_endpoint" in doc or not metadata:
+        return doc
+    found = metadata.get("issuer")
+    endpoint = metadata.get("revocation_endpoint")
+    if not isinstance(found, str) or not issuer_matches(found, issuer):
+        return doc
+    if not isinstance(endpoint, str):
+        return doc
+    return {**doc, "revocation_endpoint": endpoint}
 
 
 @dataclass(frozen=True)
