@@ -6,7 +6,6 @@ section 6); the dialects are preset-like (``tests/core/dialects.py``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -17,7 +16,6 @@ from oauth_vault_mw.core.model import TokenSet
 from oauth_vault_mw.core.tokens import (
     MAX_EXTRA_STRING,
     MAX_LIFETIME,
-    TokenGranted,
     TokenOutcome,
     TokenRejected,
     TokenRetryable,
@@ -26,7 +24,6 @@ from oauth_vault_mw.core.tokens import (
     error_outcome,
     is_secret_key,
     kept_extra,
-    parse_token_response,
     pick_kept,
     read_expiry,
     read_refresh_expiry,
@@ -44,38 +41,10 @@ from tests.core.dialects import (
     STRAVA,
     TWITCH,
 )
-from tests.core.tokensets import ACCESS, NOW, REFRESH
+from tests.core.tokensets import ACCESS, NOW, REFRESH, granted, parse
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
-
-
-def parse(
-    body: dict[str, Any] | bytes,
-    *,
-    status: int = 200,
-    content_type: str = JSON,
-    dialect: TokenDialect = STANDARD,
-    previous: TokenSet | None = None,
-    default_expires_in: int | None = 3600,
-    retry_after: str | None = None,
-) -> TokenOutcome:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse_token_response(
-        status,
-        content_type,
-        raw,
-        now=NOW,
-        default_expires_in=default_expires_in,
-        previous=previous,
-        retry_after=retry_after,
-        dialect=dialect,
-    )
-
-
-def granted(outcome: TokenOutcome) -> TokenSet:
-    assert isinstance(outcome, TokenGranted), outcome
-    return outcome.tokens
 
 
 def rejected(outcome: TokenOutcome) -> TokenRejected:

@@ -26,9 +26,9 @@ from oauth_vault_mw.core.tokens import (
     TokenOutcome,
     TokenRejected,
     TokenRetryable,
-    parse_token_response,
 )
-from tests.core.tokensets import ACCESS, NOW, REFRESH, tokens
+from tests.core.tokensets import ACCESS, NOW, REFRESH, granted, tokens
+from tests.core.tokensets import parse as parse_reply
 
 JSON = "application/json; charset=utf-8"
 FORM = "application/x-www-form-urlencoded"
@@ -45,30 +45,10 @@ def conn(**overrides: Any) -> ConnectionConfig:
     return ConnectionConfig(**data)
 
 
-def parse(
-    body: dict[str, Any] | bytes,
-    *,
-    status: int = 200,
-    content_type: str = JSON,
-    default_expires_in: int | None = 3600,
-    previous: TokenSet | None = None,
-    retry_after: str | None = None,
-) -> TokenOutcome:
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return parse_token_response(
-        status,
-        content_type,
-        raw,
-        now=NOW,
-        default_expires_in=default_expires_in,
-        previous=previous,
-        retry_after=retry_after,
-    )
-
-
-def granted(outcome: TokenOutcome) -> TokenSet:
-    assert isinstance(outcome, TokenGranted), outcome
-    return outcome.tokens
+def parse(body: dict[str, Any] | bytes, **options: Any) -> TokenOutcome:
+    """The shared parser helper with this module's JSON content type by default."""
+    options.setdefault("content_type", JSON)
+    return parse_reply(body, **options)
 
 
 # -- parse_token_response: success --------------------------------------------------------

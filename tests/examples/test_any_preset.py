@@ -4,21 +4,18 @@ with the preset's scopes and params (no discovery: both speak plain OAuth 2.0)."
 
 from __future__ import annotations
 
-import importlib
-import json
-import sys
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from tests.examples.loading import examples_configured
 from tests.support.asgi import lifespan
-from tests.support.suite import BASE, new_key
+from tests.support.suite import BASE
 
-CONNECTIONS = [
+CONNECTIONS: list[dict[str, Any]] = [
     {"id": "slack", "preset": "slack", "client_id": "123.456", "client_secret": "s" * 32},
     {
         "id": "salesforce",
@@ -37,25 +34,8 @@ EXPECTED = {
 
 @pytest.fixture
 def load_example(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    env = {
-        "OAUTH_VAULT_SECRET_KEY": "p" * 48,
-        "OAUTH_VAULT_ENCRYPTION_KEYS": new_key(),
-        "OAUTH_VAULT_BASE_URL": BASE,
-        "OAUTH_VAULT_STORAGE_URL": "memory://",
-        "OAUTH_VAULT_CONNECTIONS": json.dumps(CONNECTIONS),
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    loaded: list[str] = []
-
-    def load(name: str) -> ModuleType:
-        sys.modules.pop(name, None)
-        loaded.append(name)
-        return importlib.import_module(name)
-
-    yield load
-    for name in loaded:
-        sys.modules.pop(name, None)
+    with examples_configured(monkeypatch, CONNECTIONS) as load:
+        yield load
 
 
 def check_redirect(connection_id: str, location: str) -> None:

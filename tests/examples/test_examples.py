@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import json
-import sys
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -13,9 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.examples.loading import examples_configured
 from tests.support.asgi import lifespan
 from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
-from tests.support.suite import BASE, TOKEN_TTL, new_key
+from tests.support.suite import BASE, TOKEN_TTL
 
 pytestmark = pytest.mark.integration
 
@@ -25,35 +23,15 @@ def example_env(
     provider: DevProvider,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[[str], ModuleType]]:
-    env = {
-        "OAUTH_VAULT_SECRET_KEY": "e" * 48,
-        "OAUTH_VAULT_ENCRYPTION_KEYS": new_key(),
-        "OAUTH_VAULT_BASE_URL": BASE,
-        "OAUTH_VAULT_STORAGE_URL": "memory://",
-        "OAUTH_VAULT_CONNECTIONS": json.dumps(
-            [
-                {
-                    "id": "demo",
-                    "issuer": provider.issuer,
-                    "client_id": "demo",
-                    "client_secret": "demo-secret",
-                    "scopes": ["openid", "profile", "email", "offline_access"],
-                }
-            ]
-        ),
+    demo = {
+        "id": "demo",
+        "issuer": provider.issuer,
+        "client_id": "demo",
+        "client_secret": "demo-secret",
+        "scopes": ["openid", "profile", "email", "offline_access"],
     }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    loaded: list[str] = []
-
-    def load(name: str) -> ModuleType:
-        sys.modules.pop(name, None)
-        loaded.append(name)
-        return importlib.import_module(name)
-
-    yield load
-    for name in loaded:
-        sys.modules.pop(name, None)
+    with examples_configured(monkeypatch, [demo]) as load:
+        yield load
 
 
 @pytest.mark.parametrize("name", ["examples.starlette_app.app", "examples.fastapi_app.app"])
