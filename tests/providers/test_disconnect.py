@@ -41,3 +41,20 @@ def test_disconnect_without_revocation_warns(
         warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any("connection=github has no revocation endpoint" in m for m in warned), warned
         assert app.get("/auth/connections/github/credentials").status_code == 404
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_a_token_in_an_identity_url_stays_out_of_http_logs(
+    framework: str, fake: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """HubSpot's token information endpoint names the access token in its path; httpx logs
+    every request's URL at INFO: that line must not carry the token."""
+    fake.clock = FakeClock()
+    fake.reset("hubspot")
+    with site(framework, fake, FIXTURES["hubspot"]) as app:
+        with caplog.at_level(logging.INFO, logger="httpx"):
+            login(app, fake)
+        token = fake.grants("hubspot")[-1].latest_access
+        lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+        assert any("access-tokens/[token]" in line for line in lines), lines
+        assert not [line for line in lines if token in line]

@@ -175,7 +175,12 @@ class Login(VaultBase):
                 url, headers = userinfo_request(
                     conn, endpoints.userinfo_url, granted.tokens.access_token
                 )
-                return self.provider.get_json(url, headers=headers, label="user endpoint")
+                return self.provider.get_json(
+                    url,
+                    headers=headers,
+                    label="user endpoint",
+                    hidden=granted.tokens.access_token,
+                )
             except ProviderCallFailed:
                 raise ProviderUnavailable("the provider's user endpoint failed") from None
         if granted.id_token is None:
@@ -208,7 +213,9 @@ class Login(VaultBase):
             return ()
         url, headers = userinfo_request(conn, conn.extra_url, tokens.access_token)
         try:
-            document = self.provider.get_json_value(url, headers=headers, label="extra")
+            document = self.provider.get_json_value(
+                url, headers=headers, label="extra", hidden=tokens.access_token
+            )
         except ProviderCallFailed:
             raise ProviderUnavailable("the provider's account document failed") from None
         return pick_kept(document, conn.extra_keep)

@@ -10,10 +10,13 @@ response means is decided in ``core`` (``core.tokens``, ``core.discovery``, ``co
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -36,7 +39,45 @@ from ..core.http import (
     json_value,
 )
 
-__all__ = ["ProviderClient"]
+__all__ = ["ProviderClient", "masked_in_http_logs"]
+
+_HTTP_LOG = logging.getLogger("httpx")  # logs each request's URL at INFO
+
+
+class _Mask(logging.Filter):
+    """Replaces one secret, plain or URL-quoted, in the arguments of a log record."""
+
+    def __init__(self, secret: str) -> None:
+        super().__init__()
+        self.forms = (quote(secret, safe=""), secret)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._masked(arg) for arg in record.args)
+        return True
+
+    def _masked(self, arg: object) -> object:
+        if not isinstance(arg, (str, httpx.URL)):
+            return arg
+        text = str(arg)
+        for form in self.forms:
+            text = text.replace(form, "[token]")
+        return text
+
+
+@contextlib.contextmanager
+def masked_in_http_logs(secret: str | None) -> Iterator[None]:
+    """While a request whose URL holds ``secret`` is sent (HubSpot's token information
+    endpoint names the token in its path), httpx's request log line does not show it."""
+    if not secret:
+        yield
+        return
+    mask = _Mask(secret)
+    _HTTP_LOG.addFilter(mask)
+    try:
+        yield
+    finally:
+        _HTTP_LOG.removeFilter(mask)
 
 
 class ProviderClient:
@@ -86,23 +127,34 @@ class ProviderClient:
         )
 
     def get_json(
-        self, url: str, *, headers: Mapping[str, str] | None = None, label: str | None = None
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        label: str | None = None,
+        hidden: str | None = None,
     ) -> dict[str, Any]:
         """A provider's JSON object; ``label`` names it in failures instead of the URL (a URL
-        may hold a token)."""
-        data = self.get_json_value(url, headers=headers, label=label)
+        may hold a token: ``hidden``, masked in the HTTP client's own log records)."""
+        data = self.get_json_value(url, headers=headers, label=label, hidden=hidden)
         if not isinstance(data, dict):
             raise ProviderCallFailed(f"{label or url.split('?', 1)[0]}: not a JSON object")
         return data
 
     def get_json_value(
-        self, url: str, *, headers: Mapping[str, str] | None = None, label: str | None = None
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        label: str | None = None,
+        hidden: str | None = None,
     ) -> Any:
         """:meth:`get_json` for a document that may be any JSON value (an array)."""
-        try:
-            resp = self.client.get(url, headers=json_headers(headers))
-        except httpx.HTTPError as exc:
-            raise ProviderCallFailed(type(exc).__name__) from None
+        with masked_in_http_logs(hidden):
+            try:
+                resp = self.client.get(url, headers=json_headers(headers))
+            except httpx.HTTPError as exc:
+                raise ProviderCallFailed(type(exc).__name__) from None
         return json_value(resp.status_code, resp.content, label or url.split("?", 1)[0])
 
     def _lock(self, name: str) -> threading.Lock:
