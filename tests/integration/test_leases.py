@@ -6,7 +6,8 @@ lease in the store serialises them. The provider must see exactly one refresh gr
 expiry and no refresh token used twice, every caller must get the same new token, and the
 record must be written once. The async vault (Starlette, FastAPI) gathers tasks; the sync
 vault (Flask) runs threads. The stores: memory (one store object shared by the instances),
-SQLite (one file), PostgreSQL and Redis (the throwaway servers from ``tests/support``).
+SQLite (one file), PostgreSQL and Redis (the throwaway servers from ``tests/support``); and
+under their own names, a Redis Cluster of three masters (``redis+cluster://``).
 
 No framework is involved: users log in through the vault itself (``vault_login``). The vaults
 share a :class:`Clock` that the test moves past the token's expiry instead of sleeping; the
@@ -63,7 +64,11 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return "memory://"
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'shared.db'}"
-    fixture = "postgres_store_url" if kind == "postgresql" else "redis_store_url"
+    fixture = {
+        "postgresql": "postgres_store_url",
+        "redis": "redis_store_url",
+        "redis-cluster": "redis_cluster_store_url",
+    }[kind]
     return str(request.getfixturevalue(fixture))
 
 
@@ -145,9 +150,42 @@ async def test_one_refresh_for_concurrent_tasks_across_async_vaults(
     provider: DevProvider,
     unique_user: Callable[[], str],
 ) -> None:
+    await one_refresh_per_expiry(async_vaults, provider, unique_user())
+
+
+def test_one_refresh_for_concurrent_threads_across_sync_vaults(
+    sync_vaults: tuple[list[Vault], Clock],
+    provider: DevProvider,
+    unique_user: Callable[[], str],
+) -> None:
+    one_refresh_per_expiry_sync(sync_vaults, provider, unique_user())
+
+
+@pytest.mark.parametrize("store_url", ["redis-cluster"], indirect=True)
+async def test_redis_cluster_one_refresh_per_expiry(
+    async_vaults: tuple[list[AsyncVault], Clock],
+    provider: DevProvider,
+    unique_user: Callable[[], str],
+) -> None:
+    await one_refresh_per_expiry(async_vaults, provider, unique_user())
+
+
+@pytest.mark.parametrize("store_url", ["redis-cluster"], indirect=True)
+def test_redis_cluster_one_refresh_per_expiry_threads(
+    sync_vaults: tuple[list[Vault], Clock],
+    provider: DevProvider,
+    unique_user: Callable[[], str],
+) -> None:
+    one_refresh_per_expiry_sync(sync_vaults, provider, unique_user())
+
+
+async def one_refresh_per_expiry(
+    async_vaults: tuple[list[AsyncVault], Clock], provider: DevProvider, login: str
+) -> None:
+    """A login, then :data:`EXPIRIES` expiries, each read by every caller of every vault."""
     vaults, clock = async_vaults
     async with httpx.AsyncClient() as browser:
-        user_id = await vault_login(vaults[0], browser, unique_user())
+        user_id = await vault_login(vaults[0], browser, login)
     key = CredentialKey("demo", user_id)
 
     async def version() -> int:
@@ -168,14 +206,13 @@ async def test_one_refresh_for_concurrent_tasks_across_async_vaults(
         token = expiry.check(results, token, await version())
 
 
-def test_one_refresh_for_concurrent_threads_across_sync_vaults(
-    sync_vaults: tuple[list[Vault], Clock],
-    provider: DevProvider,
-    unique_user: Callable[[], str],
+def one_refresh_per_expiry_sync(
+    sync_vaults: tuple[list[Vault], Clock], provider: DevProvider, login: str
 ) -> None:
+    """:func:`one_refresh_per_expiry` with threads on sync vaults."""
     vaults, clock = sync_vaults
     with httpx.Client() as browser:
-        user_id = vault_login_sync(vaults[0], browser, unique_user())
+        user_id = vault_login_sync(vaults[0], browser, login)
     key = CredentialKey("demo", user_id)
 
     def version() -> int:

@@ -58,6 +58,7 @@ BACKENDS = [
     Backend("memory", lambda _tmp: "memory://", _memory),
     Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'vault.db'}", SQLStorage),
     Backend("redis", "redis_store_url", _redis, marks=(pytest.mark.integration,)),
+    Backend("redis-cluster", "redis_cluster_store_url", _redis, marks=(pytest.mark.integration,)),
     Backend("postgresql", "postgres_store_url", SQLStorage, marks=(pytest.mark.integration,)),
 ]
 

@@ -11,7 +11,10 @@ Fixtures:
   (the browser test, the Flask threads tests);
 - ``conformance_ports`` (session): one free port per framework for the conformance suite;
 - ``unique_user`` (function): a fresh login name at each call (accounts never collide
-  across tests that share the provider).
+  across tests that share the provider);
+- ``redis_cluster``, ``redis_cluster_url`` (session), ``redis_cluster_store_url`` (function):
+  a throwaway three-master Redis Cluster, its ``redis+cluster://`` URL, and that URL after
+  ``FLUSHALL`` (see :mod:`tests.support.redis_cluster`).
 
 Counters at the provider (``provider.stats()``) are session-wide: compare before and after.
 """
@@ -30,6 +33,7 @@ from oauth_vault_mw import AsyncVault, Settings, Vault
 
 from .oidc_provider import DevProvider, complete_login, complete_login_async, redirect_params
 from .ports import free_port
+from .redis_cluster import redis_cluster, redis_cluster_store_url, redis_cluster_url
 
 __all__ = [
     "BASE",
@@ -39,6 +43,9 @@ __all__ = [
     "connection_settings",
     "new_key",
     "provider",
+    "redis_cluster",
+    "redis_cluster_store_url",
+    "redis_cluster_url",
     "server_port",
     "settings_for",
     "unique_user",

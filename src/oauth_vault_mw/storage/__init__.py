@@ -1,7 +1,8 @@
 """Storage backends behind one protocol; pick one with :func:`storage_from_url`.
 
 ``memory://`` (one process), ``sqlite:///path.db`` (embedded default),
-``postgresql://...`` and ``redis://...``/``rediss://...`` (several app instances).
+``postgresql://...`` and ``redis://...``/``rediss://...`` (several app instances), and
+``redis+cluster://...``/``rediss+cluster://...`` (a Redis Cluster, through one of its nodes).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 
+_REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
+
+
 def storage_from_url(url: str) -> Storage:
     """A sync backend for ``OAUTH_VAULT_STORAGE_URL``."""
     scheme = url.split("://", 1)[0].lower()
@@ -35,19 +39,19 @@ def storage_from_url(url: str) -> Storage:
         from .sql import SQLStorage
 
         return SQLStorage(url)
-    if scheme in ("redis", "rediss"):
+    if scheme in _REDIS_SCHEMES:
         from .redis import RedisStorage
 
         return RedisStorage(url)
     raise ConfigurationError(
         f"OAUTH_VAULT_STORAGE_URL: unsupported scheme {scheme!r} "
-        "(memory, sqlite, postgresql, redis, rediss)"
+        "(memory, sqlite, postgresql, redis, rediss, redis+cluster, rediss+cluster)"
     )
 
 
 def async_storage_from_url(url: str) -> AsyncStorage:
     """An async backend for ``OAUTH_VAULT_STORAGE_URL``."""
-    if url.split("://", 1)[0].lower() in ("redis", "rediss"):
+    if url.split("://", 1)[0].lower() in _REDIS_SCHEMES:
         from .redis import AsyncRedisStorage
 
         return AsyncRedisStorage(url)  # natively async, no worker threads

@@ -15,16 +15,24 @@ Keys (``P`` is the prefix, default ``oauth_vault``)::
     P:state:H / P:session:H    "<expires_at> <payload>", PX until expiry (+ a grace minute)
     P:records:K          hash: name -> data, the documents of kind K     (put_record...)
     P:events             sorted set, score at, member "<seq, 20 digits>:<data>"  (audit)
-    P:events:seq         counter of the events ever appended
+    P:events:seq:{P:events}   counter of the events ever appended (tag: P:events's slot)
     P:schema_version
 
 ``M`` is the credential key's parts joined by NUL, escaped so that byte order is key order;
 ``T`` is ``M`` with ``%`` and ``}`` percent-escaped, so no id can end a hash tag early.
 
-The credential record is the authority; the three indexes live in other cluster slots, so
-they are written as separate commands: entries are added before a record is written (a
-crash leaves a stale entry, never a missing one), reconciled after every write and delete
-until a re-read agrees, and readers skip entries whose record is gone.
+Redis Cluster (``redis+cluster://``): every script touches the keys of one hash slot only
+(``acquire``: the record and its lease share the tag ``T``; ``append``: the event counter's
+tag is the name of the events key, whose slot is that of its whole name). Everything else is
+one key per command. The credential record is the authority; the three indexes live in
+other cluster slots, so they are written as separate commands: entries are added before a
+record is written (a crash leaves a stale entry, never a missing one), reconciled after
+every write and delete until a re-read agrees, and readers skip entries whose record is gone.
+
+Those orders are written into the batches: a :data:`FENCE` in a batch says that the
+commands after it may run only once the commands before it have been applied. One Redis
+pipeline keeps them in order anyway (one connection); a cluster pipeline sends each node its
+commands at once, so the cluster runner waits for the replies at each fence.
 
 An event's member starts with its sequence number, zero-padded: members of equal score sort
 by bytes, so events of the same instant keep their append order (and equal events stay
@@ -41,22 +49,26 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "FENCE",
     "POOL_WAIT",
     "SCHEMA_VERSION",
     "SCRIPTS",
     "SOCKET_TIMEOUT",
     "Command",
     "Eval",
+    "Fence",
     "Op",
     "RedisOps",
+    "eval_command",
     "mapped_errors",
+    "stages",
 ]
 
 SCHEMA_VERSION = 1
@@ -141,15 +153,39 @@ class Eval:
     args: tuple[Any, ...]
 
 
-Command = tuple[Any, ...] | Eval
+@dataclass(frozen=True)
+class Fence:
+    """In a batch: the commands after it run after those before it have been applied."""
+
+
+FENCE = Fence()
+
+Command = tuple[Any, ...] | Eval | Fence
 Op = Generator[list[Command], list[Any], T]
+
+
+def stages(batch: Sequence[Command]) -> list[list[tuple[Any, ...] | Eval]]:
+    """The batch cut at its fences: the commands of a stage may run in any order."""
+    cut: list[list[tuple[Any, ...] | Eval]] = [[]]
+    for command in batch:
+        if isinstance(command, Fence):
+            cut.append([])
+        else:
+            cut[-1].append(command)
+    return [stage for stage in cut if stage]
+
+
+def eval_command(command: Eval) -> tuple[Any, ...]:
+    """The script call as a plain ``EVAL`` with the script's text: a cluster pipeline cannot
+    load a script that a node is missing (``NOSCRIPT``), so a script runs there by text."""
+    return ("EVAL", SCRIPTS[command.script], len(command.keys), *command.keys, *command.args)
 
 
 @contextlib.contextmanager
 def mapped_errors() -> Iterator[None]:
     try:
         yield
-    except RedisError as err:
+    except (RedisError, RedisClusterException) as err:
         raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
 
 
@@ -225,7 +261,10 @@ class RedisOps:
         self.expiring = self._p + b"expiring"
         self.schema = self._p + b"schema_version"
         self.events = self._p + b"events"
-        self.event_seq = self._p + b"events:seq"
+        # a hash tag naming the events key: the same slot as the events key (no tag, so its
+        # whole name is hashed), for the append script that touches both
+        self.event_seq = self.events + b":seq:{" + self.events + b"}"
+        self.old_event_seq = self._p + b"events:seq"  # its name before cluster support
 
     def _tagged(self, kind: bytes, *parts: str) -> bytes:
         tag = _member(*parts).replace(b"%", b"%25").replace(b"}", b"%7D")
@@ -258,11 +297,12 @@ class RedisOps:
     # -- schema -------------------------------------------------------------------------------
 
     def setup(self) -> Op[None]:
-        _, info, _, found = yield [
+        _, info, _, found, old_seq = yield [
             ("PING",),
             ("INFO", "server"),
             ("SET", self.schema, SCHEMA_VERSION, "NX"),
             ("GET", self.schema),
+            ("GET", self.old_event_seq),
         ]
         version = tuple(int(p) for p in str(info.get("redis_version", "0.0")).split(".")[:2])
         if version < MIN_SERVER:
@@ -275,6 +315,8 @@ class RedisOps:
                 f"OAUTH_VAULT_STORAGE_URL: schema version {int(found)} is newer than this "
                 f"library knows ({SCHEMA_VERSION}); upgrade oauth-vault-mw"
             )
+        if old_seq is not None:  # a store written before the counter moved: carry it over
+            yield [("SET", self.event_seq, old_seq, "NX")]
 
     # -- credentials --------------------------------------------------------------------------
 
@@ -313,6 +355,7 @@ class RedisOps:
         for _ in range(_RECONCILE_ROUNDS):
             *_, seen = yield [
                 *self._index(key, state),
+                FENCE,
                 ("HMGET", self.record(key), b"status", b"expires_at"),
             ]
             if _state(seen) == state:
@@ -341,7 +384,7 @@ class RedisOps:
             # LT: the index may say "expires sooner" than the record, never "later"
             before.append(("ZADD", self.expiring, "LT", record.expires_at, member))
         cas = Eval("cas", (self.record(key),), (expected_version, *fields))
-        *_, version = yield [*before, cas]
+        *_, version = yield [*before, FENCE, cas]
         state: _State = (record.status, record.expires_at)
         if not version:
             (seen,) = yield [("HMGET", self.record(key), b"status", b"expires_at")]
@@ -416,6 +459,7 @@ class RedisOps:
         # unlink_identities skips (it deletes an identity only if it is still this user's)
         _, owner = yield [
             ("SADD", self.links(connection_id, user_id), subject),
+            FENCE,
             Eval("link", (self.identity(connection_id, subject),), (user_id,)),
         ]
         return bytes(owner).decode()
@@ -429,6 +473,7 @@ class RedisOps:
                     Eval("unlink", (self.identity(connection_id, s.decode()),), (user_id,))
                     for s in subjects
                 ),
+                FENCE,
                 ("SREM", links, *subjects),
             ]
 

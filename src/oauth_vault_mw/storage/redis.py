@@ -1,8 +1,10 @@
 """Redis storage: :class:`RedisStorage` (redis-py, sync) and :class:`AsyncRedisStorage`
-(``redis.asyncio``, natively async), for several app processes sharing one Redis.
+(``redis.asyncio``, natively async), for several app processes sharing one Redis or one
+Redis Cluster.
 
     storage = RedisStorage("redis://:password@redis.internal:6379/0", prefix="oauth_vault")
     storage = storage_from_url("rediss://redis.internal:6380/0?prefix=myapp")  # TLS
+    storage = storage_from_url("redis+cluster://redis-node-1.internal:6379/0")  # a cluster
 
 Every operation is written once, as a generator that yields batches of Redis commands and
 receives their replies (:class:`RedisOps`); the sync and async classes only run those batches
@@ -11,6 +13,12 @@ receives their replies (:class:`RedisOps`); the sync and async classes only run 
 2 s unless the URL says otherwise: redis-py's URL options (``?socket_timeout=0.5``,
 ``max_connections``...) win over these defaults; ``?prefix=`` sets the key prefix.
 
+``redis+cluster://`` (``rediss+cluster://`` with TLS) names one node of a Redis Cluster, from
+which the client (``redis.cluster.RedisCluster``, ``redis.asyncio.cluster.RedisCluster``)
+discovers the others; database 0 only. Each script touches one hash slot (see
+:mod:`._redis_ops`); a batch runs as one cluster pipeline per stage between its fences.
+``max_connections`` is then per node.
+
 The keys and the operations on them are in :mod:`._redis_ops`.
 """
 
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -25,7 +34,9 @@ from typing import Any, TypeVar
 try:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
     import redis.asyncio.connection
+    import redis.cluster
     import redis.connection
 except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("Redis storage needs redis-py: pip install 'oauth-vault-mw[redis]'") from _err
@@ -40,27 +51,46 @@ from ._redis_ops import (
     SOCKET_TIMEOUT,
     Command,
     Eval,
+    Fence,
     Op,
     RedisOps,
+    eval_command,
     mapped_errors,
+    stages,
 )
 
-__all__ = ["SCHEMA_VERSION", "AsyncRedisStorage", "RedisStorage"]
+__all__ = ["CLUSTER_SCHEMES", "SCHEMA_VERSION", "AsyncRedisStorage", "RedisStorage"]
 
 T = TypeVar("T")
+
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""URL schemes of a Redis Cluster, and the plain scheme each stands for."""
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0].lower() in CLUSTER_SCHEMES
 
 
 def _pool_options(
     module: Any, url: str, prefix: str | None, max_connections: int
 ) -> tuple[dict[str, Any], str]:
     """Pool options from the URL (``redis.connection`` or ``redis.asyncio.connection``), checked
-    now: a bad option fails at start-up, not in the first request."""
+    now: a bad option fails at start-up, not in the first request. A cluster URL gives the
+    options of its seed node, without ``db``."""
+    scheme, _, rest = url.partition("://")
+    cluster = scheme.lower() in CLUSTER_SCHEMES
+    if cluster:
+        url = f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}"
     try:
         parsed: dict[str, Any] = dict(module.parse_url(url))
     except ValueError:
         raise ConfigurationError(
-            "OAUTH_VAULT_STORAGE_URL: not a valid redis:// or rediss:// URL"
+            "OAUTH_VAULT_STORAGE_URL: not a valid redis://, rediss:// or redis+cluster:// URL"
         ) from None
+    if cluster and parsed.pop("db", 0) != 0:
+        raise ConfigurationError(
+            "OAUTH_VAULT_STORAGE_URL: a Redis Cluster has database 0 only (redis+cluster://host:port/0)"
+        )
     url_prefix = parsed.pop("prefix", None)
     options = {
         "socket_timeout": SOCKET_TIMEOUT,
@@ -87,13 +117,99 @@ def _pool_options(
     return options, prefix or url_prefix or DEFAULT_PREFIX
 
 
-def _describe(cls: str, options: dict[str, Any], prefix: str) -> str:
+def _describe(cls: str, options: dict[str, Any], prefix: str, cluster: bool) -> str:
     where = (
         f"path={options['path']!r}"
         if "path" in options
         else f"host={options.get('host', 'localhost')!r}, port={options.get('port', 6379)}"
     )
+    if cluster:
+        return f"{cls}({where}, cluster=True, prefix={prefix!r})"
     return f"{cls}({where}, db={options.get('db', 0)}, prefix={prefix!r})"
+
+
+class _Standalone:
+    """One Redis server: a blocking pool, and a batch as one pipeline (one connection, so
+    its commands apply in order, fences or not)."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.pool = redis.BlockingConnectionPool(**options)  # type: ignore[no-untyped-call]
+        self.client = redis.Redis(connection_pool=self.pool)
+        self.scripts = {name: self.client.register_script(s) for name, s in SCRIPTS.items()}
+
+    def call(self, client: Any, command: tuple[Any, ...] | Eval) -> Any:
+        if isinstance(command, Eval):
+            return self.scripts[command.script](command.keys, command.args, client=client)
+        return client.execute_command(*command)
+
+    def execute(self, batch: list[Command]) -> list[Any]:
+        commands = [c for c in batch if not isinstance(c, Fence)]
+        if len(commands) == 1:
+            return [self.call(self.client, commands[0])]
+        with self.client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                self.call(pipe, command)
+            replies: list[Any] = pipe.execute()
+            return replies
+
+    def close(self) -> None:
+        self.client.close()
+        self.pool.disconnect()
+
+
+class _Cluster:
+    """A Redis Cluster through ``redis.cluster.RedisCluster``, which reads the cluster's
+    topology as it is built: built at the first command (a cluster that is down fails that
+    command, not the app's start-up), again after a failed attempt."""
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        allowed = set(redis.cluster.REDIS_ALLOWED_KEYS) - set(redis.cluster.KWARGS_DISABLED_KEYS)
+        unsupported = sorted(set(options) - allowed - {"host", "port"})
+        if unsupported:
+            raise ConfigurationError(
+                f"OAUTH_VAULT_STORAGE_URL: Redis URL option {unsupported[0]} is not supported "
+                "with redis+cluster://"
+            )
+        self.options = {**options, "connection_pool_class": redis.BlockingConnectionPool}
+        self.lock = threading.Lock()
+        self.client: redis.cluster.RedisCluster | None = None
+        self.scripts: dict[str, Any] = {}
+
+    def connect(self) -> redis.cluster.RedisCluster:
+        client = self.client
+        if client is not None:
+            return client
+        with self.lock:
+            if self.client is None:
+                client = redis.cluster.RedisCluster(**self.options)
+                self.scripts = {name: client.register_script(s) for name, s in SCRIPTS.items()}
+                self.client = client
+            return self.client
+
+    def execute(self, batch: list[Command]) -> list[Any]:
+        client = self.connect()
+        replies: list[Any] = []
+        for stage in stages(batch):
+            if len(stage) == 1:
+                command = stage[0]
+                if isinstance(command, Eval):  # EVALSHA, SCRIPT LOAD on NOSCRIPT
+                    replies.append(self.scripts[command.script](command.keys, command.args))
+                else:
+                    replies.append(client.execute_command(*command))  # type: ignore[no-untyped-call]
+                continue
+            with client.pipeline(transaction=False) as pipe:  # type: ignore[no-untyped-call]
+                for command in stage:
+                    if isinstance(command, Eval):
+                        command = eval_command(command)
+                    pipe.execute_command(*command)
+                replies += pipe.execute()
+        return replies
+
+    def close(self) -> None:
+        with self.lock:
+            client, self.client = self.client, None
+        if client is not None:
+            client.close()
 
 
 class RedisStorage:
@@ -107,33 +223,20 @@ class RedisStorage:
 
     def __init__(self, url: str, *, prefix: str | None = None, max_connections: int = 20) -> None:
         options, prefix = _pool_options(redis.connection, url, prefix, max_connections)
+        cluster = is_cluster_url(url)
         self._ops = RedisOps(prefix)
-        self._repr = _describe(type(self).__name__, options, prefix)
-        self._pool = redis.BlockingConnectionPool(**options)  # type: ignore[no-untyped-call]
-        self._client = redis.Redis(connection_pool=self._pool)
-        self._scripts = {name: self._client.register_script(s) for name, s in SCRIPTS.items()}
+        self._repr = _describe(type(self).__name__, options, prefix, cluster)
+        self._redis: _Standalone | _Cluster = (_Cluster if cluster else _Standalone)(options)
 
     def __repr__(self) -> str:
         return self._repr
-
-    def _call(self, client: Any, command: Command) -> Any:
-        if isinstance(command, Eval):
-            return self._scripts[command.script](command.keys, command.args, client=client)
-        return client.execute_command(*command)
 
     def _run(self, op: Op[T]) -> T:
         with mapped_errors():
             replies: Any = None
             try:
                 while True:
-                    batch = op.send(replies)
-                    if len(batch) == 1:
-                        replies = [self._call(self._client, batch[0])]
-                        continue
-                    with self._client.pipeline(transaction=False) as pipe:
-                        for command in batch:
-                            self._call(pipe, command)
-                        replies = pipe.execute()
+                    replies = self._redis.execute(op.send(replies))
             except StopIteration as done:
                 result: T = done.value
                 return result
@@ -143,8 +246,7 @@ class RedisStorage:
 
     def close(self) -> None:
         with mapped_errors():
-            self._client.close()
-            self._pool.disconnect()
+            self._redis.close()
 
     def get_credential(self, key: CredentialKey) -> StoredCredential | None:
         return self._run(self._ops.get_credential(key))
@@ -222,14 +324,15 @@ class _LoopClient:
         self.redis = redis.asyncio.Redis(connection_pool=self.pool)
         self.scripts = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
 
-    async def one(self, command: Command) -> Any:
-        if isinstance(command, Eval):
-            return await self.scripts[command.script](command.keys, command.args)
-        return await self.redis.execute_command(*command)  # type: ignore[no-untyped-call]
-
-    async def pipeline(self, batch: list[Command]) -> list[Any]:
+    async def execute(self, batch: list[Command]) -> list[Any]:
+        commands = [c for c in batch if not isinstance(c, Fence)]
+        if len(commands) == 1:
+            command = commands[0]
+            if isinstance(command, Eval):
+                return [await self.scripts[command.script](command.keys, command.args)]
+            return [await self.redis.execute_command(*command)]  # type: ignore[no-untyped-call]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for command in batch:
+            for command in commands:
                 if isinstance(command, Eval):
                     script = self.scripts[command.script]
                     await script(command.keys, command.args, client=pipe)
@@ -237,6 +340,64 @@ class _LoopClient:
                     pipe.execute_command(*command)
             replies: list[Any] = await pipe.execute()
             return replies
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.pool.disconnect()
+
+
+def _cluster_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The async cluster client's arguments: it takes ``ssl=True``, not a connection class,
+    and has no pool to wait on (:class:`_LoopCluster` waits instead)."""
+    options = {k: v for k, v in options.items() if k != "timeout"}
+    connection = options.pop("connection_class", None)
+    if connection is not None and issubclass(connection, redis.asyncio.SSLConnection):
+        options["ssl"] = True
+    return options
+
+
+class _LoopCluster:
+    """One ``redis.asyncio.cluster.RedisCluster`` and its scripts, for one event loop.
+
+    Its nodes' pools do not wait for a free connection (they fail at once), so a batch first
+    takes one of ``max_connections`` slots here, waiting up to 5 s as the blocking pool of a
+    single server does: a batch holds at most one connection per node.
+    """
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.redis = redis.asyncio.cluster.RedisCluster(**options)
+        self.scripts = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
+        self.slots = asyncio.Semaphore(options["max_connections"])
+
+    async def execute(self, batch: list[Command]) -> list[Any]:
+        try:
+            await asyncio.wait_for(self.slots.acquire(), POOL_WAIT)
+        except asyncio.TimeoutError:
+            raise redis.exceptions.ConnectionError("no connection available") from None
+        try:
+            replies: list[Any] = []
+            for stage in stages(batch):
+                replies += await self._stage(stage)
+            return replies
+        finally:
+            self.slots.release()
+
+    async def _stage(self, stage: list[tuple[Any, ...] | Eval]) -> list[Any]:
+        if len(stage) == 1:
+            command = stage[0]
+            if isinstance(command, Eval):  # EVALSHA, SCRIPT LOAD on NOSCRIPT
+                return [await self.scripts[command.script](command.keys, command.args)]
+            return [await self.redis.execute_command(*command)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for command in stage:
+                pipe.execute_command(
+                    *(eval_command(command) if isinstance(command, Eval) else command)
+                )
+            replies: list[Any] = await pipe.execute()
+            return replies
+
+    async def close(self) -> None:
+        await self.redis.aclose()
 
 
 class AsyncRedisStorage:
@@ -253,19 +414,33 @@ class AsyncRedisStorage:
         self._options, prefix = _pool_options(
             redis.asyncio.connection, url, prefix, max_connections
         )
+        cluster = is_cluster_url(url)
         self._ops = RedisOps(prefix)
-        self._repr = _describe(type(self).__name__, self._options, prefix)
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopClient]
-        self._clients = weakref.WeakKeyDictionary()
+        self._repr = _describe(type(self).__name__, self._options, prefix, cluster)
+        self._new_client: type[_LoopClient] | type[_LoopCluster] = _LoopClient
+        if cluster:
+            self._options = _cluster_options(self._options)
+            self._new_client = _LoopCluster
+            try:  # checks the options now; it connects only when first used
+                redis.asyncio.cluster.RedisCluster(**self._options)
+            except (TypeError, redis.exceptions.RedisClusterException) as err:
+                name = re.search(r"'(\w+)'", str(err))
+                raise ConfigurationError(
+                    "OAUTH_VAULT_STORAGE_URL: unsupported Redis URL option "
+                    f"{name[0] if name else ''} with redis+cluster://"
+                ) from None
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, _LoopClient | _LoopCluster
+        ] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return self._repr
 
-    def _client(self) -> _LoopClient:
+    def _client(self) -> _LoopClient | _LoopCluster:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = _LoopClient(self._options)
+            client = self._clients[loop] = self._new_client(self._options)
         return client
 
     async def _run(self, op: Op[T]) -> T:
@@ -274,11 +449,7 @@ class AsyncRedisStorage:
             replies: Any = None
             try:
                 while True:
-                    batch = op.send(replies)
-                    if len(batch) == 1:
-                        replies = [await client.one(batch[0])]
-                    else:
-                        replies = await client.pipeline(batch)
+                    replies = await client.execute(op.send(replies))
             except StopIteration as done:
                 result: T = done.value
                 return result
@@ -290,8 +461,7 @@ class AsyncRedisStorage:
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             with mapped_errors():
-                await client.redis.aclose()
-                await client.pool.disconnect()
+                await client.close()
 
     async def get_credential(self, key: CredentialKey) -> StoredCredential | None:
         return await self._run(self._ops.get_credential(key))
