@@ -52,6 +52,8 @@ REPLACEMENTS = [
     ("await ", ""),
     ("asyncio.sleep", "time.sleep"),
     ("aclose", "close"),
+    ("aiter_bytes", "iter_bytes"),
+    ("AbstractAsyncContextManager", "AbstractContextManager"),
 ]
 HEADER = "# Generated from _async/{name} by scripts/unasync.py: do not edit.\n"
 

@@ -1,8 +1,13 @@
 """Provider I/O: one pooled httpx client, discovery and JWKS cached per connection.
 
 The async client keeps one ``AsyncClient`` per event loop (such a client is bound to the loop
-it was made on); the generated sync twin keeps one thread-safe ``Client`` for all threads. Every
-call is bounded by ``provider_timeout``. Transport failures become
+it was made on); the generated sync twin keeps one thread-safe ``Client`` for all threads.
+
+Every call is bounded as a whole by ``provider_timeout``: connect, send and every byte of the
+reply (``asyncio.timeout`` here; in the sync twin, socket operations clamped to the thread's
+deadline by ``oauth_vault_mw._deadline``), so a provider that trickles its reply cannot hold a
+refresh past its lease. The reply is read as a stream and refused past ``MAX_REPLY`` bytes
+without reading the rest. Transport failures become
 :class:`~oauth_vault_mw.core.http.ProviderCallFailed` for the vault to classify; what a
 response means is decided in ``core`` (``core.tokens``, ``core.discovery``, ``core.http``).
 """
@@ -22,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+# unasync: sync-only: from .._deadline import call_deadline, check_deadline, with_deadlines
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
 from ..core.discovery import (
@@ -34,6 +40,7 @@ from ..core.discovery import (
 )
 from ..core.errors import ProviderUnavailable
 from ..core.http import (
+    MAX_REPLY,
     HttpRequest,
     ProviderCallFailed,
     ProviderResponse,
@@ -101,13 +108,15 @@ class AsyncProviderClient:
         return "AsyncProviderClient()"
 
     def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+        client = httpx.AsyncClient(
             transport=self._transport,
             timeout=httpx.Timeout(self.settings.provider_timeout),
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             follow_redirects=False,
             headers={"User-Agent": "oauth-vault-mw"},
         )
+        # unasync: sync-only: with_deadlines(client)
+        return client
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -127,16 +136,41 @@ class AsyncProviderClient:
         # unasync: sync-only: self._client.close()
 
     async def send(self, request: HttpRequest) -> ProviderResponse:
+        return await self._exchange(
+            request.method, request.url, headers=request.headers, form=request.form or None
+        )
+
+    def _deadline(self, seconds: float) -> contextlib.AbstractAsyncContextManager[object]:
+        """The whole call ends within ``seconds``, or raises a timeout: :class:`TimeoutError`
+        from ``asyncio.timeout``, an httpx timeout from the sync twin's streams."""
+        return asyncio.timeout(seconds)  # unasync: remove
+        # unasync: sync-only: return call_deadline(seconds)
+
+    async def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        form: Mapping[str, str] | None = None,
+    ) -> ProviderResponse:
+        """One request and its whole reply within ``provider_timeout``, at most ``MAX_REPLY``
+        bytes of it; else :class:`ProviderCallFailed`."""
+        timeout = self.settings.provider_timeout
         try:
-            resp = await self.client.request(
-                request.method, request.url, headers=request.headers, data=request.form or None
-            )
-        except httpx.HTTPError as exc:
+            async with (
+                self._deadline(timeout),
+                self.client.stream(method, url, headers=headers, data=form) as resp,
+            ):
+                body = await _read_capped(resp)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+                raise ProviderCallFailed(f"no complete reply within {timeout:g} s") from None
             raise ProviderCallFailed(type(exc).__name__) from None
         return ProviderResponse(
             resp.status_code,
             resp.headers.get("content-type", ""),
-            resp.content,
+            body,
             resp.headers.get("retry-after"),
         )
 
@@ -165,11 +199,8 @@ class AsyncProviderClient:
     ) -> Any:
         """:meth:`get_json` for a document that may be any JSON value (an array)."""
         with masked_in_http_logs(hidden):
-            try:
-                resp = await self.client.get(url, headers=json_headers(headers))
-            except httpx.HTTPError as exc:
-                raise ProviderCallFailed(type(exc).__name__) from None
-        return json_value(resp.status_code, resp.content, label or url.split("?", 1)[0])
+            resp = await self._exchange("GET", url, headers=json_headers(headers))
+        return json_value(resp.status, resp.body, label or url.split("?", 1)[0])
 
     def _lock(self, name: str) -> asyncio.Lock:
         """The lock of one connection's discovery or JWKS: one fetch at a time per document."""
@@ -226,3 +257,18 @@ class AsyncProviderClient:
                 ) from None
             self._jwks[conn.id] = doc
             return doc
+
+
+async def _read_capped(resp: httpx.Response) -> bytes:
+    """The reply's body, decoded, streamed until :data:`MAX_REPLY` bytes: a bigger one is
+    refused before the rest is read (its ``Content-Length`` alone, when it gives one)."""
+    length = resp.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_REPLY:
+        raise ProviderCallFailed(f"reply of {length} bytes, over {MAX_REPLY}")
+    body = bytearray()
+    async for chunk in resp.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_REPLY:
+            raise ProviderCallFailed(f"reply over {MAX_REPLY} bytes")
+        # unasync: sync-only: check_deadline()
+    return bytes(body)

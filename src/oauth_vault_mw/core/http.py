@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "MAX_DOCUMENT",
+    "MAX_REPLY",
     "HttpRequest",
     "ProviderCallFailed",
     "ProviderResponse",
@@ -24,6 +25,9 @@ __all__ = [
 ]
 
 MAX_DOCUMENT = 512 * 1024
+"""The largest JSON document (discovery, JWKS, userinfo) read from a provider."""
+MAX_REPLY = MAX_DOCUMENT
+"""The most bytes of any provider reply read: the shells stop reading there."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class HttpRequest:
 
 
 class ProviderCallFailed(Exception):
-    """The provider could not be reached or did not answer in time."""
+    """The provider could not be reached, did not answer in time, or sent more than
+    :data:`MAX_REPLY` bytes."""
 
 
 @dataclass(frozen=True)
