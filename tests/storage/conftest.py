@@ -60,6 +60,7 @@ BACKENDS = [
     Backend("redis", "redis_store_url", _redis, marks=(pytest.mark.integration,)),
     Backend("redis-cluster", "redis_cluster_store_url", _redis, marks=(pytest.mark.integration,)),
     Backend("postgresql", "postgres_store_url", SQLStorage, marks=(pytest.mark.integration,)),
+    Backend("pgbouncer", "pgbouncer_store_url", SQLStorage, marks=(pytest.mark.integration,)),
 ]
 
 SYNC_PARAMS = [pytest.param(b, id=b.name, marks=b.marks) for b in BACKENDS]

@@ -280,6 +280,37 @@ def test_pool_settings_from_the_url(postgres_url: str) -> None:
         assert str(info.value).startswith("OAUTH_VAULT_STORAGE_URL: pool_")
 
 
+async def test_prepare_threshold_from_the_url(postgres_url: str) -> None:
+    """``?prepare_threshold=none`` reaches every connection the storages open (for PgBouncer
+    before 1.21 in transaction mode); absent, psycopg's default (5) stays."""
+    sync = SQLStorage(f"{postgres_url}?prepare_threshold=none")
+    default = SQLStorage(postgres_url)
+    native = AsyncSQLStorage(f"{postgres_url}?prepare_threshold=none&pool_size=2")
+    try:
+        assert sync.engine.url.query == {}  # not passed on to the driver as a string
+        with sync.engine.connect() as conn:
+            assert conn.connection.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
+        with default.engine.connect() as conn:
+            assert conn.connection.driver_connection.prepare_threshold == 5  # type: ignore[union-attr]
+        await native.setup()
+        assert await native.get_credential(ALICE) is None  # on a read connection
+        reads = native._reads[asyncio.get_running_loop()]
+        assert [conn.prepare_threshold for conn, _at in reads.idle] == [None]
+        async with native.engine.connect() as aconn:
+            raw = await aconn.get_raw_connection()
+            assert raw.driver_connection.prepare_threshold is None  # type: ignore[union-attr]
+    finally:
+        sync.close()
+        default.close()
+        await native.close()
+    counted = SQLStorage(f"{postgres_url}?prepare_threshold=0")
+    with counted.engine.connect() as conn:
+        assert conn.connection.driver_connection.prepare_threshold == 0  # type: ignore[union-attr]
+    counted.close()
+    with pytest.raises(ConfigurationError, match="prepare_threshold must be none or a whole"):
+        SQLStorage(f"{postgres_url}?prepare_threshold=sometimes")
+
+
 # -- selection --------------------------------------------------------------------------------
 
 

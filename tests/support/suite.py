@@ -14,7 +14,10 @@ Fixtures:
   across tests that share the provider);
 - ``redis_cluster``, ``redis_cluster_url`` (session), ``redis_cluster_store_url`` (function):
   a throwaway three-master Redis Cluster, its ``redis+cluster://`` URL, and that URL after
-  ``FLUSHALL`` (see :mod:`tests.support.redis_cluster`).
+  ``FLUSHALL`` (see :mod:`tests.support.redis_cluster`);
+- ``pgbouncer``, ``pgbouncer_url`` (session), ``pgbouncer_store_url`` (function): PgBouncer in
+  transaction pooling mode before the test PostgreSQL server, the storage URL through it, and
+  that URL on emptied tables (see :mod:`tests.support.pgbouncer`).
 
 Counters at the provider (``provider.stats()``) are session-wide: compare before and after.
 """
@@ -32,6 +35,7 @@ import pytest
 from oauth_vault_mw import AsyncVault, Settings, Vault
 
 from .oidc_provider import DevProvider, complete_login, complete_login_async, redirect_params
+from .pgbouncer import pgbouncer, pgbouncer_store_url, pgbouncer_url
 from .ports import free_port
 from .redis_cluster import redis_cluster, redis_cluster_store_url, redis_cluster_url
 
@@ -42,6 +46,9 @@ __all__ = [
     "conformance_ports",
     "connection_settings",
     "new_key",
+    "pgbouncer",
+    "pgbouncer_store_url",
+    "pgbouncer_url",
     "provider",
     "redis_cluster",
     "redis_cluster_store_url",

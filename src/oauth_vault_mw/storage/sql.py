@@ -72,6 +72,25 @@ def _query_number(url: sa.URL, name: str) -> float | None:
     return value
 
 
+_PREPARE_THRESHOLD = "prepare_threshold"
+
+
+def _prepare_threshold(url: sa.URL) -> tuple[bool, int | None]:
+    """``?prepare_threshold=`` as psycopg takes it: ``none`` (never prepare: PgBouncer's
+    transaction pooling before 1.21) or a count of executions; (False, None) when absent."""
+    raw = url.query.get(_PREPARE_THRESHOLD)
+    if raw is None:
+        return False, None
+    value = (raw if isinstance(raw, str) else raw[-1]).strip().lower()
+    if value in ("none", "null", "off"):
+        return True, None
+    if value.isdigit():
+        return True, int(value)
+    raise ConfigurationError(
+        "OAUTH_VAULT_STORAGE_URL: prepare_threshold must be none or a whole number"
+    )
+
+
 def postgres_engine_options(
     url: str, pool_size: int | None, pool_timeout: float | None
 ) -> tuple[sa.URL, dict[str, Any]]:
@@ -81,6 +100,8 @@ def postgres_engine_options(
     come from the arguments, else from the URL's query (``?pool_size=20&pool_timeout=5``),
     else 10 connections and 10 s. The pool never grows past ``pool_size``; a request that waits
     longer than ``pool_timeout`` for a connection gets :class:`StorageUnavailable`.
+    ``?prepare_threshold=none`` turns off psycopg's server-side prepared statements (behind a
+    pooler in transaction mode that does not keep them, such as PgBouncer before 1.21).
     """
     try:
         parsed = sa.make_url(url)
@@ -88,12 +109,15 @@ def postgres_engine_options(
         raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
     size = pool_size or int(_query_number(parsed, "pool_size") or DEFAULT_POOL_SIZE)
     timeout = pool_timeout or _query_number(parsed, "pool_timeout") or DEFAULT_POOL_TIMEOUT
-    parsed = parsed.difference_update_query(["pool_size", "pool_timeout"])
+    given, threshold = _prepare_threshold(parsed)
+    parsed = parsed.difference_update_query(["pool_size", "pool_timeout", _PREPARE_THRESHOLD])
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     connect_args: dict[str, Any] = {}
     if "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    if given:
+        connect_args[_PREPARE_THRESHOLD] = threshold
     options: dict[str, Any] = {
         "pool_size": size,
         "max_overflow": 0,
