@@ -23,7 +23,9 @@ try:
     from fastapi import Request
     from fastapi.routing import APIRoute
 except ImportError as _err:  # pragma: no cover - depends on the environment
-    raise ImportError("oauth_vault_mw.fastapi needs FastAPI: pip install fastapi") from _err
+    raise ImportError(
+        "oauth_vault_mw.fastapi needs FastAPI: pip install 'oauth-vault-mw[fastapi]'"
+    ) from _err
 
 from starlette.responses import Response
 

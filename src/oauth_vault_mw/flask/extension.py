@@ -11,11 +11,15 @@
         return app
 
 Settings come from the app's ``OAUTH_VAULT_*`` config keys (the names and meanings of the
-environment variables) unless ``settings`` is given, and are validated in ``init_app``: bad
-configuration stops the app at start-up. The extension keeps no reference to any app: each
-app gets its own sync :class:`~oauth_vault_mw.Vault` in ``app.extensions["oauth_vault"]`` and,
-next to it, its ``ServiceAccess`` (service clients, app tokens, token exchange, the audit
-trail) in ``app.extensions["oauth_vault_service"]``.
+environment variables) unless ``settings`` is given, and are validated in ``init_app``, which
+also creates the storage tables: bad configuration (the storage URL's scheme and driver
+included) raises :class:`~oauth_vault_mw.ConfigurationError` there, so ``flask run``,
+waitress and gunicorn stop at start-up with one line naming the setting.
+
+The extension keeps no reference to any app: each app gets its own sync
+:class:`~oauth_vault_mw.Vault` in ``app.extensions["oauth_vault"]`` and, next to it, its
+``ServiceAccess`` (service clients, app tokens, token exchange, the audit trail) in
+``app.extensions["oauth_vault_service"]``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from flask import Request as FlaskRequest
 from .._sync.service import ServiceAccess
 from .._sync.vault import NewUserIdHook, Vault
 from ..core.config import Settings, parse_settings, settings_from_prefixed
-from ..core.errors import VaultError
+from ..core.errors import ConfigurationError, StorageUnavailable, VaultError
 from ..storage import Storage
 from ._context import EXTENSION_KEY, SERVICE_KEY, service_of, vault_of
 from .request import VaultRequest
@@ -59,6 +63,35 @@ def _resolve_settings(app: Flask, given: Settings | Mapping[str, Any] | None) ->
     if given is not None:
         return parse_settings(given)
     return settings_from_config(app.config)
+
+
+def _build_vault(
+    settings: Settings,
+    *,
+    storage: Storage | None,
+    new_user_id: NewUserIdHook | None,
+    http_transport: httpx.BaseTransport | None,
+) -> Vault:
+    """The app's own vault; a storage URL whose backend is not installed is a
+    :class:`ConfigurationError` naming the setting, as every other bad value."""
+    try:
+        return Vault(
+            settings, storage=storage, new_user_id=new_user_id, http_transport=http_transport
+        )
+    except ImportError as err:
+        if storage is not None:
+            raise
+        raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
+
+
+def _start(vault: Vault) -> None:
+    """Create the storage tables; a storage that cannot be set up names the setting."""
+    try:
+        vault.startup()
+    except StorageUnavailable as exc:
+        raise StorageUnavailable(
+            f"OAUTH_VAULT_STORAGE_URL: the storage could not be set up ({exc.description})"
+        ) from None
 
 
 def _handle_vault_error(exc: VaultError) -> Any:
@@ -123,7 +156,7 @@ class OAuthVault:
         vault = vault if vault is not None else self._vault
         owned = vault is None
         if vault is None:
-            vault = Vault(
+            vault = _build_vault(
                 _resolve_settings(app, settings if settings is not None else self._settings),
                 storage=storage if storage is not None else self._storage,
                 new_user_id=new_user_id if new_user_id is not None else self._new_user_id,
@@ -132,7 +165,7 @@ class OAuthVault:
                 else self._http_transport,
             )
         try:
-            vault.startup()
+            _start(vault)
             service = ServiceAccess(vault)
             app.register_blueprint(build_blueprint(vault, service))
         except BaseException:

@@ -5,26 +5,41 @@
     app = Starlette(routes=[...])
     app.add_middleware(OAuthVaultMiddleware, settings=Settings.from_env())
 
-Settings are validated when the middleware is built (at start-up); storage tables are created
-on the lifespan's start-up (or the first request when the server runs no lifespan).
+Settings and the storage URL (scheme, options, driver) are checked when the middleware is
+built; storage tables are created on the lifespan's start-up (or the first request when the
+server runs no lifespan). A :class:`~oauth_vault_mw.ConfigurationError` stops the server at
+start-up with one line naming the setting:
+
+- built outside an event loop (``OAuthVaultMiddleware(app, ...)`` at import, a gunicorn
+  worker loading the app), the constructor raises it;
+- built inside one (Starlette and FastAPI build their middleware on the app's first ASGI call,
+  the lifespan's start-up, whether it was added with ``add_middleware`` or ``middleware=[...]``;
+  uvicorn imports the app inside its loop), the middleware answers ``lifespan.startup.failed``
+  with that line, and the server exits (uvicorn: status 3, under ``--lifespan auto`` too).
+
+A storage that cannot be set up at start-up (a database that refuses connections) fails the
+lifespan's start-up the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 from starlette.exceptions import HTTPException
+from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._async.service import AsyncServiceAccess
 from .._async.vault import AsyncVault, NewUserIdHook
-from ..core.config import Settings, parse_settings
+from ..core.config import Settings
 from ..core.errors import VaultError
 from ..storage import AsyncStorage
 from ._context import SCOPE_KEY, RequestContext
+from ._startup import StartupFailure, build_vault, inside_event_loop, startup_failure_line
 from .routes import build_router, error_response, http_error_response
 
 __all__ = ["OAuthVaultMiddleware"]
@@ -38,6 +53,11 @@ class OAuthVaultMiddleware:
     account seen for the first time (default: a random id).
     """
 
+    vault: AsyncVault
+    service: AsyncServiceAccess
+    prefix: str
+    router: Router
+
     def __init__(
         self,
         app: ASGIApp,
@@ -49,17 +69,22 @@ class OAuthVaultMiddleware:
         http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.app = app
+        self._failure: StartupFailure | None = None
         if vault is None:
-            if settings is None:
-                settings = Settings.from_env()
-            elif not isinstance(settings, Settings):
-                settings = parse_settings(settings)
-            vault = AsyncVault(
-                settings,
-                storage=storage,
-                new_user_id=new_user_id,
-                http_transport=http_transport,
-            )
+            try:
+                vault = build_vault(
+                    settings,
+                    storage=storage,
+                    new_user_id=new_user_id,
+                    http_transport=http_transport,
+                )
+            except VaultError as exc:
+                if not inside_event_loop():
+                    raise
+                # Built on the app's first ASGI call: raised here, the error would reach
+                # uvicorn as "lifespan unsupported" (--lifespan auto), then 500 per request.
+                self._failure = StartupFailure(exc)
+                return
         self.vault = vault
         self.service = AsyncServiceAccess(vault)
         self.prefix = vault.settings.prefix
@@ -75,9 +100,12 @@ class OAuthVaultMiddleware:
             await self.vault.startup()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._failure is not None:
+            await self._failure(scope, receive, send)
+            return
         kind = scope["type"]
         if kind == "lifespan":
-            await self.app(scope, self._lifespan_receive(receive), send)
+            await self._lifespan(scope, receive, send)
             return
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -112,14 +140,31 @@ class OAuthVaultMiddleware:
                 raise
             await http_error_response(exc)(scope, receive, send)
 
-    def _lifespan_receive(self, receive: Receive) -> Receive:
-        async def wrapped() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the vault on ``lifespan.startup`` before the app sees it; a failure answers
+        ``lifespan.startup.failed`` (one line for the library's errors) and the app's own
+        lifespan never starts. On ``lifespan.shutdown`` the audit events still pending are
+        written and the pooled provider client is closed, then the app's shutdown runs."""
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
                 await self._ensure_started()
-            elif message["type"] == "lifespan.shutdown":
+            except VaultError as exc:
+                line = startup_failure_line(exc)
+                await send({"type": "lifespan.startup.failed", "message": line})
+                return
+            except Exception:
+                await send({"type": "lifespan.startup.failed", "message": traceback.format_exc()})
+                raise
+        pending: list[Message] = [message]
+
+        async def replay() -> Message:
+            if pending:
+                return pending.pop()
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
                 await self.service.close()
                 await self.vault.provider.aclose()
             return message
 
-        return wrapped
+        await self.app(scope, replay, send)
