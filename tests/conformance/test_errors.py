@@ -10,14 +10,12 @@ handlers in host views) stays in ``tests/starlette/test_errors.py`` and
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
 
-from oauth_vault_mw.core.cookies import hash_id
 from oauth_vault_mw.core.records import open_transaction, seal_transaction
 
 from .conftest import Site, error, with_param
@@ -45,6 +43,18 @@ def callback_for(site: Site, login: str) -> str:
     return site.authorize(start.headers["location"], login)
 
 
+def state_cookie(site: Site) -> tuple[str, str]:
+    """The one login in flight of ``site.client``: its state cookie's name and value."""
+    (found,) = [c for c in site.client.cookies.jar if c.name.startswith("oauth_vault_state_")]
+    assert found.value
+    return found.name, found.value
+
+
+def session_rows(site: Site) -> int:
+    with site.storage() as storage, storage.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT COUNT(*) FROM oauth_vault_sessions").scalar_one())
+
+
 def nothing_stored(site: Site, login: str) -> None:
     """A refused login linked no account (so stored no credential) and opened no session."""
     assert site.linked(login) is None
@@ -56,9 +66,9 @@ def nothing_stored(site: Site, login: str) -> None:
 
 
 def _tampered_state_cookie(site: Site, callback: str) -> httpx.Response:
-    value = site.client.cookies["oauth_vault_state"]
+    name, value = state_cookie(site)
     site.client.cookies.clear()
-    site.client.cookies.set("oauth_vault_state", value[:-2] + "xx", path="/auth")
+    site.client.cookies.set(name, value[:-2] + "xx", path="/auth")
     return site.client.get(callback)
 
 
@@ -123,33 +133,46 @@ def test_callback_errors_consume_the_state(site: Site, unique_user: Callable[[],
 
 
 def test_replayed_callback_writes_nothing(site: Site, unique_user: Callable[[], str]) -> None:
+    """The callback clears its state cookie; a replay with that cookie put back (a copy
+    kept by an attacker) still opens the login, but its code is spent at the provider:
+    a 400, and nothing stored changes (no session, no credential write)."""
     login = unique_user()
     start = site.client.get("/auth/login/demo")
-    state_cookie = site.client.cookies["oauth_vault_state"]
+    name, value = state_cookie(site)
     callback = site.authorize(start.headers["location"], login)
-    assert site.client.get(callback).status_code == 303
+    done = site.client.get(callback)
+    assert done.status_code == 303
+    assert f"{name}=; Path=/auth; Max-Age=0" in done.headers.get_list("set-cookie")[0]
     user_id = site.client.get("/auth/me").json()["user_id"]
     assert site.linked(login) == user_id
     before = site.record("demo", user_id)
     assert before is not None
-    site.client.cookies.set("oauth_vault_state", state_cookie, path="/auth")
+    sessions = session_rows(site)
+    # Without its cookie (cleared by the first callback): the state is unknown here.
     error(site.client.get(callback), 400, "invalid_state")
+    # With a copy of the cookie: the provider refuses the spent code.
+    site.client.cookies.set(name, value, path="/auth")
+    replay = site.client.get(callback)
+    error(replay, 400, "invalid_grant")
+    assert f"{name}=; Path=/auth; Max-Age=0" in replay.headers["set-cookie"]
     after = site.record("demo", user_id)
     assert after is not None
     assert after.version == before.version
+    assert session_rows(site) == sessions
 
 
 def test_code_of_another_login_fails_pkce(site: Site, unique_user: Callable[[], str]) -> None:
     """A code obtained by another login (code injection) fails PKCE at the provider."""
     site.client.get("/auth/login/demo")  # our login: state and verifier A
-    ours = site.client.cookies["oauth_vault_state"]
+    _, ours = state_cookie(site)
     login = unique_user()
     with httpx.Client(base_url=site.base, timeout=30) as other:
         theirs = other.get("/auth/login/demo")  # another login: verifier B
         stolen = site.authorize(theirs.headers["location"], login)
     with site.vault() as vault:
-        our_state = vault.cookies.read_state(ours)
-    assert our_state is not None
+        sealed = vault.cookies.read_state(ours)
+        assert sealed is not None
+        our_state = open_transaction(vault.sealer, sealed).state
     assert our_state != state_of(stolen)
     # Their code with our state: the state matches our cookie, but verifier A is not B.
     error(site.client.get(with_param(stolen, state=our_state)), 400, "invalid_grant")
@@ -158,15 +181,17 @@ def test_code_of_another_login_fails_pkce(site: Site, unique_user: Callable[[], 
 
 def test_id_token_with_another_nonce(site: Site, unique_user: Callable[[], str]) -> None:
     start = site.client.get("/auth/login/demo")
-    state_hash = hash_id(state_of(start.headers["location"]))
-    # The stored transaction remembers another nonce than the one sent to the provider.
+    name, value = state_cookie(site)
+    # The login's cookie remembers another nonce than the one sent to the provider.
     with site.vault() as vault:
-        data = vault.storage.take_login_state(state_hash, time.time())
-        assert data is not None
-        tx = open_transaction(vault.sealer, state_hash, data)
+        sealed = vault.cookies.read_state(value)
+        assert sealed is not None
+        tx = open_transaction(vault.sealer, sealed)
         forged = dataclasses.replace(tx, nonce="not-the-nonce")
-        sealed = seal_transaction(vault.sealer, state_hash, forged)
-        vault.storage.put_login_state(state_hash, sealed, time.time() + 600)
+        cookie = vault.cookies.state_cookie(tx.state, seal_transaction(vault.sealer, forged))
+    assert cookie.name == name
+    site.client.cookies.clear()
+    site.client.cookies.set(name, cookie.value, path="/auth")
     login = unique_user()
     callback = site.authorize(start.headers["location"], login)
     error(site.client.get(callback), 400, "invalid_id_token")
@@ -191,6 +216,7 @@ def test_open_redirects_refused(site: Site, return_to: str) -> None:
     answer = site.client.get("/auth/login/demo", params={"return_to": return_to})
     error(answer, 400, "invalid_request")
     assert "oauth_vault_state" not in answer.headers.get("set-cookie", "")
+    assert not [c for c in site.client.cookies.jar if c.name.startswith("oauth_vault_state")]
 
 
 def test_return_to_with_unicode_is_kept_and_quoted(

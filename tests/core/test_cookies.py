@@ -10,11 +10,16 @@ from itsdangerous import TimestampSigner
 from oauth_vault_mw.core import cookies as cookies_module
 from oauth_vault_mw.core.cookies import (
     MAX_COOKIE,
+    MAX_LOGINS_IN_FLIGHT,
+    MAX_STATE_COOKIE,
     SESSION_COOKIE,
     STATE_COOKIE,
+    STATE_COOKIES_BUDGET,
     CookieJar,
+    CookieSpec,
     hash_id,
 )
+from oauth_vault_mw.core.errors import BadRequest
 
 SECRET = "cookie-secret-" + "x" * 32
 T0 = 1_700_000_000
@@ -41,23 +46,24 @@ def jar(*, secure: bool = True, secret: str = SECRET) -> CookieJar:
 def test_session_roundtrip(clock: Clock) -> None:
     cookies = jar()
     spec = cookies.session_cookie("session-id-1")
-    assert spec.name == SESSION_COOKIE
+    assert spec.name == "__Host-" + SESSION_COOKIE  # an https jar
     assert spec.value != "session-id-1"
     assert spec.value.startswith("session-id-1.")
     assert cookies.read_session(spec.value) == "session-id-1"
 
 
 def test_state_roundtrip(clock: Clock) -> None:
-    cookies = jar()
-    spec = cookies.state_cookie("state-1")
-    assert spec.name == STATE_COOKIE
-    assert cookies.read_state(spec.value) == "state-1"
+    cookies = jar(secure=False)
+    spec = cookies.state_cookie("state-1", "v1.kid.sealed")
+    assert spec.name == f"{STATE_COOKIE}_{hash_id('state-1')[:16]}"
+    assert spec.name == cookies.state_name("state-1")
+    assert cookies.read_state(spec.value) == "v1.kid.sealed"
 
 
 def test_session_and_state_signatures_are_not_interchangeable(clock: Clock) -> None:
     cookies = jar()
     assert cookies.read_state(cookies.session_cookie("x").value) is None
-    assert cookies.read_session(cookies.state_cookie("x").value) is None
+    assert cookies.read_session(cookies.state_cookie("x", "x").value) is None
 
 
 def test_other_secret_cannot_read(clock: Clock) -> None:
@@ -92,10 +98,10 @@ def test_missing_value_reads_as_none() -> None:
 def test_expiry(clock: Clock) -> None:
     cookies = jar()
     session = cookies.session_cookie("sid").value
-    state = cookies.state_cookie("st").value
+    state = cookies.state_cookie("st", "sealed").value
     clock.now = T0 + 600
     assert cookies.read_session(session) == "sid"
-    assert cookies.read_state(state) == "st"
+    assert cookies.read_state(state) == "sealed"
     clock.now = T0 + 601
     assert cookies.read_state(state) is None
     assert cookies.read_session(session) == "sid"
@@ -188,35 +194,108 @@ def _attributes(header: str) -> tuple[str, list[str]]:
 def test_cookie_attributes_secure(clock: Clock) -> None:
     cookies = jar(secure=True)
     first, attrs = _attributes(cookies.session_cookie("sid").header())
-    assert first.startswith(f"{SESSION_COOKIE}=")
+    assert first.startswith(f"__Host-{SESSION_COOKIE}=")
     assert "HttpOnly" in attrs
     assert "SameSite=Lax" in attrs
     assert "Path=/" in attrs
     assert "Max-Age=3600" in attrs
     assert "Secure" in attrs
-    _, attrs = _attributes(cookies.state_cookie("st").header())
-    assert "Path=/auth" in attrs
+    assert not any(a.startswith("Domain") for a in attrs)
+    first, attrs = _attributes(cookies.state_cookie("st", "sealed").header())
+    assert first.startswith(f"__Host-{STATE_COOKIE}_")
+    assert "Path=/" in attrs  # __Host- requires it
     assert "Max-Age=600" in attrs
     assert {"HttpOnly", "SameSite=Lax", "Secure"} <= set(attrs)
+    assert not any(a.startswith("Domain") for a in attrs)
 
 
 def test_cookie_attributes_not_secure_on_http(clock: Clock) -> None:
     cookies = jar(secure=False)
-    for spec in (cookies.session_cookie("sid"), cookies.state_cookie("st")):
-        _, attrs = _attributes(spec.header())
+    for spec in (cookies.session_cookie("sid"), cookies.state_cookie("st", "sealed")):
+        first, attrs = _attributes(spec.header())
+        assert not first.startswith("__Host-")
         assert "Secure" not in attrs
         assert "HttpOnly" in attrs
         assert "SameSite=Lax" in attrs
+    _, attrs = _attributes(cookies.state_cookie("st", "sealed").header())
+    assert "Path=/auth" in attrs  # on http, sent to the vault's routes only
 
 
 def test_clearing_cookies() -> None:
     cookies = jar()
     session = cookies.clear_session()
     assert session.header() == (
-        f"{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
+        f"__Host-{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax; Secure"
     )
-    state = cookies.clear_state()
-    assert (state.name, state.value, state.max_age, state.path) == (STATE_COOKIE, "", 0, "/auth")
+    state = cookies.clear_state("st")
+    assert (state.name, state.value, state.max_age, state.path) == (
+        cookies.state_name("st"),
+        "",
+        0,
+        "/",
+    )
+    plain = jar(secure=False).clear_state("st")
+    assert (plain.name, plain.path) == (f"{STATE_COOKIE}_{hash_id('st')[:16]}", "/auth")
+
+
+# -- logins in flight: one state cookie each, bounded ---------------------------------------
+
+
+def _header(*specs: CookieSpec, extra: str = "theme=dark") -> str:
+    return "; ".join([extra, *(f"{s.name}={s.value}" for s in specs)])
+
+
+def test_a_state_cookie_too_large_for_a_browser_is_refused(clock: Clock) -> None:
+    cookies = jar()
+    with pytest.raises(BadRequest):
+        cookies.state_cookie("st", "x" * MAX_STATE_COOKIE)
+    fits = cookies.state_cookie("st", "x" * (MAX_STATE_COOKIE - 80))
+    assert len(fits.name) + len(fits.value) < 4096
+    assert cookies.read_state(fits.value) == "x" * (MAX_STATE_COOKIE - 80)
+    assert cookies.read_state(fits.value + "x" * 100) is None
+
+
+def test_evicting_keeps_the_newest_logins(clock: Clock) -> None:
+    cookies = jar()
+    held = []
+    for i in range(MAX_LOGINS_IN_FLIGHT + 2):
+        clock.now = T0 + i
+        held.append(cookies.state_cookie(f"st-{i}", "sealed"))
+    # Room for one more: the oldest go until MAX_LOGINS_IN_FLIGHT - 1 remain.
+    gone = cookies.evict_states(_header(*held), adding=200)
+    kept = MAX_LOGINS_IN_FLIGHT - 1
+    assert [c.name for c in gone] == [c.name for c in held[: len(held) - kept]]
+    assert all((c.value, c.max_age, c.path) == ("", 0, "/") for c in gone)
+    # Under the count, nothing goes.
+    assert cookies.evict_states(_header(*held[-kept:]), adding=200) == ()
+    assert cookies.evict_states(None, adding=200) == ()
+    assert cookies.evict_states("", adding=200) == ()
+
+
+def test_evicting_drops_invalid_and_expired_state_cookies_first(clock: Clock) -> None:
+    cookies = jar()
+    old = cookies.state_cookie("old", "sealed")
+    clock.now = T0 + 601
+    fresh = cookies.state_cookie("fresh", "sealed")
+    forged = CookieSpec(cookies.state_name("forged"), "x.y.z", 600, "/", True)
+    other_app = CookieSpec("oauth_vault_statement", "keep", 600, "/", True)
+    gone = cookies.evict_states(_header(old, fresh, forged, other_app), adding=200)
+    assert {c.name for c in gone} == {old.name, forged.name}
+
+
+def test_evicting_bounds_the_bytes_of_state_cookies(clock: Clock) -> None:
+    cookies = jar()
+    big = "x" * (STATE_COOKIES_BUDGET // 2)
+    first = cookies.state_cookie("a", big)
+    clock.now += 1
+    second = cookies.state_cookie("b", "small")
+    gone = cookies.evict_states(_header(first, second), adding=len(big) + 100)
+    assert [c.name for c in gone] == [first.name]
+
+
+def test_a_cookie_header_too_large_is_refused(clock: Clock) -> None:
+    with pytest.raises(BadRequest):
+        jar().evict_states("a=" + "b" * 9000, adding=10)
 
 
 def test_repr_shows_no_secret() -> None:

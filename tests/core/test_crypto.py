@@ -146,16 +146,21 @@ def test_repr_shows_no_key() -> None:
     assert base64.b64encode(NEW).decode() not in text
 
 
-def test_login_transaction_sealing_is_bound_to_its_state() -> None:
+def test_login_transaction_sealing_names_its_purpose() -> None:
     sealer = Sealer([NEW])
     tx = LoginTransaction(
         state="st", connection_id="demo", code_verifier="v" * 43, nonce="n",
-        return_to="/x", mode="login", user_id=None, created_at=5.0,
+        return_to="/café", mode="login", user_id=None, created_at=5.0,
     )  # fmt: skip
-    data = seal_transaction(sealer, "hash-a", tx)
-    assert open_transaction(sealer, "hash-a", data) == tx
+    envelope = seal_transaction(sealer, tx)
+    assert "caf" not in envelope  # encrypted, not only signed
+    assert open_transaction(sealer, envelope) == tx
+    # A value sealed for another purpose (a credential) does not open as a transaction.
+    other = sealer.seal(tx.to_bytes(), CredentialKey("demo", "u").aad())
     with pytest.raises(CredentialUnreadable):
-        open_transaction(sealer, "hash-b", data)
+        open_transaction(sealer, other)
+    with pytest.raises(CredentialUnreadable):
+        open_transaction(Sealer([OLD]), envelope)
 
 
 @settings(database=None, derandomize=True, max_examples=200, deadline=None)

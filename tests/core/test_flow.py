@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
@@ -15,6 +16,8 @@ from hypothesis import strategies as st
 
 from oauth_vault_mw import BadRequest, CallbackError, InvalidState
 from oauth_vault_mw.core.config import ConnectionConfig
+from oauth_vault_mw.core.cookies import MAX_STATE_COOKIE, CookieJar
+from oauth_vault_mw.core.crypto import Sealer
 from oauth_vault_mw.core.flow import (
     MAX_RETURN_TO,
     LoginTransaction,
@@ -24,6 +27,7 @@ from oauth_vault_mw.core.flow import (
     new_transaction,
     verify_callback,
 )
+from oauth_vault_mw.core.records import open_transaction, seal_transaction
 
 NOW = 1_700_000_000.0
 ISSUER = "https://idp.example.com"
@@ -330,3 +334,29 @@ def test_verify_callback_iss_accepted_when_equal() -> None:
 def test_verify_callback_without_code(params: dict[str, str]) -> None:
     with pytest.raises(CallbackError):
         verify(params)
+
+
+# -- the transaction in its cookie ----------------------------------------------------------
+
+
+def test_the_largest_transaction_fits_in_a_browser_cookie() -> None:
+    """Every field at its bound (connection id 64, user id 128, return_to 512 code points of
+    4 UTF-8 bytes each): sealed, signed and named, still under the browsers' 4096 bytes."""
+    return_to = check_return_to("/" + "\U0001f600" * (MAX_RETURN_TO - 1))
+    tx = new_transaction(
+        oidc(id="c" * 64), mode="connect", return_to=return_to, user_id="u" * 128, now=NOW
+    )
+    sealer = Sealer([os.urandom(32)])
+    jar = CookieJar("k" * 48, secure=True, prefix="/auth", session_max_age=60, state_max_age=600)
+    spec = jar.state_cookie(tx.state, seal_transaction(sealer, tx))
+    assert len(spec.value) <= MAX_STATE_COOKIE
+    assert len(spec.name) + len(spec.value) < 4096
+    assert len(spec.header()) < 4096 + 100
+    sealed = jar.read_state(spec.value)
+    assert sealed is not None
+    assert open_transaction(sealer, sealed) == tx
+
+
+def test_return_to_with_a_lone_surrogate_is_refused() -> None:
+    with pytest.raises(BadRequest):
+        check_return_to("/a\udcff")

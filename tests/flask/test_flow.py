@@ -38,16 +38,17 @@ def test_login_me_and_credentials(harness: Harness, unique_user: Callable[[], st
     assert start.headers["pragma"] == "no-cache"
     assert start.headers["location"].startswith(h.provider.authorization_endpoint)
     state_cookie = start.headers["set-cookie"]
-    assert state_cookie.startswith("oauth_vault_state=")
+    assert state_cookie.startswith("oauth_vault_state_")  # one per login in flight
     assert "Path=/auth; Max-Age=600; HttpOnly; SameSite=Lax" in state_cookie
     assert "Secure" not in state_cookie  # http on loopback
+    state_name = state_cookie.split("=", 1)[0]
 
     done = h.client.get(h.authorize(start.headers["location"], unique_user()))
     assert done.status_code == 303
     assert done.headers["location"] == "/profile/demo"
     assert done.headers["cache-control"] == "no-store"
     cookies = done.headers.get_list("set-cookie")
-    assert any(c.startswith("oauth_vault_state=; Path=/auth; Max-Age=0") for c in cookies)
+    assert any(c.startswith(f"{state_name}=; Path=/auth; Max-Age=0") for c in cookies)
     assert any(c.startswith("oauth_vault_session=") and "Path=/;" in c for c in cookies)
 
     me = h.client.get("/auth/me")

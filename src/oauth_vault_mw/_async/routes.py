@@ -14,12 +14,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from ..core.cookies import SESSION_COOKIE, STATE_COOKIE
-from ..core.errors import NotAuthenticated
+from ..core.errors import NotAuthenticated, VaultError
 from ..core.flow import check_return_to
 from ..core.inputs import check_form_type, check_origin, check_query_size, parse_form, unique_params
 from ..core.model import Credentials
-from ..core.routes import Reply, json_reply, redirect_reply
+from ..core.routes import Reply, error_reply, json_reply, redirect_reply
 from .service import AsyncServiceAccess
 from .vault import AsyncVault
 
@@ -66,7 +65,9 @@ class AsyncRequestAuth(ABC):
             authorization = self.header("authorization")
             user = self.service.user_for_app_token(authorization) if authorization else None
             if user is None:
-                user = await self.vault.user_for_session(self.cookie(SESSION_COOKIE))
+                user = await self.vault.user_for_session(
+                    self.cookie(self.vault.cookies.session_name)
+                )
             self.user = user
         return user
 
@@ -84,7 +85,7 @@ class AsyncRequestAuth(ABC):
         one storage read."""
         if self.user is _UNSET and not self.header("authorization"):
             found = await self.vault.session_credentials(
-                self.cookie(SESSION_COOKIE),
+                self.cookie(self.vault.cookies.session_name),
                 connection_id,
                 min_validity=min_validity,
                 force_refresh=force_refresh,
@@ -152,7 +153,9 @@ class AsyncRouteHandlers:
         url, cookie = await self.vault.begin_login(
             connection_id, return_to=return_to, user_id=user_id
         )
-        return redirect_reply(url, 302, (cookie,))
+        # one cookie per login in flight (several tabs); the oldest make room
+        evicted = self.vault.cookies.evict_states(request.header("cookie"), len(cookie.value))
+        return redirect_reply(url, 302, (*evicted, cookie))
 
     async def login(self, request: AsyncHttpInput, path_params: PathParams) -> Reply:
         return await self._begin(request, path_params["connection_id"], connect=False)
@@ -161,18 +164,29 @@ class AsyncRouteHandlers:
         return await self._begin(request, path_params["connection_id"], connect=True)
 
     async def callback(self, request: AsyncHttpInput, path_params: PathParams) -> Reply:
+        """The provider's redirect back. Whatever the outcome, the login's state cookie is
+        cleared: its login is over (a replay then finds no cookie)."""
         params = _query(request)
-        result = await self.vault.complete_login(
-            path_params["connection_id"],
-            params,
-            state_cookie=request.cookie(STATE_COOKIE),
-            session_cookie=request.cookie(SESSION_COOKIE),
-        )
+        cookies = self.vault.cookies
+        state = params.get("state")
+        name = cookies.state_name(state) if state else None
+        state_cookie = request.cookie(name) if name else None
+        try:
+            result = await self.vault.complete_login(
+                path_params["connection_id"],
+                params,
+                state_cookie=state_cookie,
+                session_cookie=request.cookie(cookies.session_name),
+            )
+        except VaultError as exc:
+            if name is None or state_cookie is None:
+                raise
+            return error_reply(exc, (cookies.clear_state_named(name),))
         return redirect_reply(result.return_to, 303, result.cookies)
 
     async def logout(self, request: AsyncHttpInput, path_params: PathParams) -> Reply:
         self._check_origin(request)
-        cookie = await self.vault.logout(request.cookie(SESSION_COOKIE))
+        cookie = await self.vault.logout(request.cookie(self.vault.cookies.session_name))
         return json_reply({"logged_out": True}, cookies=(cookie,))
 
     async def me(self, request: AsyncHttpInput, path_params: PathParams) -> Reply:
@@ -194,7 +208,7 @@ class AsyncRouteHandlers:
 
     async def app_token(self, request: AsyncHttpInput, path_params: PathParams) -> Reply:
         # The browser session only: an app token cannot renew itself past logout.
-        user_id = await self.vault.user_for_session(request.cookie(SESSION_COOKIE))
+        user_id = await self.vault.user_for_session(request.cookie(self.vault.cookies.session_name))
         if user_id is None:
             raise NotAuthenticated("app tokens are issued to a session (log in first)")
         return json_reply(self.service.issue_app_token(user_id))

@@ -1,10 +1,13 @@
 # Generated from _async/login.py by scripts/unasync.py: do not edit.
 """Login, connect and sessions (sync): the I/O around ``core/flow.py`` and ``core/idtoken.py``.
 
-``begin_login`` stores the sealed login transaction (state, PKCE verifier, nonce) and returns
-the provider's URL; ``complete_login`` checks the callback against it, exchanges the code,
-identifies the account (ID token or the user endpoint), stores the credential and opens a
-new session.
+``begin_login`` seals the login transaction (state, PKCE verifier, nonce, return path) into
+the state cookie it returns with the provider's URL, and stores nothing: an anonymous request
+leaves no row behind. ``complete_login`` opens that cookie, checks the callback against it,
+exchanges the code (single use at the provider: a replay is refused there), identifies the
+account (ID token or the user endpoint), stores the credential, opens a new session and
+clears the cookie. Now and then a login also purges expired sessions, in one bounded batch
+(``core/purge.py``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieSpec, hash_id
 from ..core.errors import (
     CallbackError,
+    CredentialUnreadable,
     IdentityConflict,
-    InvalidState,
     NotAuthenticated,
     ProviderUnavailable,
+    StorageUnavailable,
 )
 from ..core.flow import authorization_url, callback_state, new_transaction, verify_callback
 from ..core.http import ProviderCallFailed
@@ -37,6 +41,7 @@ from ..core.identity import (
 )
 from ..core.idtoken import UnknownSigningKey, validate_id_token
 from ..core.model import CredentialKey, TokenSet
+from ..core.purge import PurgeSchedule
 from ..core.records import open_transaction, seal_transaction
 from ..core.token_requests import (
     code_exchange_request,
@@ -47,6 +52,7 @@ from ..core.tokens import (
     TokenRetryable,
     pick_kept,
 )
+from ..storage import purge_expired
 from .base import VaultBase
 
 __all__ = ["Login"]
@@ -57,30 +63,28 @@ logger = logging.getLogger("oauth_vault_mw")
 class Login(VaultBase):
     """Logins and connects through a provider, and the sessions they open."""
 
+    purge_schedule: PurgeSchedule | None = None
+    """When logins purge expired sessions (made at the first login; set one to change it)."""
+
     def begin_login(
         self, connection_id: str, *, return_to: str, user_id: str | None = None
     ) -> tuple[str, CookieSpec]:
-        """Start a login (``user_id`` None) or a connect; return the provider URL and cookie."""
+        """Start a login (``user_id`` None) or a connect; return the provider URL and the
+        state cookie that holds the login. Nothing is stored."""
         conn = self.connection(connection_id)
-        now = self.clock()
         endpoints = self.provider.endpoints(conn)
         tx = new_transaction(
             conn,
             mode="login" if user_id is None else "connect",
             return_to=return_to,
             user_id=user_id,
-            now=now,
+            now=self.clock(),
         )
-        state_hash = hash_id(tx.state)
-        self.storage.put_login_state(
-            state_hash,
-            seal_transaction(self.sealer, state_hash, tx),
-            now + self.settings.state_max_age,
-        )
+        cookie = self.cookies.state_cookie(tx.state, seal_transaction(self.sealer, tx))
         url = authorization_url(
             conn, endpoints.authorize_url, self.settings.redirect_uri(conn.id), tx
         )
-        return url, self.cookies.state_cookie(tx.state)
+        return url, cookie
 
     def complete_login(
         self,
@@ -90,15 +94,20 @@ class Login(VaultBase):
         state_cookie: str | None,
         session_cookie: str | None,
     ) -> LoginResult:
-        """Check the callback, exchange the code, store the credential, open a session."""
+        """Check the callback against the login its state cookie (``state_cookie``, the
+        value of the cookie named ``cookies.state_name(state)``) holds, exchange the code,
+        store the credential, open a session."""
         conn = self.connection(connection_id)
-        state = callback_state(params, self.cookies.read_state(state_cookie))
-        state_hash = hash_id(state)
+        tx = None
+        sealed = self.cookies.read_state(state_cookie)  # signature and age
+        if sealed is not None:
+            try:
+                tx = open_transaction(self.sealer, sealed)
+            except CredentialUnreadable:  # sealed with a key no longer configured
+                tx = None
+        callback_state(params, tx.state if tx is not None else None)
+        assert tx is not None  # callback_state refuses a callback without one
         now = self.clock()
-        data = self.storage.take_login_state(state_hash, now)
-        if data is None:
-            raise InvalidState()
-        tx = open_transaction(self.sealer, state_hash, data)
         endpoints = self.provider.endpoints(conn)
         code = verify_callback(
             params,
@@ -145,7 +154,7 @@ class Login(VaultBase):
         if kept:
             tokens = replace(tokens, extra=(*tokens.extra, *kept))
         self.put_tokens(CredentialKey(conn.id, user_id), tokens)
-        cookies: list[CookieSpec] = [self.cookies.clear_state()]
+        cookies: list[CookieSpec] = [self.cookies.clear_state(tx.state)]
         if tx.mode == "login":
             self.logout(session_cookie)  # a new session at every login: no fixation
             session_id = secrets.token_urlsafe(32)
@@ -155,7 +164,29 @@ class Login(VaultBase):
             cookies.append(self.cookies.session_cookie(session_id))
         logger.info("login completed connection=%s user=%s mode=%s", conn.id, user_id, tx.mode)
         self._audit(f"user:{user_id}", tx.mode, "ok", conn.id, user_id)
+        self._purge_if_due()
         return LoginResult(user_id, tx.return_to, tuple(cookies))
+
+    def _purge_if_due(self) -> None:
+        """One bounded batch of expired sessions (and old login states) when the schedule
+        says so. A failure is logged, never the login's."""
+        schedule = self.purge_schedule
+        if schedule is None:
+            schedule = self.purge_schedule = PurgeSchedule()
+        now, batch = self.clock(), schedule.batch
+        if not schedule.due(now):
+            return
+        try:
+            purged = purge_expired(self.storage, now, batch)
+        except StorageUnavailable:
+            logger.warning("purging expired sessions failed; the next purge retries")
+            return
+        if purged is not None and purged.total:
+            logger.info(
+                "purged expired sessions=%d login_states=%d",
+                purged.sessions,
+                purged.login_states,
+            )
 
     def _identify(
         self, conn: ConnectionConfig, granted: TokenGranted, body: bytes, nonce: str | None

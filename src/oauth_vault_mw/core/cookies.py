@@ -1,7 +1,15 @@
 """Signed cookie values (itsdangerous) and the attributes every cookie of the library gets.
 
-The session cookie holds an opaque session id, nothing else; the state cookie holds the
-login's state, binding the callback to the browser that started it.
+The session cookie holds an opaque session id, nothing else. A state cookie holds one login
+in flight: its transaction (state, PKCE verifier, nonce, return path...) sealed with the
+vault's AES-GCM key and signed with a timestamp, so that starting a login stores nothing
+server-side. Each login has its own state cookie, named after its state, so that logins in
+several tabs do not undo each other; at most :data:`MAX_LOGINS_IN_FLIGHT` of them (and
+:data:`STATE_COOKIES_BUDGET` bytes) live at once, the oldest going first.
+
+On an https base URL every name carries the ``__Host-`` prefix, which browsers accept only
+with ``Secure``, ``Path=/`` and no ``Domain``: no sibling subdomain or plain-http page can
+set or overwrite these cookies.
 """
 
 from __future__ import annotations
@@ -14,12 +22,21 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, TimestampSigner
 from itsdangerous.signer import HMACAlgorithm
 
+from .errors import BadRequest
+
 __all__ = ["CookieJar", "CookieSpec", "hash_id"]
 
 SESSION_COOKIE = "oauth_vault_session"
 STATE_COOKIE = "oauth_vault_state"
-MAX_COOKIE = 1024
+"""The state cookies' base name: each is ``oauth_vault_state_<tag>``, the tag from its state."""
+HOST_PREFIX = "__Host-"
+MAX_COOKIE = 1024  # a session cookie's value
+MAX_STATE_COOKIE = 3600  # a state cookie's value; with its name, under the browsers' 4096
+STATE_COOKIES_BUDGET = 4096  # the values of all state cookies a browser holds at once
+MAX_LOGINS_IN_FLIGHT = 3  # state cookies a browser holds at once
+MAX_COOKIE_HEADER = 8192  # as the shells bound it
 VERIFIED_SESSIONS = 4096  # session cookies whose signature this process has checked
+_TAG = 16  # hex digits of SHA-256(state) in a state cookie's name
 
 
 def hash_id(value: str) -> str:
@@ -76,8 +93,27 @@ class _Signer(TimestampSigner):
         return cached
 
 
+def cookie_pairs(header: str | None) -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of a ``Cookie`` header (bounded as the shells bound it)."""
+    if not header:
+        return []
+    if len(header) > MAX_COOKIE_HEADER:
+        raise BadRequest("cookie header too large")
+    pairs = []
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep:
+            pairs.append((name, value.strip('"')))
+    return pairs
+
+
 class CookieJar:
-    """Signs and reads the library's two cookies."""
+    """Signs and reads the library's cookies: the session and the logins in flight.
+
+    ``secure`` (an https base URL) adds ``Secure`` and the ``__Host-`` prefix, and puts the
+    state cookies on ``Path=/`` (the prefix requires it); on plain http (loopback
+    development) they stay on the route ``prefix``, sent to the vault's routes only.
+    """
 
     def __init__(
         self,
@@ -94,28 +130,28 @@ class CookieJar:
         # that verified get in; the age is checked on every read; bounded, oldest out first.
         self._verified: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
-        self._state = _Signer(secret_key, salt="oauth_vault_mw.state")
+        # another salt than the previous release's state cookie (which held the bare state)
+        self._state = _Signer(secret_key, salt="oauth_vault_mw.login-transaction")
         self.secure = secure
         self.prefix = prefix
         self.session_max_age = session_max_age
         self.state_max_age = state_max_age
+        name_prefix = HOST_PREFIX if secure else ""
+        self.session_name = name_prefix + SESSION_COOKIE
+        self.state_name_prefix = f"{name_prefix}{STATE_COOKIE}_"
+        self.state_path = "/" if secure else prefix
 
     def __repr__(self) -> str:
         return f"CookieJar(secure={self.secure})"
 
+    # -- the session ------------------------------------------------------------------------
+
     def session_cookie(self, session_id: str) -> CookieSpec:
         value = self._session.sign(session_id).decode()
-        return CookieSpec(SESSION_COOKIE, value, self.session_max_age, "/", self.secure)
+        return CookieSpec(self.session_name, value, self.session_max_age, "/", self.secure)
 
     def clear_session(self) -> CookieSpec:
-        return CookieSpec(SESSION_COOKIE, "", 0, "/", self.secure)
-
-    def state_cookie(self, state: str) -> CookieSpec:
-        value = self._state.sign(state).decode()
-        return CookieSpec(STATE_COOKIE, value, self.state_max_age, self.prefix, self.secure)
-
-    def clear_state(self) -> CookieSpec:
-        return CookieSpec(STATE_COOKIE, "", 0, self.prefix, self.secure)
+        return CookieSpec(self.session_name, "", 0, "/", self.secure)
 
     def read_session(self, value: str | None) -> str | None:
         """The session id a valid, unexpired session cookie holds; ``None`` otherwise."""
@@ -147,7 +183,12 @@ class CookieJar:
 
     def verify_session(self, value: str | None) -> str | None:
         """:meth:`read_session` without the per-process memory: the HMAC checked every time."""
-        return self._read(self._session, value, self.session_max_age)
+        if not value or len(value) > MAX_COOKIE:
+            return None
+        try:
+            return self._session.unsign(value, max_age=self.session_max_age).decode()
+        except (BadSignature, UnicodeError):
+            return None
 
     def forget_session(self, value: str | None) -> None:
         """Drop a cookie from the verified memory (at logout: nothing left to look up)."""
@@ -155,14 +196,64 @@ class CookieJar:
             with self._lock:
                 self._verified.pop(value, None)
 
-    def read_state(self, value: str | None) -> str | None:
-        return self._read(self._state, value, self.state_max_age)
+    # -- the logins in flight ---------------------------------------------------------------
 
-    @staticmethod
-    def _read(signer: TimestampSigner, value: str | None, max_age: int) -> str | None:
-        if not value or len(value) > MAX_COOKIE:
+    def state_name(self, state: str) -> str:
+        """The name of the cookie that holds the login whose state is ``state``."""
+        tag = hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()[:_TAG]
+        return self.state_name_prefix + tag
+
+    def state_cookie(self, state: str, sealed: str) -> CookieSpec:
+        """The cookie holding one login: ``sealed`` (the sealed transaction), signed with
+        the time; a value too large for a browser is a 400."""
+        value = self._state.sign(sealed).decode()
+        if len(value) > MAX_STATE_COOKIE:
+            raise BadRequest("the login is too large to remember; use a shorter return_to")
+        return CookieSpec(
+            self.state_name(state), value, self.state_max_age, self.state_path, self.secure
+        )
+
+    def clear_state(self, state: str) -> CookieSpec:
+        return self.clear_state_named(self.state_name(state))
+
+    def clear_state_named(self, name: str) -> CookieSpec:
+        return CookieSpec(name, "", 0, self.state_path, self.secure)
+
+    def read_state(self, value: str | None) -> str | None:
+        """The sealed transaction a valid, unexpired state cookie holds; ``None`` otherwise."""
+        found = self._read_state(value)
+        return None if found is None else found[0]
+
+    def _read_state(self, value: str | None) -> tuple[str, float] | None:
+        if not value or len(value) > MAX_STATE_COOKIE:
             return None
         try:
-            return signer.unsign(value, max_age=max_age).decode()
+            raw, signed_at = self._state.unsign(
+                value, max_age=self.state_max_age, return_timestamp=True
+            )
+            return raw.decode("ascii"), signed_at.timestamp()
         except (BadSignature, UnicodeError):
             return None
+
+    def evict_states(self, cookie_header: str | None, adding: int) -> tuple[CookieSpec, ...]:
+        """Deletions that make room for a new state cookie of ``adding`` bytes: the state
+        cookies of ``cookie_header`` that are invalid or expired, then the oldest, until at
+        most ``MAX_LOGINS_IN_FLIGHT - 1`` remain and they and the new one fit in
+        ``STATE_COOKIES_BUDGET`` bytes."""
+        live: list[tuple[float, int, str]] = []  # (signed at, size, name)
+        dead: list[str] = []
+        for name, value in cookie_pairs(cookie_header):
+            if not name.startswith(self.state_name_prefix):
+                continue
+            found = self._read_state(value)
+            if found is None:
+                dead.append(name)
+            else:
+                live.append((found[1], len(value), name))
+        live.sort()
+        total = adding + sum(size for _, size, _ in live)
+        while live and (len(live) >= MAX_LOGINS_IN_FLIGHT or total > STATE_COOKIES_BUDGET):
+            _, size, name = live.pop(0)
+            total -= size
+            dead.append(name)
+        return tuple(self.clear_state_named(name) for name in dict.fromkeys(dead))

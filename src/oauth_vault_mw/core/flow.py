@@ -35,7 +35,8 @@ Mode = Literal["login", "connect"]
 
 @dataclass(frozen=True)
 class LoginTransaction:
-    """What a login remembers between the redirect out and the callback (stored, single use)."""
+    """What a login remembers between the redirect out and the callback: sealed in the
+    browser's state cookie (``records.seal_transaction``), never stored server-side."""
 
     state: str
     connection_id: str
@@ -64,6 +65,7 @@ class LoginTransaction:
                 "t": self.created_at,
             },
             separators=(",", ":"),
+            ensure_ascii=False,  # UTF-8, not \uXXXX escapes: a cookie has ~4 KB
         ).encode()
 
     @classmethod
@@ -90,7 +92,7 @@ def check_return_to(value: str | None) -> str:
         or not value.startswith("/")
         or value.startswith("//")
         or "\\" in value
-        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+        or any(ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) < 0xE000 for ch in value)
     )
     if not bad:
         parts = urlsplit(value)
@@ -143,7 +145,8 @@ def authorization_url(
 
 
 def callback_state(params: Mapping[str, str], cookie_state: str | None) -> str:
-    """The state of this callback, if it is the one this browser's cookie holds."""
+    """The state of this callback, if it is the one this browser's cookie holds (compared
+    in constant time)."""
     for name, value in params.items():
         if len(value) > MAX_PARAM or len(name) > 64:
             raise BadRequest(f"callback parameter {name[:64]!r} is too long")

@@ -1,7 +1,9 @@
-"""Sealed records: a credential and a login transaction, each bound to its storage key.
+"""Sealed records: a credential, bound to its storage key, and a login transaction.
 
-AES-256-GCM through :class:`~.crypto.Sealer`; the associated data is the record's key, so a
-sealed value copied onto another row (another user, another state) fails to open.
+AES-256-GCM through :class:`~.crypto.Sealer`. A credential's associated data is its key, so a
+sealed value copied onto another row (another user) fails to open. A login transaction
+travels in the browser's state cookie; its associated data names that purpose, so no other
+sealed value (a credential...) opens as one, nor one as anything else.
 """
 
 from __future__ import annotations
@@ -31,13 +33,15 @@ def open_record(sealer: Sealer, record: StoredCredential) -> TokenSet:
     return TokenSet.from_bytes(sealer.unseal(record.sealed, record.key.aad()))
 
 
-def _state_aad(state_hash: str) -> bytes:
-    return b"oauth_vault_mw/login-state/v1\x00" + state_hash.encode()
+LOGIN_TRANSACTION_AAD = b"oauth_vault_mw/login-transaction-cookie/v2"
 
 
-def seal_transaction(sealer: Sealer, state_hash: str, tx: LoginTransaction) -> bytes:
-    return sealer.seal(tx.to_bytes(), _state_aad(state_hash)).encode()
+def seal_transaction(sealer: Sealer, tx: LoginTransaction) -> str:
+    """The transaction as the state cookie carries it (encrypted and authenticated)."""
+    return sealer.seal(tx.to_bytes(), LOGIN_TRANSACTION_AAD)
 
 
-def open_transaction(sealer: Sealer, state_hash: str, data: bytes) -> LoginTransaction:
-    return LoginTransaction.from_bytes(sealer.unseal(data.decode(), _state_aad(state_hash)))
+def open_transaction(sealer: Sealer, envelope: str) -> LoginTransaction:
+    """The transaction of :func:`seal_transaction`; ``CredentialUnreadable`` if it was not
+    sealed by this vault's keys as a login transaction."""
+    return LoginTransaction.from_bytes(sealer.unseal(envelope, LOGIN_TRANSACTION_AAD))

@@ -12,9 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cookies import CookieSpec
+from .errors import VaultError
 from .inputs import NO_STORE
 
-__all__ = ["NOT_FOUND", "ROUTES", "Reply", "RouteSpec", "json_reply", "redirect_reply"]
+__all__ = [
+    "NOT_FOUND",
+    "ROUTES",
+    "Reply",
+    "RouteSpec",
+    "error_reply",
+    "json_reply",
+    "redirect_reply",
+]
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,12 @@ def json_reply(
 def redirect_reply(location: str, status: int, cookies: tuple[CookieSpec, ...]) -> Reply:
     """A redirect (``302`` to the provider, ``303`` back to the app), not to be stored."""
     return Reply(status, None, NO_STORE, location, cookies)
+
+
+def error_reply(exc: VaultError, cookies: tuple[CookieSpec, ...]) -> Reply:
+    """``exc`` as the shells render it (its JSON, status and headers), not to be stored,
+    with ``cookies`` to set: for an error that must still clear a cookie."""
+    return Reply(exc.status_code, exc.to_dict(), {**NO_STORE, **exc.headers()}, None, cookies)
 
 
 NOT_FOUND = Reply(404, {"error": "not_found", "error_description": "no such route"}, {})

@@ -9,20 +9,30 @@ from __future__ import annotations
 
 from ..core.errors import ConfigurationError
 from ._adapter import AsyncStorageAdapter as AsyncStorageAdapter
+from ._protocol import AsyncExpiredPurge as AsyncExpiredPurge
 from ._protocol import AsyncSessionCredentialReads as AsyncSessionCredentialReads
 from ._protocol import AsyncStorage as AsyncStorage
+from ._protocol import ExpiredPurge as ExpiredPurge
+from ._protocol import Purged as Purged
 from ._protocol import SessionCredentialReads as SessionCredentialReads
 from ._protocol import Storage as Storage
+from ._purge import async_purge_expired as async_purge_expired
+from ._purge import purge_expired as purge_expired
 from .memory import MemoryStorage as MemoryStorage
 
 __all__ = [
+    "AsyncExpiredPurge",
     "AsyncSessionCredentialReads",
     "AsyncStorage",
     "AsyncStorageAdapter",
+    "ExpiredPurge",
     "MemoryStorage",
+    "Purged",
     "SessionCredentialReads",
     "Storage",
+    "async_purge_expired",
     "async_storage_from_url",
+    "purge_expired",
     "storage_from_url",
 ]
 

@@ -10,18 +10,27 @@ reference implementation, and ``tests/storage`` runs the same contract tests on 
 A backend may also offer :class:`SessionCredentialReads` (``get_session_credential``): the
 request path's session and credential lookups in one read. The vault uses it when present
 and makes the two reads otherwise.
+
+A backend that keeps expired rows offers :class:`ExpiredPurge` (``purge_expired``): the vault
+calls it in bounded batches after logins, and ``oauth-vault db prune`` until nothing is left
+(see :func:`~oauth_vault_mw.storage.purge_expired`). A backend whose entries expire by
+themselves (Redis keys carry a TTL) needs none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ..core.model import CredentialKey, StoredCredential
 
 __all__ = [
+    "AsyncExpiredPurge",
     "AsyncSessionCredentialReads",
     "AsyncStorage",
+    "ExpiredPurge",
+    "Purged",
     "SessionCredentialReads",
     "Storage",
     "session_credential_by_two_reads",
@@ -193,6 +202,38 @@ class AsyncSessionCredentialReads(Protocol):
     async def get_session_credential(
         self, session_hash: str, now: float, connection_id: str, account: str = "default"
     ) -> SessionCredential | None: ...
+
+
+@dataclass(frozen=True)
+class Purged:
+    """What one purge removed: expired sessions and expired login states (rows of the
+    previous release, which kept logins in flight in storage)."""
+
+    sessions: int = 0
+    login_states: int = 0
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(self.sessions + other.sessions, self.login_states + other.login_states)
+
+    @property
+    def total(self) -> int:
+        return self.sessions + self.login_states
+
+
+@runtime_checkable
+class ExpiredPurge(Protocol):
+    """Optional for a :class:`Storage` that keeps expired rows until deleted."""
+
+    def purge_expired(self, now: float, limit: int) -> Purged:
+        """Delete at most ``limit`` expired sessions and at most ``limit`` expired login
+        states (``expires_at <= now``), each kind in one short statement; say how many."""
+
+
+@runtime_checkable
+class AsyncExpiredPurge(Protocol):
+    """Async twin of :class:`ExpiredPurge`."""
+
+    async def purge_expired(self, now: float, limit: int) -> Purged: ...
 
 
 def session_credential_by_two_reads(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
-from ._protocol import session_credential_by_two_reads
+from ._protocol import Purged, session_credential_by_two_reads
 
 __all__ = ["MemoryStorage"]
 
@@ -127,6 +127,16 @@ class MemoryStorage:
                 del self._states[h]
             entry = self._states.pop(state_hash, None)
         return entry[0] if entry else None
+
+    def purge_expired(self, now: float, limit: int) -> Purged:
+        with self._lock:
+            sessions = [h for h, (_, exp) in self._sessions.items() if exp <= now][:limit]
+            for h in sessions:
+                del self._sessions[h]
+            states = [h for h, (_, exp) in self._states.items() if exp <= now][:limit]
+            for h in states:
+                del self._states[h]
+        return Purged(len(sessions), len(states))
 
     def create_session(self, session_hash: str, user_id: str, expires_at: float) -> None:
         with self._lock:
