@@ -5,6 +5,7 @@ refresh token, a client secret or a key (key ids only). Progress goes to stderr,
 stdout::
 
     oauth-vault db init | db upgrade
+    oauth-vault db prune [--batch 1000]
     oauth-vault keys rotate [--batch 500]
     oauth-vault credentials refresh --expiring-within 10m [--concurrency 8] [--connection ID]
     oauth-vault credentials show CONNECTION USER
@@ -43,7 +44,7 @@ from ..jobs import (
     rotate_keys,
     sweep,
 )
-from ..storage import storage_from_url
+from ..storage import purge_expired, storage_from_url
 from .clients import COMMANDS as SERVICE_COMMANDS
 from .clients import add_parsers as add_service_parsers
 from .progress import ProgressBar
@@ -54,6 +55,7 @@ PROG = "oauth-vault"
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _MAX_DURATION = 366 * 86400
+DEFAULT_PRUNE_BATCH = 1000
 
 
 def parse_duration(text: str) -> float:
@@ -101,6 +103,21 @@ def _parser() -> argparse.ArgumentParser:
     db = groups.add_parser("db", help="storage schema").add_subparsers(dest="cmd", required=True)
     db.add_parser("init", help="create the schema (idempotent)")
     db.add_parser("upgrade", help="upgrade the schema to this version (idempotent)")
+    prune = db.add_parser(
+        "prune",
+        help="delete expired sessions and login states, in batches",
+        description="Delete expired sessions and expired login states (rows of releases "
+        "that kept logins in flight in storage), at most --batch rows per statement, "
+        "until none is left; report the counts. The vault also does this in small batches "
+        "after logins; run it from cron, or after a long pause. Redis expires these keys "
+        "itself (TTL): nothing to do there.",
+    )
+    prune.add_argument(
+        "--batch",
+        type=_count(100_000),
+        default=DEFAULT_PRUNE_BATCH,
+        help=f"rows per delete statement (default {DEFAULT_PRUNE_BATCH})",
+    )
 
     keys = groups.add_parser("keys", help="encryption keys").add_subparsers(
         dest="cmd", required=True
@@ -172,6 +189,26 @@ def _db(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         storage.close()
     print(f"schema ready ({settings.storage_url.split('://', 1)[0]})")
+    return 0
+
+
+def _db_prune(args: argparse.Namespace, settings: Settings) -> int:
+    storage = storage_from_url(settings.storage_url)
+    sessions = states = 0
+    try:
+        now = time.time()
+        while True:
+            batch = purge_expired(storage, now, args.batch)
+            if batch is None:
+                print("nothing to prune: this storage expires sessions and login states itself")
+                return 0
+            sessions += batch.sessions
+            states += batch.login_states
+            if batch.sessions < args.batch and batch.login_states < args.batch:
+                break
+    finally:
+        storage.close()
+    print(f"pruned {sessions} expired sessions, {states} expired login states")
     return 0
 
 
@@ -313,6 +350,7 @@ def _credentials_show(args: argparse.Namespace, settings: Settings) -> int:
 _COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Settings], int]] = {
     ("db", "init"): _db,
     ("db", "upgrade"): _db,
+    ("db", "prune"): _db_prune,
     ("keys", "rotate"): _keys_rotate,
     ("credentials", "refresh"): _credentials_refresh,
     ("credentials", "show"): _credentials_show,
