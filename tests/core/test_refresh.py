@@ -15,6 +15,7 @@ import pytest
 from oauth_vault_mw.core.errors import ProviderUnavailable
 from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED
 from oauth_vault_mw.core.refresh import (
+    STORE_MARGIN,
     after_response,
     decide,
     failure_reason,
@@ -23,6 +24,7 @@ from oauth_vault_mw.core.refresh import (
     retry_budget,
     retry_pause,
     still_forced,
+    store_retry_pause,
     sweep_result,
     sweep_start,
     under_lease,
@@ -255,3 +257,11 @@ def test_sweep_result_tells_new_tokens_from_the_fallback() -> None:
     before = tokens()
     assert sweep_result(before, replace(before, access_token="new")) == "refreshed"
     assert sweep_result(before, before) == "failed"
+
+
+def test_store_retry_pause_doubles_up_to_a_second_and_stops_before_the_lease_ends() -> None:
+    pauses = [store_retry_pause(i, lease_left=60.0) for i in range(7)]
+    assert pauses == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0]
+    assert store_retry_pause(0, lease_left=STORE_MARGIN + 0.05) is None
+    assert store_retry_pause(3, lease_left=STORE_MARGIN + 0.5) is None  # 0.8 s would overrun
+    assert store_retry_pause(3, lease_left=STORE_MARGIN + 0.9) == 0.8

@@ -16,8 +16,10 @@ Use it directly in background jobs::
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Any
 
+from ..core.connections import ConnectionConfig
 from ..core.cookies import hash_id
 from ..core.errors import CredentialNotFound, CredentialUnreadable
 from ..core.http import ProviderCallFailed
@@ -87,9 +89,26 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
             return None
 
     async def disconnect(self, connection_id: str, user_id: str) -> bool:
-        """Revoke at the provider (RFC 7009) when it offers revocation, then delete."""
+        """Revoke at the provider (RFC 7009) when it offers revocation, then delete.
+
+        Under the credential's lease: a refresh in flight (here or in another process)
+        finishes first, so the refresh token revoked is the one it rotated in, not the one
+        it replaced, and its write cannot bring the credential back after the delete.
+        """
         conn = self.connection(connection_id)
         key = CredentialKey(connection_id, user_id)
+        owner = secrets.token_hex(12)
+        # Waits for the holder to finish (its provider calls end well inside the lease); if
+        # the wait runs out, the disconnect goes on without it.
+        leased = await self._wait_for_lease(key, owner, None)
+        try:
+            return await self._revoke_and_delete(conn, key)
+        finally:
+            if leased:
+                await self.storage.release_lease(key, owner)
+
+    async def _revoke_and_delete(self, conn: ConnectionConfig, key: CredentialKey) -> bool:
+        connection_id, user_id = key.connection_id, key.user_id
         record = await self.storage.get_credential(key)
         if record is None:
             raise CredentialNotFound()

@@ -24,6 +24,7 @@ import time
 from ..core.errors import (
     CredentialNotFound,
     ReauthenticationRequired,
+    StorageUnavailable,
     VaultError,
 )
 from ..core.http import ProviderCallFailed
@@ -46,6 +47,7 @@ from ..core.refresh import (
     retry_budget,
     retry_pause,
     still_forced,
+    store_retry_pause,
     sweep_result,
     sweep_start,
     under_lease,
@@ -218,8 +220,11 @@ class Refresher(VaultBase):
             if leased:
                 self.storage.release_lease(key, owner)
 
-    def _wait_for_lease(self, key: CredentialKey, owner: str, seen: StoredCredential) -> bool:
-        """Take the lease, or return False once another holder has written or time is up."""
+    def _wait_for_lease(
+        self, key: CredentialKey, owner: str, seen: StoredCredential | None
+    ) -> bool:
+        """Take the lease, or return False once time is up or, when ``seen`` is given, once
+        another holder has written a version other than ``seen``."""
         budget, pauses = lease_pauses(self.settings.lease_ttl)
         deadline = time.monotonic() + budget
         for pause in pauses:
@@ -228,6 +233,8 @@ class Refresher(VaultBase):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(pause)
+            if seen is None:
+                continue
             current = self.storage.get_credential(key)
             if current is None or current.version != seen.version:
                 return False
@@ -242,15 +249,17 @@ class Refresher(VaultBase):
     ) -> TokenSet:
         conn = self.connection(key.connection_id)
         assert tokens.refresh_token is not None
-        outcome = self._ask_token_endpoint(key, tokens, tokens.refresh_token, owner)
+        outcome, lease_until = self._ask_token_endpoint(key, tokens, tokens.refresh_token, owner)
         now = self.clock()
         verdict = after_response(outcome)
         if verdict == "store":
             assert isinstance(outcome, TokenGranted)
             self._backoff.succeeded(key)
-            return self._store_refreshed(key, record, outcome.tokens)
+            return self._store_refreshed(key, record, outcome.tokens, lease_until)
         if verdict == "reauthenticate":
-            self._mark_reauthentication(key, record, tokens)
+            newer = self._mark_reauthentication(key, record, tokens)
+            if newer is not None:
+                return newer
             raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
         delay = self._backoff.failed(key, now)
         logger.warning(
@@ -264,8 +273,9 @@ class Refresher(VaultBase):
 
     def _ask_token_endpoint(
         self, key: CredentialKey, tokens: TokenSet, refresh_token: str, owner: str
-    ) -> TokenOutcome:
-        """The refresh grant, retried on retryable outcomes within the retry budget."""
+    ) -> tuple[TokenOutcome, float]:
+        """The refresh grant, retried on retryable outcomes within the retry budget; and when
+        (``time.monotonic()``) the lease renewed before the last attempt ends."""
         conn = self.connection(key.connection_id)
         endpoints = self.provider.endpoints(conn)
         url = conn.refresh_url or endpoints.token_url  # Figma refreshes at a URL of its own
@@ -281,12 +291,15 @@ class Refresher(VaultBase):
         deadline = time.monotonic() + retry_budget(self.settings.provider_timeout)
         attempts = self.settings.refresh_attempts
         outcome: TokenOutcome = TokenRetryable("not attempted")
+        lease_until = time.monotonic()
         for attempt in range(attempts):
             # Renew the lease before each call: a refresh slowed past its lease must not
             # send the refresh token again once another process may hold the lease.
             ttl = self.settings.lease_ttl
+            renewed = time.monotonic()
             if not self.storage.acquire_lease(key, owner, ttl, self.clock()):
-                return TokenRetryable("lease lost")
+                return TokenRetryable("lease lost"), lease_until
+            lease_until = renewed + ttl
             try:
                 resp = self.provider.send(request)
             except ProviderCallFailed as exc:
@@ -294,19 +307,19 @@ class Refresher(VaultBase):
             else:
                 outcome = self._token_outcome(conn, resp, tokens)
             if not isinstance(outcome, TokenRetryable):
-                return outcome
+                return outcome, lease_until
             pause = retry_pause(attempt, attempts=attempts, remaining=deadline - time.monotonic())
             if pause is None:
-                return outcome
+                return outcome, lease_until
             logger.info("refresh retry connection=%s reason=%s", conn.id, outcome.reason)
             time.sleep(pause)
-        return outcome
+        return outcome, lease_until
 
     def _store_refreshed(
-        self, key: CredentialKey, record: StoredCredential, fresh: TokenSet
+        self, key: CredentialKey, record: StoredCredential, fresh: TokenSet, lease_until: float
     ) -> TokenSet:
         sealed = seal_record(self.sealer, key, fresh, now=self.clock())
-        if self.storage.save_credential(sealed, record.version):
+        if self._save_while_leased(sealed, record.version, lease_until):
             logger.info(
                 "credential refreshed connection=%s user=%s", key.connection_id, key.user_id
             )
@@ -318,18 +331,66 @@ class Refresher(VaultBase):
             raise CredentialNotFound()
         return open_record(self.sealer, current)
 
+    def _save_while_leased(
+        self, sealed: StoredCredential, version: int, lease_until: float
+    ) -> bool:
+        """Write refreshed tokens; while the store is down, keep them (sealed, here) and try
+        again as :func:`store_retry_pause` says, until the lease is about to end."""
+        attempt = 0
+        while True:
+            try:
+                return self.storage.save_credential(sealed, version)
+            except StorageUnavailable as exc:
+                pause = store_retry_pause(attempt, lease_left=lease_until - time.monotonic())
+                key = sealed.key
+                if pause is None:
+                    logger.error(
+                        "refreshed tokens could not be stored before the lease ended "
+                        "connection=%s user=%s error=%s: if the provider rotates refresh "
+                        "tokens, the user must log in again",
+                        key.connection_id,
+                        key.user_id,
+                        exc.error,
+                    )
+                    raise
+                if attempt == 0:
+                    logger.warning(
+                        "storage unavailable while storing refreshed tokens connection=%s "
+                        "user=%s: retrying while the lease lasts",
+                        key.connection_id,
+                        key.user_id,
+                    )
+                attempt += 1
+                time.sleep(pause)
+
     def _mark_reauthentication(
         self, key: CredentialKey, record: StoredCredential, tokens: TokenSet
-    ) -> None:
+    ) -> TokenSet | None:
+        """The provider refused the refresh token: mark the credential, unless another process
+        stored a newer version meanwhile (a new login, whose grant made the old token invalid):
+        that one is returned, to be served instead of asking the user to log in again."""
+        marked = seal_record(
+            self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
+        )
+        if not self.storage.save_credential(marked, record.version):
+            current = self.storage.get_credential(key)
+            if current is None:
+                raise CredentialNotFound()
+            newer = open_record(self.sealer, current)
+            if newer.status != REAUTHENTICATION_REQUIRED:
+                logger.info(
+                    "refresh token refused, a newer credential was stored meanwhile "
+                    "connection=%s user=%s",
+                    key.connection_id,
+                    key.user_id,
+                )
+                return newer
+            return None  # marked by another process already
         logger.warning(
             "refresh token refused (invalid_grant) connection=%s user=%s",
             key.connection_id,
             key.user_id,
         )
-        marked = seal_record(
-            self.sealer, key, tokens.with_status(REAUTHENTICATION_REQUIRED), now=self.clock()
-        )
-        self.storage.save_credential(marked, record.version)
         self._audit(
             "system",
             "credentials.refresh",
@@ -337,3 +398,4 @@ class Refresher(VaultBase):
             *key.parts()[:2],
             urgent=True,
         )
+        return None

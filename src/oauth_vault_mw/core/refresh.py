@@ -149,6 +149,24 @@ def retry_pause(attempt: int, *, attempts: int, remaining: float) -> float | Non
     return pause
 
 
+STORE_MARGIN = 1.0
+"""Seconds before the lease ends by which a retried write of refreshed tokens must be done."""
+
+
+def store_retry_pause(attempt: int, *, lease_left: float) -> float | None:
+    """Seconds to wait before writing refreshed tokens again after the store failed on
+    ``attempt`` (0-based), or ``None``: give up, the lease is about to end.
+
+    The provider has already rotated the refresh token: losing the write loses the grant,
+    so the write is retried (0.1 s, 0.2 s... up to 1 s apart) for as long as the lease keeps
+    every other process from refreshing with the old token, less :data:`STORE_MARGIN`.
+    """
+    pause = min(0.1 * 2.0**attempt, 1.0)
+    if lease_left - pause <= STORE_MARGIN:
+        return None
+    return pause
+
+
 def after_response(outcome: TokenOutcome) -> ResponseVerdict:
     """What the token endpoint's answer to a refresh means for the stored credential.
 
