@@ -1,6 +1,7 @@
 """Stress: several app worker processes on one shared store, one refresh per expiry.
 
-Four uvicorn workers serve the example app on one store (SQLite, PostgreSQL, Redis) against
+Four uvicorn workers serve the example app on one store (SQLite, PostgreSQL, PostgreSQL
+behind PgBouncer in transaction pooling mode, Redis, a three-master Redis Cluster) against
 the development provider with refresh-token rotation (reuse detection on: a reused refresh
 token fails with ``invalid_grant`` and revokes the grant) and 5-second access tokens. 200
 users read their credentials concurrently for ``STRESS_SECONDS`` (default 120).
@@ -42,12 +43,19 @@ CONCURRENCY = 64
 TTL = 5
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "redis"])
+SERVERS = {  # the fixture giving each store's URL
+    "postgresql": "postgres_url",
+    "pgbouncer": "pgbouncer_url",
+    "redis": "redis_url",
+    "redis-cluster": "redis_cluster_url",
+}
+
+
+@pytest.fixture(params=["sqlite", *SERVERS])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'stress.db'}"
-    fixture = "postgres_url" if request.param == "postgresql" else "redis_url"
-    return str(request.getfixturevalue(fixture))
+    return str(request.getfixturevalue(SERVERS[request.param]))
 
 
 @pytest.fixture
