@@ -115,7 +115,8 @@ def rotate_keys(
     progress: Progress = _no_progress,
     clock: Callable[[], float] = time.time,
 ) -> RotationReport:
-    """Re-seal every credential not sealed with ``keys[0]``; resumable, safe beside live apps.
+    """Re-seal every credential not sealed with ``keys[0]`` in the current envelope format
+    (``v1`` envelopes too, whatever their key); resumable, safe beside live apps.
 
     Each record is re-sealed under its refresh lease (so a refresh in flight is never
     overwritten: its rotated refresh token would be lost) and saved with compare-and-set on
@@ -156,10 +157,12 @@ def _reseal(
     deadline = time.monotonic() + 2 * lease_ttl + 5
     pause = 0.02
     while True:
-        if sealer.kid_of(record.sealed) == sealer.current_kid:
+        if sealer.is_current(record.sealed):
             return "current"
         aad = record.key.aad()
-        plaintext = sealer.unseal(record.sealed, aad)  # CredentialUnreadable: counted
+        # CredentialUnreadable: counted. A v1 envelope (NUL-joined associated data) is
+        # re-sealed as v2 even when its key is the current one.
+        plaintext = sealer.unseal(record.sealed, aad, legacy_aad=record.key.legacy_aad())
         owner = secrets.token_hex(12)
         if storage.acquire_lease(record.key, owner, lease_ttl, clock()):
             try:

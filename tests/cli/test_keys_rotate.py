@@ -12,6 +12,7 @@ from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.model import CredentialKey, StoredCredential, TokenSet
 from oauth_vault_mw.core.records import open_record, seal_record
 from oauth_vault_mw.storage.sql import SQLStorage
+from tests.core.test_crypto import v1_envelope
 from tests.support.suite import new_key
 
 from .conftest import cli_env, run_cli
@@ -151,3 +152,28 @@ def test_an_empty_store_rotates_nothing(sqlite_url: str) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == "resealed 0, already current 0, unreadable 0\n"
     assert done.stderr == ""
+
+
+def test_keys_rotate_rewrites_v1_envelopes_with_the_current_key(sqlite_url: str) -> None:
+    """Records sealed before length-prefixed associated data are re-sealed as ``v2`` even when
+    no key changed; they opened before and open after."""
+    key = new_key()
+    seed(sqlite_url, key, range(3))
+    sealer = Sealer([raw(key)])
+    storage = SQLStorage(sqlite_url)
+    try:
+        for record in storage.all_credentials():
+            plaintext = open_record(sealer, record).to_bytes()
+            old = replace(record, sealed=v1_envelope(raw(key), plaintext, record.key.legacy_aad()))
+            assert storage.save_credential(old, record.version)
+    finally:
+        storage.close()
+    before = {r.key: open_record(sealer, r) for r in stored(sqlite_url)}
+    assert all(r.sealed.startswith("v1.") for r in stored(sqlite_url))
+
+    done = run_cli(cli_env(sqlite_url, [key], CONNECTIONS), "keys", "rotate")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "resealed 3, already current 0, unreadable 0\n"
+    for record in stored(sqlite_url):
+        assert record.sealed.startswith(f"v2.{key_id(raw(key))}.")
+        assert open_record(sealer, record) == before[record.key]

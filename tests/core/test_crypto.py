@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import os
+from dataclasses import replace
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +29,7 @@ TOKENS = TokenSet(
 def test_roundtrip() -> None:
     sealer = Sealer([NEW])
     envelope = sealer.seal(b"plaintext", ALICE.aad())
-    assert envelope.startswith(f"v1.{key_id(NEW)}.")
+    assert envelope.startswith(f"v2.{key_id(NEW)}.")
     assert envelope.isascii()
     assert b"plaintext" not in envelope.encode()
     assert sealer.unseal(envelope, ALICE.aad()) == b"plaintext"
@@ -175,3 +178,33 @@ def test_roundtrip_property(plaintext: bytes, connection_id: str, user_id: str) 
     envelope = sealer.seal(plaintext, key.aad())
     assert envelope.isascii()
     assert sealer.unseal(envelope, key.aad()) == plaintext
+
+
+def v1_envelope(key: bytes, plaintext: bytes, aad: bytes) -> str:
+    """An envelope as releases before ``v2`` sealed it (NUL-joined associated data)."""
+    nonce = os.urandom(12)
+    blob = base64.urlsafe_b64encode(nonce + AESGCM(key).encrypt(nonce, plaintext, aad))
+    return f"v1.{key_id(key)}.{blob.rstrip(b'=').decode()}"
+
+
+def test_associated_data_is_unambiguous_for_ids_holding_nul() -> None:
+    one, two = CredentialKey("a", "b\0c"), CredentialKey("a\0b", "c")
+    assert one.legacy_aad() == two.legacy_aad()  # what v1 could not tell apart
+    assert one.aad() != two.aad()
+    sealer = Sealer([NEW])
+    record = seal_record(sealer, one, TOKENS, now=0)
+    assert open_record(sealer, record) == TOKENS
+    with pytest.raises(CredentialUnreadable):
+        open_record(sealer, replace(record, key=two))
+
+
+def test_records_sealed_in_the_v1_format_still_open() -> None:
+    sealer = Sealer([NEW, OLD])
+    for key in (NEW, OLD):
+        sealed = v1_envelope(key, TOKENS.to_bytes(), ALICE.legacy_aad())
+        record = replace(seal_record(sealer, ALICE, TOKENS, now=0), sealed=sealed)
+        assert open_record(sealer, record) == TOKENS
+        assert not sealer.is_current(sealed)  # a rotation re-seals it as v2
+        with pytest.raises(CredentialUnreadable):  # still bound to its own row
+            open_record(sealer, replace(record, key=BOB))
+    assert sealer.is_current(sealer.seal(b"x", ALICE.aad()))

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .crypto import associated_data
+
 __all__ = [
     "ACTIVE",
     "NO_EXTRA",
@@ -66,6 +68,11 @@ class CredentialKey:
     account: str = "default"
 
     def aad(self) -> bytes:
+        """The sealing's associated data: the key's parts, each length-prefixed."""
+        return associated_data(b"oauth_vault_mw/credential", *(p.encode() for p in self.parts()))
+
+    def legacy_aad(self) -> bytes:
+        """The associated data of records sealed before ``v2`` envelopes (NUL-joined parts)."""
         return b"\x00".join((b"oauth_vault_mw/credential/v1", *(p.encode() for p in self.parts())))
 
     def parts(self) -> tuple[str, str, str]:

@@ -30,7 +30,8 @@ def seal_record(
 
 
 def open_record(sealer: Sealer, record: StoredCredential) -> TokenSet:
-    return TokenSet.from_bytes(sealer.unseal(record.sealed, record.key.aad()))
+    key = record.key
+    return TokenSet.from_bytes(sealer.unseal(record.sealed, key.aad(), legacy_aad=key.legacy_aad()))
 
 
 LOGIN_TRANSACTION_AAD = b"oauth_vault_mw/login-transaction-cookie/v2"
