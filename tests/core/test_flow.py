@@ -288,6 +288,7 @@ def test_verify_callback_expired_transaction() -> None:
         ("access_denied", "access_denied"),
         ("temporarily_unavailable", "temporarily_unavailable"),
         ("<script>", "invalid"),
+        ("access_denied\r\n2026-01-01 INFO forged log line", "invalid"),
         ("", "invalid"),
         ("e" * 100, "e" * 64),
     ],
