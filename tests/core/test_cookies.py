@@ -307,3 +307,11 @@ def test_hash_id() -> None:
     assert hash_id("abc") != hash_id("abd")
     assert len(hash_id("abc")) == 64
     assert "abc" not in hash_id("abc")
+
+
+def test_within_one_second_the_browser_order_decides(clock: Clock) -> None:
+    """Browsers send cookies of one path in creation order (RFC 6265 5.4): the first go."""
+    cookies = jar()
+    held = [cookies.state_cookie(f"st-{i}", "sealed") for i in range(MAX_LOGINS_IN_FLIGHT)]
+    gone = cookies.evict_states(_header(*held), adding=200)
+    assert [c.name for c in gone] == [held[0].name]

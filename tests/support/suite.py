@@ -5,7 +5,8 @@ Fixtures:
 
 - ``provider`` (session): one :class:`DevProvider` for the whole session, started on first
   use, with the clients ``demo`` and ``second`` (access tokens live :data:`TOKEN_TTL`
-  seconds) whose redirect URIs cover :data:`BASE` (in-process apps), ``server_port`` and the
+  seconds) whose redirect URIs cover :data:`BASE` and :data:`HTTPS_BASE` (in-process
+  apps), ``server_port`` and the
   ``conformance_ports`` (apps served by a real server);
 - ``server_port`` (session): a free port for a test that serves its app with a real server
   (the browser test, the Flask threads tests);
@@ -42,6 +43,7 @@ from .redis_cluster import redis_cluster, redis_cluster_store_url, redis_cluster
 __all__ = [
     "BASE",
     "CONNECTIONS",
+    "HTTPS_BASE",
     "TOKEN_TTL",
     "conformance_ports",
     "connection_settings",
@@ -62,6 +64,8 @@ __all__ = [
 
 BASE = "http://127.0.0.1:8000"
 """Where the in-process apps say they are (their ``base_url``)."""
+HTTPS_BASE = "https://app.test"
+"""An https origin for in-process apps (``__Host-`` cookies), registered at the provider."""
 TOKEN_TTL = 4
 """Seconds an access token from the provider lives."""
 CONNECTIONS = ("demo", "second")
@@ -83,7 +87,7 @@ def conformance_ports() -> dict[str, int]:
 @pytest.fixture(scope="session")
 def provider(server_port: int, conformance_ports: dict[str, int]) -> Iterator[DevProvider]:
     ports = [server_port, *conformance_ports.values()]
-    bases = [BASE, *(f"http://127.0.0.1:{port}" for port in ports)]
+    bases = [BASE, HTTPS_BASE, *(f"http://127.0.0.1:{port}" for port in ports)]
     clients = [
         {
             "client_id": cid,

@@ -250,7 +250,9 @@ class CookieJar:
                 dead.append(name)
             else:
                 live.append((found[1], len(value), name))
-        live.sort()
+        # oldest first; within one second (the signature's resolution), the order the
+        # browser sends them in, which is creation order (RFC 6265 5.4)
+        live.sort(key=lambda found: found[0])
         total = adding + sum(size for _, size, _ in live)
         while live and (len(live) >= MAX_LOGINS_IN_FLIGHT or total > STATE_COOKIES_BUDGET):
             _, size, name = live.pop(0)
