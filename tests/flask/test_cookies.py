@@ -138,7 +138,7 @@ def test_logins_in_several_tabs_each_complete(
     assert h.client.get(newest).status_code == 303
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
 def test_logins_purge_expired_sessions_in_batches(
     provider: DevProvider,
     unique_user: Callable[[], str],
@@ -146,11 +146,10 @@ def test_logins_purge_expired_sessions_in_batches(
     backend: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'vault.db'}"
-        if backend == "sqlite"
-        else str(request.getfixturevalue("postgres_store_url"))
-    )
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path / 'vault.db'}",
+    }.get(backend) or str(request.getfixturevalue("postgres_store_url"))
     app = make_app(config_for(provider, storage_url=url))
     with _closing(harness_for(app, provider)) as h:
         storage = h.vault.storage

@@ -151,7 +151,7 @@ async def test_logins_in_several_tabs_each_complete(
     assert (await h.client.get(newest)).status_code == 303
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "postgresql"])
 async def test_logins_purge_expired_sessions_in_batches(
     provider: DevProvider,
     unique_user: Callable[[], str],
@@ -159,11 +159,10 @@ async def test_logins_purge_expired_sessions_in_batches(
     backend: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'vault.db'}"
-        if backend == "sqlite"
-        else str(request.getfixturevalue("postgres_store_url"))
-    )
+    url = {
+        "memory": "memory://",
+        "sqlite": f"sqlite:///{tmp_path / 'vault.db'}",
+    }.get(backend) or str(request.getfixturevalue("postgres_store_url"))
     h = await harness_for(provider, storage_url=url)
     async with h.client, h.browser:
         await h.vault.startup()
