@@ -265,3 +265,11 @@ def test_store_retry_pause_doubles_up_to_a_second_and_stops_before_the_lease_end
     assert store_retry_pause(0, lease_left=STORE_MARGIN + 0.05) is None
     assert store_retry_pause(3, lease_left=STORE_MARGIN + 0.5) is None  # 0.8 s would overrun
     assert store_retry_pause(3, lease_left=STORE_MARGIN + 0.9) == 0.8
+
+
+def test_under_lease_after_a_holder_that_failed_serves_the_fallback_unless_forced() -> None:
+    old = tokens(obtained_at=NOW - 3590)
+    common = {"now": NOW, "min_validity": 60, "half_life": True, "leased": True}
+    assert under_lease(old, force=False, holder_failed=True, **common) == "holder_failed"  # type: ignore[arg-type]
+    assert under_lease(old, force=True, holder_failed=True, **common) == "refresh"  # type: ignore[arg-type]
+    assert under_lease(old, force=False, holder_failed=False, **common) == "refresh"  # type: ignore[arg-type]

@@ -100,7 +100,7 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         owner = secrets.token_hex(12)
         # Waits for the holder to finish (its provider calls end well inside the lease); if
         # the wait runs out, the disconnect goes on without it.
-        leased = await self._wait_for_lease(key, owner, None)
+        leased, _ = await self._wait_for_lease(key, owner, None)
         try:
             return await self._revoke_and_delete(conn, key)
         finally:

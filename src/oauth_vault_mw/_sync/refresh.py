@@ -192,7 +192,7 @@ class Refresher(VaultBase):
         if blocked > 0:
             return fallback(open_record(self.sealer, seen), now=now, retry_after=blocked)
         owner = secrets.token_hex(12)
-        leased = self._wait_for_lease(key, owner, seen)
+        leased, waited = self._wait_for_lease(key, owner, seen)
         try:
             # Re-read under the lease: another process may have refreshed meanwhile.
             record = self.storage.get_credential(key)
@@ -208,12 +208,13 @@ class Refresher(VaultBase):
                 force=forced,
                 half_life=half_life,
                 leased=leased,
+                holder_failed=waited and record.version == seen.version,
             )
             if verdict == "use":
                 return tokens
             if verdict == "reauthenticate":
                 raise ReauthenticationRequired(login_url=self.settings.login_url(key.connection_id))
-            if verdict == "lease_missed":  # the holder neither finished nor let go in time
+            if verdict in ("lease_missed", "holder_failed"):
                 return fallback(tokens, now=now, retry_after=LEASE_MISSED_RETRY_AFTER)
             return self._call_provider(key, record, tokens, owner)
         finally:
@@ -222,23 +223,26 @@ class Refresher(VaultBase):
 
     def _wait_for_lease(
         self, key: CredentialKey, owner: str, seen: StoredCredential | None
-    ) -> bool:
-        """Take the lease, or return False once time is up or, when ``seen`` is given, once
-        another holder has written a version other than ``seen``."""
+    ) -> tuple[bool, bool]:
+        """Take the lease, or give up once time is up or, when ``seen`` is given, once another
+        holder has written a version other than ``seen``. Returns (taken, after waiting for
+        another holder)."""
         budget, pauses = lease_pauses(self.settings.lease_ttl)
         deadline = time.monotonic() + budget
+        waited = False
         for pause in pauses:
             if self.storage.acquire_lease(key, owner, self.settings.lease_ttl, self.clock()):
-                return True
+                return True, waited
             if time.monotonic() >= deadline:
-                return False
+                return False, True
+            waited = True
             time.sleep(pause)
             if seen is None:
                 continue
             current = self.storage.get_credential(key)
             if current is None or current.version != seen.version:
-                return False
-        return False  # pragma: no cover - lease_pauses never ends
+                return False, True
+        return False, True  # pragma: no cover - lease_pauses never ends
 
     def _call_provider(
         self,

@@ -101,7 +101,7 @@ class Vault(Login, Refresher):
         owner = secrets.token_hex(12)
         # Waits for the holder to finish (its provider calls end well inside the lease); if
         # the wait runs out, the disconnect goes on without it.
-        leased = self._wait_for_lease(key, owner, None)
+        leased, _ = self._wait_for_lease(key, owner, None)
         try:
             return self._revoke_and_delete(conn, key)
         finally:

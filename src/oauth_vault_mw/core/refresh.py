@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 Decision = Literal["use", "refresh", "reauthenticate", "expired"]
-LeaseVerdict = Literal["use", "refresh", "reauthenticate", "lease_missed"]
+LeaseVerdict = Literal["use", "refresh", "reauthenticate", "lease_missed", "holder_failed"]
 ResponseVerdict = Literal["store", "reauthenticate", "failed"]
 SweepStart = Literal["refresh", "fresh", "reauthentication_required"]
 RefreshOutcome = Literal["refreshed", "fresh", "reauthentication_required", "failed"]
@@ -103,20 +103,27 @@ def under_lease(
     force: bool,
     half_life: bool,
     leased: bool,
+    holder_failed: bool = False,
 ) -> LeaseVerdict:
     """The decision on the record re-read after waiting for the lease.
 
     ``use``: someone refreshed meanwhile, or the token is fine after all; ``refresh``: ask the
     provider (only ever with the lease held); ``reauthenticate``: nothing left to refresh
     with; ``lease_missed``: a refresh is due but another holder kept the lease past its time,
-    so no refresh token may be sent now: :func:`fallback` decides what the caller gets.
+    so no refresh token may be sent now; ``holder_failed``: the lease was taken after another
+    holder let it go without writing a new version (its refresh failed, moments ago, with the
+    same refresh token), so this caller does not try again at once (unless forced: its token
+    was refused). For the last two :func:`fallback` decides what
+    the caller gets: the still-valid token, or a 503.
     """
     verdict = decide(tokens, now=now, min_validity=min_validity, force=force, half_life=half_life)
     if verdict == "use":
         return "use"
     if verdict != "refresh" or tokens.refresh_token is None:
         return "reauthenticate"
-    return "refresh" if leased else "lease_missed"
+    if not leased:
+        return "lease_missed"
+    return "holder_failed" if holder_failed and not force else "refresh"
 
 
 def lease_pauses(lease_ttl: float) -> tuple[float, Iterator[float]]:
