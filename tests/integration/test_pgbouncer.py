@@ -7,9 +7,9 @@ the migrations' advisory lock is transaction-level), and ``?prepare_threshold=no
 off psycopg's prepared statements, which PgBouncer keeps across transactions only from 1.21.
 
 Four real app processes (Python interpreters, each with its own sync vault and threads) share
-one credential through PgBouncer: a lease race between all their threads has one winner, and
-each expiry costs exactly one refresh at the provider, with every caller served the same new
-token.
+one credential through PgBouncer: a lease race between all their threads, started at one
+moment, has one winner, and each expiry costs exactly one refresh at the provider, with every
+caller served the same new token.
 """
 
 from __future__ import annotations
@@ -38,13 +38,12 @@ PROCESSES = 4
 CALLERS = 8  # threads per process
 EXPIRIES = 2
 SLOW_REFRESH_MS = 300
-ROUND_GAP = 1.5  # s between the rounds the processes start together
 
 CHILD = r"""
 import json, sys, threading, time
 from oauth_vault_mw import CredentialKey, Settings, Vault
 
-config, user_id, start_at, callers, expiries, ttl, gap, me = json.loads(sys.argv[1])
+config, user_id, callers, me = json.loads(sys.argv[1])
 skew = 0.0
 vault = Vault(Settings.from_mapping(config), clock=lambda: time.time() + skew)
 vault.startup()
@@ -63,20 +62,65 @@ def together(at, work):
     for t in threads: t.join()
     return results
 
-# round 0: every thread of every process asks for one lease at once; the winner lets go
-won = together(start_at, lambda i: vault.storage.acquire_lease(key, f"{me}-{i}", 30, time.time()))
-time.sleep(max(0.0, start_at + gap / 2 - time.time()))
-for i, mine in enumerate(won):
-    if mine is True:
-        vault.storage.release_lease(key, f"{me}-{i}")
-rounds = []
-for k in range(1, expiries + 1):
-    skew = k * (ttl + 1)  # past the expiry of the token the last round got
-    read = lambda i: vault.get_connection_credentials("demo", user_id).access_token
-    rounds.append(together(start_at + k * gap, read))
+def lease(i):
+    return vault.storage.acquire_lease(key, f"{me}-{i}", 30, time.time())
+
+def read(i):
+    return vault.get_connection_credentials("demo", user_id).access_token
+
+print(json.dumps("ready"), flush=True)
+for line in sys.stdin:  # one phase a line: [what, start at, clock skew]
+    what, start_at, skew = json.loads(line)
+    print(json.dumps(together(start_at, lease if what == "lease" else read)), flush=True)
 vault.close()
-print(json.dumps({"won": won, "rounds": rounds}))
 """
+
+
+class Workers:
+    """``PROCESSES`` interpreters running :data:`CHILD`; each phase starts in all at once."""
+
+    def __init__(self, config: dict[str, Any], user_id: str) -> None:
+        self.children = [
+            subprocess.Popen(
+                [sys.executable, "-c", CHILD, json.dumps([config, user_id, CALLERS, f"p{n}"])],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for n in range(PROCESSES)
+        ]
+        assert self._replies() == ["ready"] * PROCESSES
+
+    def _replies(self) -> list[Any]:
+        replies = []
+        for child in self.children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line, f"a worker exited ({child.wait(10)})"
+            replies.append(json.loads(line))
+        return replies
+
+    def phase(self, what: str, skew: float) -> list[Any]:
+        """Every thread of every worker runs ``what`` at the same moment; their results."""
+        start_at = time.time() + 0.3
+        for child in self.children:
+            assert child.stdin is not None
+            child.stdin.write(json.dumps([what, start_at, skew]) + "\n")
+            child.stdin.flush()
+        return [result for reply in self._replies() for result in reply]
+
+    def close(self) -> None:
+        for child in self.children:
+            assert child.stdin is not None
+            child.stdin.close()
+        for child in self.children:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            assert child.stdout is not None
+            child.stdout.close()
 
 
 def _config(provider: DevProvider, storage_url: str) -> dict[str, Any]:
@@ -96,50 +140,43 @@ def test_pgbouncer_transaction_pooling_one_refresh_per_expiry(
     config = _config(provider, pgbouncer_store_url)
     parent = Vault(Settings.from_mapping(config))
     parent.startup()
+    workers: Workers | None = None
     try:
         with httpx.Client() as browser:
             user_id = vault_login_sync(parent, browser, unique_user())
         key = CredentialKey("demo", user_id)
-        first = parent.get_connection_credentials("demo", user_id).access_token
-        before = parent.storage.get_credential(key)
-        assert before is not None
-        stats = provider.stats()
-        provider.fail(status=0, delay_ms=SLOW_REFRESH_MS, count=EXPIRIES)
-        start_at = time.time() + 3  # every interpreter loaded and connected by then
-        args = [config, user_id, start_at, CALLERS, EXPIRIES, TOKEN_TTL, ROUND_GAP]
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-c", CHILD, json.dumps([*args, f"p{n}"])],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for n in range(PROCESSES)
-        ]
-        outcomes = []
-        for child in children:
-            out, err = child.communicate(timeout=60)
-            assert child.returncode == 0, err
-            outcomes.append(json.loads(out))
-        provider.clear_failures()
-        after = parent.storage.get_credential(key)
-    finally:
-        parent.close()
+        token = parent.get_connection_credentials("demo", user_id).access_token
+        workers = Workers(config, user_id)
 
-    won = [w for o in outcomes for w in o["won"]]
-    assert len(won) == PROCESSES * CALLERS
-    assert won.count(True) == 1, won  # the lease is exclusive across processes
-    assert set(won) == {True, False}
-    assert provider.stats()["refresh_grants"] - stats["refresh_grants"] == EXPIRIES
-    assert provider.stats()["refresh_errors"] == stats["refresh_errors"]  # no token reused
-    served = [first]
-    for k in range(EXPIRIES):
-        tokens = {t for o in outcomes for t in o["rounds"][k]}
-        assert len(tokens) == 1, tokens  # one refresh: every caller got its token
-        served.append(tokens.pop())
-    assert len(set(served)) == EXPIRIES + 1  # each expiry a new token
-    assert after is not None
-    assert after.version == before.version + EXPIRIES  # written once per expiry
+        won = workers.phase("lease", 0.0)
+        assert len(won) == PROCESSES * CALLERS
+        assert won.count(True) == 1, won  # the lease is exclusive across processes
+        assert set(won) == {True, False}
+        winner = won.index(True)
+        parent.storage.release_lease(key, f"p{winner // CALLERS}-{winner % CALLERS}")
+
+        for expiry in range(1, EXPIRIES + 1):
+            before = parent.storage.get_credential(key)
+            stats = provider.stats()
+            provider.fail(status=0, delay_ms=SLOW_REFRESH_MS, count=1)
+            try:
+                tokens = workers.phase("read", expiry * (TOKEN_TTL + 1))  # past the expiry
+            finally:
+                provider.clear_failures()
+            after = parent.storage.get_credential(key)
+            assert provider.stats()["refresh_grants"] - stats["refresh_grants"] == 1
+            assert provider.stats()["refresh_errors"] == stats["refresh_errors"]  # no reuse
+            assert len(tokens) == PROCESSES * CALLERS
+            assert len(set(tokens)) == 1, set(tokens)  # every caller got the one new token
+            assert token not in tokens
+            assert before is not None
+            assert after is not None
+            assert after.version == before.version + 1  # written once
+            token = tokens[0]
+    finally:
+        if workers is not None:
+            workers.close()
+        parent.close()
 
 
 def test_pgbouncer_transaction_pooling_needs_no_prepared_statements(
