@@ -199,10 +199,9 @@ async def test_config_error_stops_startup_as_lifespan_startup_failed() -> None:
     app.add_middleware(OAuthVaultMiddleware, settings=settings("nosuch://x"))
     sent = await lifespan_startup(app)
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
-    assert sent[0]["message"] == (
-        "oauth_vault_mw: OAUTH_VAULT_STORAGE_URL: unsupported scheme 'nosuch' "
-        "(memory, sqlite, postgresql, redis, rediss)"
-    )
+    line = sent[0]["message"]
+    assert line.startswith("oauth_vault_mw: OAUTH_VAULT_STORAGE_URL: unsupported scheme 'nosuch'")
+    assert "\n" not in line
 
 
 async def test_config_error_stops_startup_then_requests_raise_it() -> None:

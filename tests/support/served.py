@@ -104,6 +104,14 @@ class ServerProcess:
             f"{self.argv[0]} neither served on port {self.port} nor exited within {timeout} s"
         )
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status, or ``None`` if it still runs after ``timeout`` seconds (a
+        gunicorn master listens before its worker boots, and exits when the worker fails)."""
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM to the pid (a gunicorn master stops its workers), SIGKILL after
         ``timeout``."""
