@@ -86,8 +86,12 @@ def set_version(store: SQLStorage, revision: str) -> None:
 def test_revisions_are_stable_and_head_is_declared() -> None:
     script = ScriptDirectory.from_config(migrations.alembic_config())
     assert script.get_heads() == [migrations.HEAD]
-    assert migrations.HEAD == "oauth_vault_0002"
-    assert [s.revision for s in script.walk_revisions()] == ["oauth_vault_0002", "oauth_vault_0001"]
+    assert migrations.HEAD == "oauth_vault_0003"
+    assert [s.revision for s in script.walk_revisions()] == [
+        "oauth_vault_0003",
+        "oauth_vault_0002",
+        "oauth_vault_0001",
+    ]
     base = script.get_revision("oauth_vault_0001")
     assert base is not None
     assert base.down_revision is None
@@ -96,6 +100,9 @@ def test_revisions_are_stable_and_head_is_declared() -> None:
     assert second is not None
     assert second.down_revision == "oauth_vault_0001"
     assert second.branch_labels == {"oauth_vault"}  # inherited from the base
+    third = script.get_revision("oauth_vault_0003")
+    assert third is not None
+    assert third.down_revision == "oauth_vault_0002"
     assert migrations.VERSION_TABLE == "oauth_vault_alembic_version"
 
 

@@ -80,7 +80,7 @@ sessions = sa.Table(
     metadata,
     sa.Column("session_hash", sa.String(64), primary_key=True),
     sa.Column("user_id", sa.String(128), nullable=False, index=True),
-    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False, index=True),  # the batched purge
 )
 
 records = sa.Table(  # small documents: service clients, access keys

@@ -36,7 +36,7 @@ __all__ = [
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 VERSION_TABLE = "oauth_vault_alembic_version"
-HEAD = "oauth_vault_0002"
+HEAD = "oauth_vault_0003"
 """The newest revision (a test checks it against the scripts): at head, :func:`upgrade` does
 not even import Alembic."""
 BASELINE = "oauth_vault_0001"
