@@ -98,7 +98,7 @@ async def seed(vault: AsyncVault) -> Seeded:
     service = AsyncServiceAccess(vault)
     now = time.time()
     key = CredentialKey(CONNECTION_ID, USER_ID)
-    await vault.put_tokens(key, _tokens(now))
+    await vault.put_tokens(key, new_tokens(now))
     session_id = secrets.token_urlsafe(32)
     session_hash = hash_id(session_id)
     await vault.storage.create_session(session_hash, USER_ID, now + 3600)
@@ -106,7 +106,7 @@ async def seed(vault: AsyncVault) -> Seeded:
     return Seeded(vault, service, key, session_id, session_hash, cookie_value)
 
 
-def _tokens(now: float) -> TokenSet:
+def new_tokens(now: float) -> TokenSet:
     return TokenSet(
         access_token="at-" + secrets.token_urlsafe(32),
         refresh_token="rt-" + secrets.token_urlsafe(32),
@@ -130,7 +130,7 @@ def seed_sync(vault: Vault) -> SyncSeeded:
     vault.startup()
     now = time.time()
     key = CredentialKey(CONNECTION_ID, USER_ID)
-    vault.put_tokens(key, _tokens(now))
+    vault.put_tokens(key, new_tokens(now))
     session_id = secrets.token_urlsafe(32)
     session_hash = hash_id(session_id)
     vault.storage.create_session(session_hash, USER_ID, now + 3600)

@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "GUNICORN_THREADS",
     "HOST",
+    "PYTHON_LOADGEN_NOTE",
     "ROOT",
+    "WAITRESS_THREADS",
     "EndpointResult",
     "Load",
     "Server",
@@ -37,17 +40,23 @@ __all__ = [
     "alternate",
     "check_same",
     "free_port",
+    "get",
+    "gunicorn_command",
+    "gunicorn_description",
+    "rss_mib",
     "serve",
     "subprocess_env",
     "uvicorn_command",
     "uvicorn_description",
     "waitress_command",
     "waitress_description",
+    "wrk_version",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
-WAITRESS_THREADS = 4
+WAITRESS_THREADS = 8
+GUNICORN_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -98,23 +107,56 @@ def free_port() -> int:
 Command = Callable[[int], list[str]]
 
 
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def _uvicorn_stack() -> tuple[str, str]:
+    """What users deploy (``uvicorn[standard]``): uvloop and httptools when installed."""
+    return ("uvloop" if _installed("uvloop") else "asyncio",
+            "httptools" if _installed("httptools") else "h11")  # fmt: skip
+
+
 def uvicorn_command(app: str) -> Command:
-    """One uvicorn worker, ``--loop auto --http auto`` (uvloop/httptools when installed)."""
+    """One uvicorn worker with uvloop and httptools named explicitly (asyncio/h11 only when
+    they are missing, which :func:`uvicorn_description` then says loudly)."""
+    loop, http = _uvicorn_stack()
 
     def command(port: int) -> list[str]:
         return [
             sys.executable, "-m", "uvicorn", app, "--host", HOST, "--port", str(port),
-            "--workers", "1", "--log-level", "warning", "--no-access-log", "--loop", "auto",
-            "--http", "auto", "--lifespan", "on",
+            "--workers", "1", "--log-level", "warning", "--no-access-log", "--loop", loop,
+            "--http", http, "--lifespan", "on",
         ]  # fmt: skip
 
     return command
 
 
 def uvicorn_description() -> str:
-    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
-    return f"uvicorn {version('uvicorn')} (loop={loop}, http={http}, 1 worker)"
+    loop, http = _uvicorn_stack()
+    parts = [f"loop={loop}" + (f" {version(loop)}" if loop == "uvloop" else ""),
+             f"http={http}" + (f" {version(http)}" if http == "httptools" else "")]  # fmt: skip
+    text = f"uvicorn {version('uvicorn')} ({', '.join(parts)}, 1 worker)"
+    if (loop, http) != ("uvloop", "httptools"):
+        text += " -- NOT what users deploy: pip install 'uvicorn[standard]'"
+    return text
+
+
+def gunicorn_command(app: str) -> Command:
+    """One gunicorn gthread worker with :data:`GUNICORN_THREADS` threads (its master too)."""
+
+    def command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}", "--workers", "1",
+            "--worker-class", "gthread", "--threads", str(GUNICORN_THREADS),
+            "--log-level", "warning", app,
+        ]  # fmt: skip
+
+    return command
+
+
+def gunicorn_description() -> str:
+    return f"gunicorn {version('gunicorn')} (gthread, 1 worker, {GUNICORN_THREADS} threads)"
 
 
 def waitress_command(app: str) -> Command:
@@ -131,6 +173,21 @@ def waitress_command(app: str) -> Command:
 
 def waitress_description() -> str:
     return f"waitress {version('waitress')} ({WAITRESS_THREADS} threads, 1 process)"
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of process ``pid`` in MiB (Linux ``/proc``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def wrk_version(wrk: str) -> str:
+    """``wrk 4.1.0`` (its first line of ``wrk -v``)."""
+    out = subprocess.run([wrk, "-v"], capture_output=True, text=True, timeout=10)
+    found = re.search(r"wrk\s+(\S+)", out.stdout + out.stderr)
+    return f"wrk {found.group(1)}" if found else "wrk"
 
 
 @dataclass
@@ -239,6 +296,13 @@ def check_same(targets: Sequence[Target], expected: bytes, same_headers: bool = 
 # -- load -------------------------------------------------------------------------------------
 
 
+PYTHON_LOADGEN_NOTE = (
+    "NOTE: wrk is not on PATH: the endpoint rows use the Python load generator, which "
+    "saturates before a fast server does (ratios read closer to 1 than they are); "
+    "./scripts/bench installs wrk when run as root (Debian: apt-get install wrk)"
+)
+
+
 @dataclass(frozen=True)
 class Load:
     """How load is generated: ``wrk`` (a path) or the Python client; ``connections`` kept
@@ -254,10 +318,14 @@ class Load:
             raise RuntimeError("--loadgen wrk: wrk is not on PATH (Debian: apt-get install wrk)")
         return cls(wrk, connections)
 
+    def at(self, connections: int) -> Load:
+        """The same generator with another number of connections."""
+        return Load(self.wrk, connections)
+
     def describe(self) -> str:
         if self.wrk:
-            return f"wrk -t1 -c{self.connections}"
-        return f"python asyncio keep-alive, {self.connections} conns"
+            return f"{wrk_version(self.wrk)} -t1 -c{self.connections}"
+        return f"python asyncio keep-alive, {self.connections} conns (NOT wrk, see the note)"
 
     def run(self, target: Target, seconds: int) -> float:
         """Requests per second on ``target`` over ``seconds``; any non-200 fails the run."""

@@ -16,7 +16,9 @@ goes to the audit trail, written every 50 reads). Per call:
 * Redis floor: on one held ``redis.asyncio.Redis`` client, ``HGETALL`` of the credential's
   hash + the same unseal.
 
-A section whose server binaries or driver are missing yields a "skipped: <reason>" row.
+The same throwaway servers (:func:`throwaway`) also back the endpoint rows on PostgreSQL and
+Redis (:func:`benchmarks.endpoint.run_storage_endpoint`). A backend whose server binaries or
+driver are missing yields "skipped: <reason>" rows.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from ._common import (
     Call,
     HotResult,
     Seeded,
-    Skipped,
     batch_seconds,
     calibrate,
     make_settings,
@@ -52,10 +53,11 @@ from ._common import (
     time_interleaved,
 )
 
-__all__ = ["CASE", "run_postgres", "run_redis"]
+__all__ = ["BACKENDS", "CASE", "Unavailable", "run_postgres", "run_redis", "throwaway"]
 
 ROOT = Path(__file__).resolve().parent.parent
 CASE = "hot path: vault.get_connection_credentials()"
+BACKENDS = ("postgresql", "redis")
 PG_SELECT = (
     "SELECT sealed FROM oauth_vault_credentials "
     "WHERE connection_id = %s AND user_id = %s AND account = %s"
@@ -137,22 +139,10 @@ async def _postgres(url: str, quick: bool) -> HotResult:
     return result
 
 
-def run_postgres(quick: bool) -> HotResult | Skipped:
+def run_postgres(quick: bool, url: str) -> HotResult:
+    """The PostgreSQL hot-path row on the throwaway server at ``url``."""
     logging.getLogger("oauth_vault_mw").setLevel(logging.ERROR)
-    missing = _missing("psycopg", "pytest")
-    if missing is not None:
-        return Skipped(CASE, "postgresql", f"skipped: {missing}")
-    _test_support()
-    from tests.support.postgres_server import PostgresServer, find_pg_bin
-
-    if find_pg_bin() is None:
-        return Skipped(CASE, "postgresql", "skipped: no PostgreSQL server binaries (initdb)")
-    with _helper_failures():
-        server = PostgresServer.start_new()
-    try:
-        return asyncio.run(_postgres(server.url(), quick))
-    finally:
-        server.destroy()
+    return asyncio.run(_postgres(url, quick))
 
 
 # -- Redis ------------------------------------------------------------------------------------
@@ -186,21 +176,50 @@ async def _redis(url: str, quick: bool) -> HotResult:
     return result
 
 
-def run_redis(quick: bool) -> HotResult | Skipped:
+def run_redis(quick: bool, url: str) -> HotResult:
+    """The Redis hot-path row on the throwaway server at ``url``."""
     logging.getLogger("oauth_vault_mw").setLevel(logging.ERROR)
-    missing = _missing("redis", "pytest")
+    return asyncio.run(_redis(url, quick))
+
+
+# -- throwaway servers ------------------------------------------------------------------------
+
+
+class Unavailable(Exception):
+    """A backend cannot be measured here (its driver or server binaries are missing)."""
+
+
+@contextlib.contextmanager
+def throwaway(label: str) -> Iterator[str]:
+    """A throwaway ``postgresql`` or ``redis`` server on 127.0.0.1 for the whole block (the
+    hot path and the endpoint both use it); yields its URL; stops that server on the way
+    out. :class:`Unavailable` names what is missing."""
+    driver = {"postgresql": "psycopg", "redis": "redis"}[label]
+    missing = _missing(driver, "pytest")
     if missing is not None:
-        return Skipped(CASE, "redis", f"skipped: {missing}")
-    if not _redis_server_found():
-        return Skipped(CASE, "redis", "skipped: redis-server not found")
+        raise Unavailable(f"skipped: {missing}")
     _test_support()
+    if label == "postgresql":
+        from tests.support.postgres_server import PostgresServer, find_pg_bin
+
+        if find_pg_bin() is None:
+            raise Unavailable("skipped: no PostgreSQL server binaries (initdb)")
+        with _helper_failures():
+            server = PostgresServer.start_new()
+        try:
+            yield server.url()
+        finally:
+            server.destroy()
+        return
+    if not _redis_server_found():
+        raise Unavailable("skipped: redis-server not found")
     from tests.support.redis_server import RedisServer
 
     with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-redis-") as tmp:
-        server = RedisServer(Path(tmp))
+        redis_server = RedisServer(Path(tmp))
         with _helper_failures():
-            server.start()
+            redis_server.start()
         try:
-            return asyncio.run(_redis(server.url, quick))
+            yield redis_server.url
         finally:
-            server.stop()
+            redis_server.stop()

@@ -1,17 +1,22 @@
-"""Endpoint throughput under uvicorn: the vault's credential routes against a bare Starlette app.
+"""Endpoint throughput under uvicorn[standard]: the vault's credential routes against a bare
+Starlette app, at 2 and at 50 keep-alive connections, on SQLite, PostgreSQL and Redis.
 
 (a) ``benchmarks._apps:vault_app``: ``GET /auth/connections/demo/credentials`` with the session
-cookie, on sqlite storage seeded here (user, session, valid credential, one service client);
+cookie, on storage seeded here (user, session, valid credential, one service client);
 (b) ``benchmarks._apps:bare_app``: the same path returning the same JSON from a constant;
 (c) the service route on the very server of (a): ``GET /auth/connections/demo/users/<user>/
 credentials`` with ``Authorization: Bearer <access key>`` of a client granted
 ``Connections/*/Users/*/Credentials:connections:credentials:read``.
 
 Both servers run side by side with the same uvicorn settings (one worker, ``--log-level
-warning``, no access log, ``--loop auto --http auto`` so uvloop/httptools when installed,
-127.0.0.1, a free port). The load (``wrk`` when on PATH, else a Python keep-alive client; two
-connections, one thread) alternates a/b/c/a/b/c so drift on a shared machine hits all alike.
-Reported: (a) / (b) (target >= 0.6) and (c) / (a) (target >= 0.8), medians of the rounds.
+warning``, no access log, ``--loop uvloop --http httptools`` as ``uvicorn[standard]`` runs,
+127.0.0.1, a free port). The load (``wrk -t1``, else a Python keep-alive client with a loud
+note) alternates a/b/c/a/b/c so drift on a shared machine hits all alike, first at 2
+connections, then at 50. Reported: (a) / (b) at each (target >= 0.6) and (c) / (a) at 50
+(target >= 0.8), medians of the rounds.
+
+:func:`run_storage_endpoint`: (a) on a throwaway PostgreSQL or Redis server against (b) at 50
+connections (target >= 0.5: the network round trip is included).
 """
 
 from __future__ import annotations
@@ -45,30 +50,60 @@ from ._http import (
     uvicorn_command,
 )
 
-__all__ = ["SERVICE_GRANT", "SERVICE_PATH", "StarletteEndpoints", "run_endpoint"]
+__all__ = [
+    "FEW",
+    "MANY",
+    "SERVICE_GRANT",
+    "SERVICE_PATH",
+    "SeededServer",
+    "StarletteEndpoints",
+    "rounds_for",
+    "run_endpoint",
+    "run_storage_endpoint",
+    "seconds_for",
+    "seeded_env",
+]
 
-CONNECTIONS = 2
+FEW = 2
+MANY = 50
 SERVICE_GRANT = "Connections/*/Users/*/Credentials:connections:credentials:read"
 SERVICE_PATH = f"/auth/connections/{CONNECTION_ID}/users/{USER_ID}/credentials"
 
 
+def seconds_for(quick: bool) -> int:
+    """Seconds of load per target and round (every endpoint row)."""
+    return 1 if quick else 3
+
+
+def rounds_for(quick: bool) -> int:
+    """Alternated rounds per endpoint row (the median of these is reported)."""
+    return 2 if quick else 3
+
+
 @dataclass(frozen=True)
 class StarletteEndpoints:
-    """(a) vs (b), and (c) vs (a) measured in the same rounds."""
+    """(a) vs (b) at each number of connections; (c) vs (a) at :data:`MANY`."""
 
-    endpoint: EndpointResult
+    endpoint: dict[int, EndpointResult]
     service: EndpointResult
 
 
 @dataclass(frozen=True)
-class _Seed:
+class SeededServer:
+    """What a served vault app needs: its environment and a seeded session and key."""
+
+    env: dict[str, str]
     cookie: str
     access_key: str
     body: bytes
 
+    @property
+    def cookie_header(self) -> dict[str, str]:
+        return {"Cookie": f"{SESSION_COOKIE}={self.cookie}"}
 
-async def _seed(env: dict[str, str]) -> _Seed:
-    """Seed the sqlite file: session, credential, a service client and its key."""
+
+async def _seed(env: dict[str, str]) -> tuple[str, str, bytes]:
+    """Seed the store: session, credential, a service client and its key."""
     settings = make_settings(
         env["BENCH_STORAGE_URL"], env["BENCH_SECRET_KEY"], env["BENCH_ENCRYPTION_KEY"]
     )
@@ -80,34 +115,71 @@ async def _seed(env: dict[str, str]) -> _Seed:
         await seeded.service.close()
     finally:
         await vault.aclose()
-    return _Seed(seeded.cookie_value, key.value, json.dumps(creds.to_dict()).encode())
+    return seeded.cookie_value, key.value, json.dumps(creds.to_dict()).encode()
+
+
+def seeded_env(storage_url: str) -> SeededServer:
+    """Fresh keys, the store at ``storage_url`` seeded, the served apps' environment."""
+    env = subprocess_env(
+        BENCH_STORAGE_URL=storage_url,
+        BENCH_SECRET_KEY=new_secret_key(),
+        BENCH_ENCRYPTION_KEY=new_encryption_key(),
+    )
+    cookie, access_key, body = asyncio.run(_seed(env))
+    env["BENCH_PAYLOAD"] = body.decode()
+    return SeededServer(env, cookie, access_key, body)
 
 
 def run_endpoint(*, quick: bool, loadgen: str = "auto") -> StarletteEndpoints:
-    seconds = 1 if quick else 5
-    rounds = 2
-    load = Load.choose(loadgen, CONNECTIONS)
+    """SQLite (the default storage): (a), (b), (c) alternated at 2, then at 50 connections."""
+    seconds, rounds = seconds_for(quick), rounds_for(quick)
+    load = Load.choose(loadgen, FEW)
     with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        env = subprocess_env(
-            BENCH_STORAGE_URL=f"sqlite:///{tmp / 'endpoint.db'}",
-            BENCH_SECRET_KEY=new_secret_key(),
-            BENCH_ENCRYPTION_KEY=new_encryption_key(),
-        )
-        seeded = asyncio.run(_seed(env))
-        env["BENCH_PAYLOAD"] = seeded.body.decode()
-        cookie = {"Cookie": f"{SESSION_COOKIE}={seeded.cookie}"}
-        commands = {name: uvicorn_command(f"benchmarks._apps:{name}")
-                    for name in ("vault_app", "bare_app")}  # fmt: skip
-        with serve(commands, env, tmp, CREDENTIALS_PATH, cookie) as servers:
+        seeded = seeded_env(f"sqlite:///{tmp / 'endpoint.db'}")
+        cookie = seeded.cookie_header
+        commands = {
+            name: uvicorn_command(f"benchmarks._apps:{name}") for name in ("vault_app", "bare_app")
+        }
+        with serve(commands, seeded.env, tmp, CREDENTIALS_PATH, cookie) as servers:
             ours = Target("ours", servers["vault_app"], CREDENTIALS_PATH, cookie)
             bare = Target("bare", servers["bare_app"], CREDENTIALS_PATH, cookie)
-            service = Target("service", servers["vault_app"], SERVICE_PATH,
-                             {"Authorization": f"Bearer {seeded.access_key}"})  # fmt: skip
+            service = Target(
+                "service",
+                servers["vault_app"],
+                SERVICE_PATH,
+                {"Authorization": f"Bearer {seeded.access_key}"},
+            )
             check_same([ours, bare], seeded.body)
             check_same([ours, service], seeded.body)
-            rps = alternate(load, [ours, bare, service], seconds, rounds)
-    return StarletteEndpoints(
-        EndpointResult(rps["ours"], rps["bare"], load.describe(), seconds),
-        EndpointResult(rps["service"], rps["ours"], load.describe(), seconds),
+            by_conns = {
+                conns: alternate(load.at(conns), [ours, bare, service], seconds, rounds)
+                for conns in (FEW, MANY)
+            }
+    endpoint = {
+        conns: EndpointResult(rps["ours"], rps["bare"], load.at(conns).describe(), seconds)
+        for conns, rps in by_conns.items()
+    }
+    many = by_conns[MANY]
+    service_result = EndpointResult(
+        many["service"], many["ours"], load.at(MANY).describe(), seconds
     )
+    return StarletteEndpoints(endpoint, service_result)
+
+
+def run_storage_endpoint(url: str, *, quick: bool, loadgen: str = "auto") -> EndpointResult:
+    """(a) on the storage at ``url`` (a throwaway PostgreSQL or Redis) vs (b), at 50."""
+    seconds, rounds = seconds_for(quick), rounds_for(quick)
+    load = Load.choose(loadgen, MANY)
+    with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
+        seeded = seeded_env(url)
+        cookie = seeded.cookie_header
+        commands = {
+            name: uvicorn_command(f"benchmarks._apps:{name}") for name in ("vault_app", "bare_app")
+        }
+        with serve(commands, seeded.env, Path(tmp_name), CREDENTIALS_PATH, cookie) as servers:
+            ours = Target("ours", servers["vault_app"], CREDENTIALS_PATH, cookie)
+            bare = Target("bare", servers["bare_app"], CREDENTIALS_PATH, cookie)
+            check_same([ours, bare], seeded.body)
+            rps = alternate(load, [ours, bare], seconds, rounds)
+    return EndpointResult(rps["ours"], rps["bare"], load.describe(), seconds)

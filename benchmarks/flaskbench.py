@@ -1,5 +1,5 @@
 """The Flask shell: hot path next to its floor, Flask-Dance as the peer, and throughput under
-waitress next to a bare Flask view.
+gunicorn (gthread) and under waitress next to a bare Flask view.
 
 Hot path (``memory://`` and a temp SQLite file, the sync :class:`~oauth_vault_mw.Vault` that
 :class:`~oauth_vault_mw.flask.OAuthVault` sets up, its service layer and audit trail attached):
@@ -22,7 +22,8 @@ session cookie: ours ``request.connection_credentials("demo")``, Flask-Dance's
 
 Throughput: ``benchmarks._flask_apps:vault_app`` (the blueprint's ``GET /auth/connections/demo/
 credentials``, SQLite) and ``:bare_app`` (a Flask view returning the same dict with the same
-no-store headers), each in its own waitress process (4 threads), load alternated a/b/a/b.
+no-store headers), each in its own server process, 50 keep-alive connections, load alternated
+a/b/a/b: first under gunicorn (gthread, 1 worker, 8 threads), then under waitress (8 threads).
 """
 
 from __future__ import annotations
@@ -72,21 +73,25 @@ from ._http import (
     Target,
     alternate,
     check_same,
+    gunicorn_command,
     serve,
     subprocess_env,
     waitress_command,
 )
+from .endpoint import rounds_for, seconds_for
 
 __all__ = [
     "FLASK_CONNECTIONS",
     "PEER_CASE",
+    "WSGI_SERVERS",
     "FlaskResults",
     "run_flask_endpoint",
     "run_flask_hot",
 ]
 
 PEER_CASE = "peer: Flask-Dance blueprint.token (per request)"
-FLASK_CONNECTIONS = 4  # one per waitress thread
+FLASK_CONNECTIONS = 50
+WSGI_SERVERS = {"gunicorn": gunicorn_command, "waitress": waitress_command}
 
 
 @dataclass(frozen=True)
@@ -233,34 +238,48 @@ def run_flask_hot(*, quick: bool) -> FlaskResults:
     return FlaskResults(hot, peer)
 
 
-# -- throughput under waitress ---------------------------------------------------------------
+# -- throughput under gunicorn gthread and under waitress ---------------------------------------
 
 
-def run_flask_endpoint(*, quick: bool, loadgen: str = "auto") -> EndpointResult:
-    seconds = 1 if quick else 4
-    rounds = 2
+def _seed_endpoint(url: str, secret: str, enc: str) -> tuple[str, bytes]:
+    vault = Vault(make_settings(url, secret, enc))
+    try:
+        seeded = seed_sync(vault)
+        body = vault.get_connection_credentials(CONNECTION_ID, USER_ID).to_dict()
+    finally:
+        vault.close()
+    return seeded.cookie_value, json.dumps(body).encode()
+
+
+def run_flask_endpoint(*, quick: bool, loadgen: str = "auto") -> dict[str, EndpointResult]:
+    """Ours vs bare under each WSGI server (``gunicorn``, ``waitress``), a/b alternated at
+    :data:`FLASK_CONNECTIONS` connections; one SQLite file, seeded once."""
+    seconds, rounds = seconds_for(quick), rounds_for(quick)
     load = Load.choose(loadgen, FLASK_CONNECTIONS)
     secret, enc = new_secret_key(), new_encryption_key()
+    results: dict[str, EndpointResult] = {}
     with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
         tmp = Path(tmp_name)
         url = f"sqlite:///{tmp / 'flask_endpoint.db'}"
-        vault = Vault(make_settings(url, secret, enc))
-        try:
-            seeded = seed_sync(vault)
-            body = vault.get_connection_credentials(CONNECTION_ID, USER_ID).to_dict()
-        finally:
-            vault.close()
-        expected = json.dumps(body).encode()
+        cookie_value, expected = _seed_endpoint(url, secret, enc)
         env = subprocess_env(
-            BENCH_STORAGE_URL=url, BENCH_SECRET_KEY=secret, BENCH_ENCRYPTION_KEY=enc,
+            BENCH_STORAGE_URL=url,
+            BENCH_SECRET_KEY=secret,
+            BENCH_ENCRYPTION_KEY=enc,
             BENCH_PAYLOAD=expected.decode(),
-        )  # fmt: skip
-        cookie = {"Cookie": f"{SESSION_COOKIE}={seeded.cookie_value}"}
-        commands = {name: waitress_command(f"benchmarks._flask_apps:{name}")
-                    for name in ("vault_app", "bare_app")}  # fmt: skip
-        with serve(commands, env, tmp, CREDENTIALS_PATH, cookie) as servers:
-            ours = Target("ours", servers["vault_app"], CREDENTIALS_PATH, cookie)
-            bare = Target("bare", servers["bare_app"], CREDENTIALS_PATH, cookie)
-            check_same([ours, bare], expected)
-            rps = alternate(load, [ours, bare], seconds, rounds)
-    return EndpointResult(rps["ours"], rps["bare"], load.describe(), seconds)
+        )
+        cookie = {"Cookie": f"{SESSION_COOKIE}={cookie_value}"}
+        for server_name, command in WSGI_SERVERS.items():
+            commands = {
+                f"{server_name}_{app}": command(f"benchmarks._flask_apps:{app}")
+                for app in ("vault_app", "bare_app")
+            }
+            with serve(commands, env, tmp, CREDENTIALS_PATH, cookie) as servers:
+                ours = Target("ours", servers[f"{server_name}_vault_app"], CREDENTIALS_PATH, cookie)
+                bare = Target("bare", servers[f"{server_name}_bare_app"], CREDENTIALS_PATH, cookie)
+                check_same([ours, bare], expected)
+                rps = alternate(load, [ours, bare], seconds, rounds)
+            results[server_name] = EndpointResult(
+                rps["ours"], rps["bare"], load.describe(), seconds
+            )
+    return results
