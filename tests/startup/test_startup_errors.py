@@ -75,15 +75,6 @@ WSGI_SERVERS = {  # command lines, from the venv's bin directory
     "examples.flask_app.app:create_app",
 }
 
-# The Starlette example builds its AsyncVault at import, outside the middleware: a missing
-# driver's ImportError comes from storage.async_storage_from_url as it is (the sync
-# storage_from_url makes it a ConfigurationError naming the setting).
-STORAGE_IMPORT_ERROR = pytest.mark.xfail(
-    strict=True,
-    reason="async_storage_from_url lets a missing driver's ImportError through "
-    "(storage/sql_async.py imports psycopg at the top; storage/redis.py raises ImportError)",
-)
-
 
 def hide_driver(tmp_path: Path, name: str) -> Path:
     """A directory for PYTHONPATH whose package ``name`` fails to import as a missing one."""
@@ -129,8 +120,7 @@ def asgi_params() -> list[Any]:
     params = []
     for app_id, app_args in ASGI_APPS.items():
         for case_id, case in CASES.items():
-            marks = [STORAGE_IMPORT_ERROR] if app_id == "starlette-example" and case.missing else []
-            params.append(pytest.param(app_args, case, id=f"{app_id}-{case_id}", marks=marks))
+            params.append(pytest.param(app_args, case, id=f"{app_id}-{case_id}"))
     return params
 
 

@@ -40,6 +40,15 @@ __all__ = [
 _REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
+def _driver_missing(err: ImportError, extra: str) -> ConfigurationError:
+    """A missing driver is a configuration error naming the setting, at start-up."""
+    missing = err.name or (err.__cause__.name if isinstance(err.__cause__, ImportError) else None)
+    return ConfigurationError(
+        f"OAUTH_VAULT_STORAGE_URL: the {extra} driver is not installed ({missing or err}); "
+        f"pip install 'oauth-vault-mw[{extra}]'"
+    )
+
+
 def storage_from_url(url: str) -> Storage:
     """A sync backend for ``OAUTH_VAULT_STORAGE_URL``."""
     scheme = url.split("://", 1)[0].lower()
@@ -50,8 +59,10 @@ def storage_from_url(url: str) -> Storage:
 
         return SQLStorage(url)
     if scheme in _REDIS_SCHEMES:
-        from .redis import RedisStorage
-
+        try:
+            from .redis import RedisStorage
+        except ImportError as err:
+            raise _driver_missing(err, "redis") from None
         return RedisStorage(url)
     raise ConfigurationError(
         f"OAUTH_VAULT_STORAGE_URL: unsupported scheme {scheme!r} "
@@ -61,13 +72,18 @@ def storage_from_url(url: str) -> Storage:
 
 def async_storage_from_url(url: str) -> AsyncStorage:
     """An async backend for ``OAUTH_VAULT_STORAGE_URL``."""
-    if url.split("://", 1)[0].lower() in _REDIS_SCHEMES:
-        from .redis import AsyncRedisStorage
-
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in _REDIS_SCHEMES:
+        try:
+            from .redis import AsyncRedisStorage
+        except ImportError as err:
+            raise _driver_missing(err, "redis") from None
         return AsyncRedisStorage(url)  # natively async, no worker threads
-    if url.split("://", 1)[0].lower().startswith("postgresql"):
-        from .sql_async import AsyncSQLStorage
-
+    if scheme.startswith("postgresql"):
+        try:
+            from .sql_async import AsyncSQLStorage
+        except ImportError as err:
+            raise _driver_missing(err, "postgresql") from None
         return AsyncSQLStorage(url)  # asyncio psycopg, no worker threads
     sync = storage_from_url(url)
     if isinstance(sync, MemoryStorage):
