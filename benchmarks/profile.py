@@ -2,7 +2,8 @@
 path spends its time.
 
 The Starlette credential endpoint (``benchmarks._apps:vault_app``, ``GET /auth/connections/demo/
-credentials`` with a session cookie, SQLite seeded as in :mod:`benchmarks.endpoint`) runs under
+credentials`` with a session cookie, SQLite seeded as in :mod:`benchmarks.endpoint`; ``--storage
+postgresql|redis``: a throwaway server) runs under
 uvicorn[standard] (uvloop, httptools, one worker) on 127.0.0.1; ``wrk`` keeps 50 connections
 busy (else the Python load generator, with a note) while ``py-spy record`` samples the served
 process (``--function``: one entry per function; idle time left out). Printed: how the samples
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import re
 import shutil
 import subprocess
@@ -38,6 +40,7 @@ from ._http import (
     uvicorn_command,
     uvicorn_description,
 )
+from .backends import BACKENDS, throwaway
 from .endpoint import MANY, seeded_env
 
 __all__ = ["Profile", "main", "parse_raw", "profile_endpoint"]
@@ -131,26 +134,45 @@ def _pct(n: int, total: int) -> str:
     return f"{100 * n / total:5.1f}%" if total else "  -  "
 
 
-def render(p: Profile, top: int = TOP) -> str:
+def render(p: Profile, per_request_us: float | None = None, top: int = TOP) -> str:
+    """The tables; with ``per_request_us`` (sampled seconds per request served, in us) each
+    entry also shows its approximate time per request."""
     total = p.samples
     other = total - p.request_samples - p.protocol_samples
+
+    def entry(n: int, key: str) -> str:
+        cost = "" if per_request_us is None else f"{n * per_request_us:7.1f} us  "
+        return f"  {_pct(n, total)}  {cost}{key}"
+
+    cost_header = "" if per_request_us is None else "; us: sampled time per request served"
     out = [
         f"{total} samples (idle left out): request task ({REQUEST_ROOT} and below) "
         f"{_pct(p.request_samples, total).strip()}, uvicorn protocol callbacks outside it "
         f"(parsing, connection handling) {_pct(p.protocol_samples, total).strip()}, "
         f"other (event loop, start-up, GC) {_pct(other, total).strip()}",
-        "",
-        "own time by package (the function on top of the stack):",
     ]
-    out += [f"  {_pct(n, total)}  {name}" for name, n in p.own_by_package.most_common(12)]
-    out += ["", f"top {top} by own time (share of all samples):"]
-    out += [f"  {_pct(n, total)}  {key}" for key, n in p.own.most_common(top)]
+    if per_request_us is not None:
+        out.append(
+            f"all samples: {total * per_request_us:.1f} us per request served (time the process"
+            " was on CPU or waiting for one: 2 cores are shared with wrk and any database)"
+        )
+    out += ["", f"own time by package (the function on top of the stack{cost_header}):"]
+    out += [entry(n, name) for name, n in p.own_by_package.most_common(12)]
+    out += ["", f"top {top} by own time (share of all samples{cost_header}):"]
+    out += [entry(n, key) for key, n in p.own.most_common(top)]
     out += [
         "",
-        f"top {top} by cumulative time within the request task (share of all samples;"
-        f" the request task is {_pct(p.request_samples, total).strip()}):",
+        f"top {top} by cumulative time within the request task (share of all samples"
+        f"{cost_header}):",
     ]
-    out += [f"  {_pct(n, total)}  {key}" for key, n in p.request_cumulative.most_common(top)]
+    out += [entry(n, key) for key, n in p.request_cumulative.most_common(top)]
+    out += [
+        "",
+        "reading it: 'Runner.run (asyncio/runners.py)' own time is the event loop itself (uvloop",
+        "is C: polling, callbacks, task steps); 'RequestResponseCycle.send' own time is the",
+        "socket write (uvloop's transport.write); a C call (sqlite3, AES-GCM, hmac) counts as",
+        "its Python caller's own time.",
+    ]
     return "\n".join(out)
 
 
@@ -181,6 +203,7 @@ def _record(pid: int, seconds: int, rate: int, raw: Path) -> None:
 def profile_endpoint(
     *,
     app: str = "vault_app",
+    storage: str = "sqlite",
     seconds: int = 10,
     rate: int = 200,
     loadgen: str = "auto",
@@ -189,9 +212,13 @@ def profile_endpoint(
     """Serve ``app``, load it with :data:`MANY` connections, record it; (profile, req/s
     under the profiler, load description)."""
     load = Load.choose(loadgen, MANY)
-    with tempfile.TemporaryDirectory(prefix="oauth-vault-profile-") as tmp_name:
-        tmp = Path(tmp_name)
-        seeded = seeded_env(f"sqlite:///{tmp / 'profile.db'}")
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oauth-vault-prof-")))
+        if storage == "sqlite":
+            url = f"sqlite:///{tmp / 'profile.db'}"
+        else:
+            url = stack.enter_context(throwaway(storage))
+        seeded = seeded_env(url)
         cookie = seeded.cookie_header
         commands = {app: uvicorn_command(f"benchmarks._apps:{app}")}
         with serve(commands, seeded.env, tmp, CREDENTIALS_PATH, cookie) as servers:
@@ -221,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--app", choices=("vault_app", "bare_app"), default="vault_app")
+    parser.add_argument(
+        "--storage",
+        choices=("sqlite", *BACKENDS),
+        default="sqlite",
+        help="the vault app's storage (postgresql, redis: a throwaway server)",
+    )
     parser.add_argument("--seconds", type=int, default=10, help="sampling time (default 10)")
     parser.add_argument("--rate", type=int, default=200, help="samples per second (200)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
@@ -229,18 +262,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seconds = 3 if args.quick else args.seconds
     print(
-        f"profile: {args.app} ({CREDENTIALS_PATH}, SQLite) under {uvicorn_description()} "
+        f"profile: {args.app} ({CREDENTIALS_PATH}, {args.storage}) under {uvicorn_description()} "
         f"on {HOST}; py-spy record --function at {args.rate} Hz for {seconds} s",
         flush=True,
     )
     profile, rps, loadgen = profile_endpoint(
-        app=args.app, seconds=seconds, rate=args.rate, loadgen=args.loadgen, raw_out=args.raw
+        app=args.app,
+        storage=args.storage,
+        seconds=seconds,
+        rate=args.rate,
+        loadgen=args.loadgen,
+        raw_out=args.raw,
     )
     print(f"load: {loadgen}, {rps:.0f} req/s while sampled (the sampler pauses the process)")
     if "python" in loadgen:
         print(PYTHON_LOADGEN_NOTE)
     print()
-    print(render(profile))
+    served = rps * seconds  # requests served while sampled (wrk's rate over its run)
+    per_request_us = 1e6 / args.rate / served if served > 0 else None
+    print(render(profile, per_request_us))
     return 0
 
 
