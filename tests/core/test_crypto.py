@@ -15,7 +15,13 @@ from oauth_vault_mw import CredentialKey, CredentialUnreadable
 from oauth_vault_mw.core.crypto import Sealer, key_id
 from oauth_vault_mw.core.flow import LoginTransaction
 from oauth_vault_mw.core.model import TokenSet
-from oauth_vault_mw.core.records import open_record, open_transaction, seal_record, seal_transaction
+from oauth_vault_mw.core.records import (
+    OpenedRecords,
+    open_record,
+    open_transaction,
+    seal_record,
+    seal_transaction,
+)
 
 OLD = bytes(range(32))
 NEW = bytes(range(32, 64))
@@ -208,3 +214,22 @@ def test_records_sealed_in_the_v1_format_still_open() -> None:
         with pytest.raises(CredentialUnreadable):  # still bound to its own row
             open_record(sealer, replace(record, key=BOB))
     assert sealer.is_current(sealer.seal(b"x", ALICE.aad()))
+
+
+def test_opened_records_skip_the_open_of_an_unchanged_record_only() -> None:
+    sealer = Sealer([NEW])
+    opened = OpenedRecords(sealer, size=2)
+    record = seal_record(sealer, ALICE, TOKENS, now=0)
+    first = opened.open(record)
+    assert first == TOKENS
+    assert opened.open(replace(record, version=7)) is first  # same row, same envelope
+    # The same envelope on another row still fails to open: the row is part of the entry.
+    with pytest.raises(CredentialUnreadable):
+        opened.open(replace(record, key=BOB))
+    # A rewritten record (another envelope) is opened afresh.
+    rewritten = seal_record(sealer, ALICE, replace(TOKENS, access_token="at-2"), now=1)
+    assert opened.open(rewritten).access_token == "at-2"
+    # Bounded: the oldest goes first.
+    opened.open(seal_record(sealer, BOB, TOKENS, now=2))
+    assert repr(opened) == "OpenedRecords(2/2)"
+    assert "at-secret" not in repr(opened)

@@ -25,7 +25,7 @@ from ..core.errors import StorageUnavailable, UnknownConnection
 from ..core.http import ProviderResponse
 from ..core.identity import NewIdentity, default_user_id
 from ..core.model import CredentialKey, TokenSet
-from ..core.records import seal_record
+from ..core.records import OpenedRecords, seal_record
 from ..core.refresh import Backoff
 from ..core.tokens import TokenOutcome, parse_token_response
 from ..storage import AsyncStorage, async_storage_from_url
@@ -58,6 +58,7 @@ class AsyncVaultBase:
         # optional (SessionCredentialReads): the request path's session and credential at once
         self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
         self.sealer = Sealer(settings.encryption_keys)
+        self.opened = OpenedRecords(self.sealer)  # the request path's reads of unchanged records
         self.cookies = CookieJar(
             settings.secret_key,
             secure=settings.secure_cookies,

@@ -115,7 +115,7 @@ class AsyncRefresher(AsyncVaultBase):
             if not isinstance(fetched, StoredCredential):
                 raise CredentialNotFound()
             record = fetched
-            tokens = open_record(self.sealer, record)
+            tokens = self.opened.open(record)
             verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
             if verdict == "refresh":
                 tokens = await self._flight.run(

@@ -26,7 +26,7 @@ from ..core.errors import StorageUnavailable, UnknownConnection
 from ..core.http import ProviderResponse
 from ..core.identity import NewIdentity, default_user_id
 from ..core.model import CredentialKey, TokenSet
-from ..core.records import seal_record
+from ..core.records import OpenedRecords, seal_record
 from ..core.refresh import Backoff
 from ..core.tokens import TokenOutcome, parse_token_response
 from ..storage import Storage, storage_from_url
@@ -57,6 +57,7 @@ class VaultBase:
         # optional (SessionCredentialReads): the request path's session and credential at once
         self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
         self.sealer = Sealer(settings.encryption_keys)
+        self.opened = OpenedRecords(self.sealer)  # the request path's reads of unchanged records
         self.cookies = CookieJar(
             settings.secret_key,
             secure=settings.secure_cookies,

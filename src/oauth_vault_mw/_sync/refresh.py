@@ -113,7 +113,7 @@ class Refresher(VaultBase):
             if not isinstance(fetched, StoredCredential):
                 raise CredentialNotFound()
             record = fetched
-            tokens = open_record(self.sealer, record)
+            tokens = self.opened.open(record)
             verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
             if verdict == "refresh":
                 tokens = self._flight.run(
