@@ -18,8 +18,10 @@ from .inputs import NO_STORE
 __all__ = [
     "NOT_FOUND",
     "ROUTES",
+    "MethodNotAllowed",
     "Reply",
     "RouteSpec",
+    "RouteTable",
     "error_reply",
     "json_reply",
     "redirect_reply",
@@ -87,3 +89,58 @@ def error_reply(exc: VaultError, cookies: tuple[CookieSpec, ...]) -> Reply:
 
 NOT_FOUND = Reply(404, {"error": "not_found", "error_description": "no such route"}, {})
 """Any other path under the prefix: a JSON ``404``, never the framework's page."""
+
+
+@dataclass(frozen=True)
+class MethodNotAllowed:
+    """The path is a route's, the method is none of its: ``405`` with ``allow`` as the
+    ``Allow`` header (``"GET, HEAD"``: a ``GET`` route answers ``HEAD`` too)."""
+
+    allow: str
+
+
+class RouteTable:
+    """:data:`ROUTES` under a prefix, matched segment by segment: each ``{parameter}`` is one
+    non-empty path segment (the server has already percent-decoded the path, so an encoded
+    ``/`` splits too), every other segment must be equal; no trailing slash, no empty
+    segment. A framework's general router is not needed for eleven fixed routes."""
+
+    def __init__(self, prefix: str, routes: tuple[RouteSpec, ...] = ROUTES) -> None:
+        self.prefix = prefix
+        # by segment count: ((parameter name or None, literal or None) per segment, route)
+        self._by_count: dict[int, list[tuple[tuple[tuple[str | None, str | None], ...], RouteSpec]]]
+        self._by_count = {}
+        for route in routes:
+            parts = tuple(
+                (part[1:-1], None) if part.startswith("{") else (None, part)
+                for part in route.path.split("/")[1:]
+            )
+            self._by_count.setdefault(len(parts), []).append((parts, route))
+
+    def match(
+        self, path: str, method: str
+    ) -> tuple[RouteSpec, dict[str, str]] | MethodNotAllowed | None:
+        """The route and its path parameters; :class:`MethodNotAllowed`; or ``None`` (404).
+        ``path`` is the whole request path, the prefix included."""
+        prefix = self.prefix
+        if not path.startswith(prefix) or path[len(prefix) : len(prefix) + 1] != "/":
+            return None
+        segments = path[len(prefix) + 1 :].split("/")
+        allowed: set[str] = set()
+        for parts, route in self._by_count.get(len(segments), ()):
+            params: dict[str, str] = {}
+            for (name, literal), segment in zip(parts, segments, strict=True):
+                if name is None:
+                    if literal != segment:
+                        break
+                elif segment:
+                    params[name] = segment
+                else:
+                    break
+            else:
+                if route.method == method or (route.method == "GET" and method == "HEAD"):
+                    return route, params
+                allowed.add(route.method)
+                if route.method == "GET":
+                    allowed.add("HEAD")
+        return MethodNotAllowed(", ".join(sorted(allowed))) if allowed else None

@@ -29,8 +29,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-from starlette.exceptions import HTTPException
-from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._async.service import AsyncServiceAccess
@@ -40,7 +38,7 @@ from ..core.errors import VaultError
 from ..storage import AsyncStorage
 from ._context import SCOPE_KEY, RequestContext
 from ._startup import StartupFailure, build_vault, inside_event_loop, startup_failure_line
-from .routes import build_router, error_response, http_error_response
+from .routes import VaultRouter, build_router, error_response
 
 __all__ = ["OAuthVaultMiddleware"]
 
@@ -56,7 +54,7 @@ class OAuthVaultMiddleware:
     vault: AsyncVault
     service: AsyncServiceAccess
     prefix: str
-    router: Router
+    router: VaultRouter
 
     def __init__(
         self,
@@ -114,7 +112,7 @@ class OAuthVaultMiddleware:
         scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service, receive)
         path: str = scope["path"]
         if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
-            await self._serve(self.router, scope, receive, send)
+            await self.router(scope, receive, send)  # renders its own errors
         elif kind == "http":
             await self._serve(self.app, scope, receive, send)
         else:
@@ -131,14 +129,10 @@ class OAuthVaultMiddleware:
 
         try:
             await app(scope, receive, tracking_send)
-        except VaultError as exc:
+        except VaultError as exc:  # connection_credentials() in the host's handler
             if started:
                 raise
             await error_response(exc)(scope, receive, send)
-        except HTTPException as exc:  # only our router's 405s reach here
-            if started or app is not self.router:
-                raise
-            await http_error_response(exc)(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the vault on ``lifespan.startup`` before the app sees it; a failure answers
