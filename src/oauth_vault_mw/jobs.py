@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -257,22 +257,29 @@ async def sweep(
 ) -> SweepReport:
     """Refresh every active credential expiring within ``within`` seconds, N at a time.
 
-    At most ``concurrency`` run at once, each through :meth:`AsyncVault.refresh_if_expiring`
-    (leases, single flight, rotation, ``invalid_grant`` marking, backoff: what a request
-    does). ``horizon`` (default now + ``within``) bounds the scan; past ``deadline``
+    ``concurrency`` workers each take the next credential the scan found and refresh it
+    through :meth:`AsyncVault.refresh_if_expiring` (leases, single flight, rotation,
+    ``invalid_grant`` marking, backoff: what a request does), handing it the scanned record;
+    the next page is read when the last one runs out, so the refreshes in flight never drain
+    at a page's end. ``horizon`` (default now + ``within``) bounds the scan; past ``deadline``
     (``time.monotonic()``) no new refresh starts (those count as ``not_started``). A
     credential of a connection no longer in the settings counts as failed, under
     ``unconfigured``.
     """
-    limit = asyncio.Semaphore(concurrency)
     report = SweepReport()
     end = vault.clock() + within if horizon is None else horizon
+    found = _records(vault.storage, end, batch, connection_id)
+    turn = asyncio.Lock()  # one worker at a time reads the scan
     done = 0
 
-    async def one(record: StoredCredential) -> None:
+    async def worker() -> None:
         nonlocal done
-        key = record.key
-        async with limit:
+        while True:
+            async with turn:
+                record = await anext(found, None)
+            if record is None:
+                return
+            key = record.key
             if deadline is not None and time.monotonic() >= deadline:
                 report.not_started += 1
             elif vault.settings.connection(key.connection_id) is None:
@@ -282,11 +289,27 @@ async def sweep(
                 )
             else:
                 report.add(
-                    await vault.refresh_if_expiring(key.connection_id, key.user_id, within=within)
+                    await vault.refresh_if_expiring(
+                        key.connection_id, key.user_id, within=within, record=record
+                    )
                 )
-        done += 1
-        progress(done, total)
+            done += 1
+            progress(done, total)
 
-    async for page in _expiring_pages(vault.storage, end, batch, connection_id):
-        await asyncio.gather(*(one(record) for record in page))
+    workers = [asyncio.ensure_future(worker()) for _ in range(max(1, concurrency))]
+    try:
+        await asyncio.gather(*workers)
+    finally:  # one worker failed (or the sweep was cancelled): stop the others, then the scan
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await found.aclose()
     return report
+
+
+async def _records(
+    storage: AsyncStorage, horizon: float, batch: int, connection_id: str | None
+) -> AsyncGenerator[StoredCredential, None]:
+    async for page in _expiring_pages(storage, horizon, batch, connection_id):
+        for record in page:
+            yield record

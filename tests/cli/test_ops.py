@@ -302,3 +302,75 @@ def test_progress_bar_elsewhere_prints_a_line_per_tenth() -> None:
     ProgressBar("job", stream=silent, tty=False)(0, 0)
     ProgressBar("job", stream=silent, enabled=False)(5, 10)
     assert silent.getvalue() == ""
+
+
+class CountingStorage(MemoryStorage):
+    """Counts the storage steps a refresh takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def get_credential(self, key: CredentialKey) -> StoredCredential | None:
+        self._count("get")
+        return super().get_credential(key)
+
+    def acquire_lease(self, key: CredentialKey, owner: str, ttl: float, now: float) -> bool:
+        self._count("acquire")
+        return super().acquire_lease(key, owner, ttl, now)
+
+    def release_lease(self, key: CredentialKey, owner: str) -> None:
+        self._count("release")
+        super().release_lease(key, owner)
+
+    def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
+        self._count("save")
+        return super().save_credential(record, expected_version)
+
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        self._count("save_releasing")
+        return super().save_credential_releasing(record, expected_version, owner)
+
+
+async def test_a_swept_refresh_takes_one_lease_write_and_one_save() -> None:
+    """The scanned record is not read again; the lease just taken is the first attempt's
+    renewal; the save of the new tokens lets go of the lease. Under the lease the record is
+    still read again (another process may have refreshed it since the scan)."""
+    counting = CountingStorage()
+    storage = AsyncStorageAdapter(counting, offload_reads=False, offload_writes=False)
+    vault = AsyncVault(settings(), storage=storage, clock=lambda: NOW,
+                       http_transport=httpx.MockTransport(Provider()))  # fmt: skip
+    key = await put(vault, "u", tokens(100))
+    counting.calls.clear()
+    report = await sweep(vault, within=600)
+    assert report.refreshed == 1
+    assert counting.calls == {"get": 1, "acquire": 1, "save_releasing": 1}
+    assert (await stored(vault, key)).refresh_token == "rt-new-1"
+    assert counting.acquire_lease(key, "someone-else", 10, NOW)  # released
+
+
+async def test_a_retried_refresh_renews_the_lease_before_the_retry() -> None:
+    provider = Provider()
+    attempts: list[int] = []
+
+    async def flaky(request: httpx.Request) -> httpx.Response:
+        attempts.append(len(attempts))
+        if len(attempts) == 1:
+            return httpx.Response(503, json={"error": "temporarily_unavailable"})
+        return await provider(request)
+
+    counting = CountingStorage()
+    storage = AsyncStorageAdapter(counting, offload_reads=False, offload_writes=False)
+    vault = AsyncVault(settings(refresh_attempts=2), storage=storage, clock=lambda: NOW,
+                       http_transport=httpx.MockTransport(flaky))  # fmt: skip
+    key = await put(vault, "u", tokens(100))
+    counting.calls.clear()
+    assert await vault.refresh_if_expiring("demo", "u", within=600) == "refreshed"
+    assert len(attempts) == 2
+    assert counting.calls["acquire"] == 2  # taken, then renewed before the retry
+    assert (await stored(vault, key)).refresh_token == "rt-new-1"

@@ -21,6 +21,7 @@ from oauth_vault_mw.core.refresh import (
     failure_reason,
     fallback,
     lease_pauses,
+    lease_renewal_due,
     retry_budget,
     retry_pause,
     still_forced,
@@ -166,6 +167,17 @@ def test_lease_wait_lasts_the_lease_and_a_second_in_growing_pauses() -> None:
     assert first[0] == pytest.approx(0.02)
     assert first == sorted(first)
     assert max(first) == pytest.approx(0.1)
+
+
+def test_a_lease_just_taken_counts_as_renewed_for_the_first_attempt_only() -> None:
+    # taken at t=100 for 15 s: until 115
+    assert not lease_renewal_due(0, 115.0, now=100.0, ttl=15.0)
+    assert not lease_renewal_due(0, 115.0, now=100.9, ttl=15.0)
+    assert lease_renewal_due(0, 115.0, now=101.0, ttl=15.0)  # a second on: renew
+    assert lease_renewal_due(1, 115.0, now=100.1, ttl=15.0)  # a retry: always
+    # a short lease counts as fresh for a tenth of itself only
+    assert not lease_renewal_due(0, 102.0, now=100.1, ttl=2.0)
+    assert lease_renewal_due(0, 102.0, now=100.2, ttl=2.0)
 
 
 def test_retry_budget_is_twice_the_provider_timeout() -> None:

@@ -93,6 +93,15 @@ class BlockingStorage:
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return self._run(self.inner.save_credential(record, expected_version))
 
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        save = getattr(self.inner, "save_credential_releasing", None)
+        if save is None:
+            pytest.skip(f"{self.inner!r} does not offer the optional save_credential_releasing")
+        saved: bool = self._run(save(record, expected_version, owner))
+        return saved
+
     def delete_credential(self, key: CredentialKey) -> bool:
         return self._run(self.inner.delete_credential(key))
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import cast
 
-from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, CredentialKey
+import pytest
+
+from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, CredentialKey, StoredCredential
 from oauth_vault_mw.storage import Storage
 
 from .test_contract import ALICE, NOW, record
@@ -36,6 +40,49 @@ def test_lease_survives_writes_and_needs_a_credential(storage: Storage) -> None:
     assert storage.acquire_lease(ALICE, "a", 10, NOW)
     assert storage.save_credential(record(sealed="v1.kid.sealed-2"), 1)
     assert not storage.acquire_lease(ALICE, "b", 10, NOW + 1)
+
+
+def _save_releasing(storage: Storage) -> Callable[[StoredCredential, int, str], bool]:
+    save = getattr(storage, "save_credential_releasing", None)
+    if save is None:
+        pytest.skip(f"{storage!r} does not offer the optional save_credential_releasing")
+    return cast("Callable[[StoredCredential, int, str], bool]", save)
+
+
+def test_save_releasing_writes_and_lets_go_of_the_lease(storage: Storage) -> None:
+    """A refresh's write of new tokens and the release of its lease, in one step."""
+    save = _save_releasing(storage)
+    assert save(record(), 0, "a")  # a new record: nothing leased yet
+    assert storage.acquire_lease(ALICE, "a", 10, NOW)
+    assert save(record(sealed="v1.kid.sealed-2"), 1, "a")
+    stored = storage.get_credential(ALICE)
+    assert stored is not None
+    assert (stored.version, stored.sealed) == (2, "v1.kid.sealed-2")
+    assert storage.acquire_lease(ALICE, "b", 10, NOW + 1)  # a's lease is gone
+
+
+def test_save_releasing_never_releases_another_owners_lease(storage: Storage) -> None:
+    save = _save_releasing(storage)
+    assert storage.save_credential(record(), 0)
+    assert storage.acquire_lease(ALICE, "a", 10, NOW)
+    assert save(record(sealed="v1.kid.sealed-2"), 1, "b")  # written, a keeps its lease
+    assert not storage.acquire_lease(ALICE, "c", 10, NOW + 1)
+    storage.release_lease(ALICE, "a")
+    assert storage.acquire_lease(ALICE, "c", 10, NOW + 2)
+
+
+def test_save_releasing_on_a_version_conflict_keeps_the_lease(storage: Storage) -> None:
+    save = _save_releasing(storage)
+    assert storage.save_credential(record(), 0)
+    assert storage.acquire_lease(ALICE, "a", 10, NOW)
+    assert storage.save_credential(record(sealed="v1.kid.login"), 1)  # a new login meanwhile
+    assert not save(record(sealed="v1.kid.refreshed"), 1, "a")
+    stored = storage.get_credential(ALICE)
+    assert stored is not None
+    assert (stored.version, stored.sealed) == (2, "v1.kid.login")
+    assert not storage.acquire_lease(ALICE, "b", 10, NOW + 1)  # still a's, to release
+    storage.release_lease(ALICE, "a")
+    assert storage.acquire_lease(ALICE, "b", 10, NOW + 2)
 
 
 def test_leases_are_per_credential(storage: Storage) -> None:

@@ -44,6 +44,8 @@ def _workload(store: RedisStorage) -> None:
         assert store.save_credential(record(key, sealed="again"), 1)
         assert store.acquire_lease(key, "me", 10, NOW)
         store.release_lease(key, "me")
+        assert store.acquire_lease(key, "me", 10, NOW)
+        assert store.save_credential_releasing(record(key, sealed="refreshed"), 2, "me")
     assert store.list_credentials("alice")
     assert store.scan_credentials(after=None, limit=3, expiring_before=NOW + 7200)
     assert store.scan_credentials(after=ALICE, limit=100)

@@ -9,10 +9,13 @@ A read opens the stored record and asks :func:`~oauth_vault_mw.core.refresh.deci
 3. the cross-process lease in storage (``acquire_lease``), waited for as
    :func:`lease_pauses` says; then the record is read again, and :func:`under_lease` decides
    on what is stored now (another process may have refreshed meanwhile);
-4. the token endpoint, the lease renewed before each attempt, pausing as
+4. the token endpoint, the lease renewed before each attempt (:func:`lease_renewal_due`:
+   the acquisition itself counts for an attempt that follows at once), pausing as
    :func:`retry_pause` says;
 5. :func:`after_response`: store the new tokens with compare-and-set, mark the credential
-   ``reauthentication_required``, or back off and answer with :func:`fallback`.
+   ``reauthentication_required``, or back off and answer with :func:`fallback`. Where the
+   storage offers ``save_credential_releasing``, the new tokens' write lets go of the lease
+   in the same step.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 
 from ..core.errors import (
     CredentialNotFound,
@@ -44,6 +48,7 @@ from ..core.refresh import (
     failure_reason,
     fallback,
     lease_pauses,
+    lease_renewal_due,
     retry_budget,
     retry_pause,
     still_forced,
@@ -68,6 +73,17 @@ logger = logging.getLogger("oauth_vault_mw")
 
 UNREAD = object()
 """``_credentials``' record argument when the record is still to be read."""
+
+
+@dataclass
+class _Lease:
+    """The lease one refresh holds: its owner token, when it ends at the latest
+    (``time.monotonic()``, counted from before the write that took or renewed it), and
+    whether it is still to be released."""
+
+    owner: str
+    until: float
+    held: bool
 
 
 class Refresher(VaultBase):
@@ -132,12 +148,19 @@ class Refresher(VaultBase):
         return Credentials.from_tokens(key, tokens)
 
     def refresh_if_expiring(
-        self, connection_id: str, user_id: str, *, within: float
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        within: float,
+        record: StoredCredential | None = None,
     ) -> RefreshOutcome:
         """Refresh a credential that expires within ``within`` seconds; say how it went.
 
         The proactive sweep (``oauth-vault credentials refresh``, :func:`oauth_vault_mw.jobs.sweep`)
-        calls it for each credential that ``scan_credentials(expiring_before=...)`` finds.
+        calls it for each credential that ``scan_credentials(expiring_before=...)`` finds,
+        passing the scanned ``record`` (saves reading it again: what is stored once the lease
+        is held decides, so a record changed since the scan is never overwritten).
         It uses the request path's machinery (single flight, the cross-process lease,
         rotation, ``invalid_grant`` marking, backoff) but refreshes whatever expires within
         ``within``, without the half-life rule, and never raises a :class:`VaultError`:
@@ -153,15 +176,18 @@ class Refresher(VaultBase):
         try:
             self.connection(connection_id)
             key = CredentialKey(connection_id, user_id)
-            record = self.storage.get_credential(key)
+            if record is None or record.key != key:
+                record = self.storage.get_credential(key)
             if record is None:
                 return "fresh"
-            tokens = open_record(self.sealer, record)
+            seen = record
+            tokens = open_record(self.sealer, seen)
             start = sweep_start(tokens, now=self.clock(), within=within)
             if start != "refresh":
                 return start
             fresh = self._flight.run(
-                key, lambda: self._refresh(key, record, within, False, half_life=False)
+                key,
+                lambda: self._refresh(key, seen, within, False, half_life=False, opened=tokens),
             )
         except ReauthenticationRequired:
             return "reauthentication_required"
@@ -185,20 +211,29 @@ class Refresher(VaultBase):
         force: bool,
         *,
         half_life: bool = True,
+        opened: TokenSet | None = None,
     ) -> TokenSet:
-        """Refresh under the credential's lease; one refresh across processes."""
+        """Refresh under the credential's lease; one refresh across processes. ``opened``:
+        the tokens of ``seen``, when the caller has opened it already."""
         now = self.clock()
         blocked = self._backoff.blocked_for(key, now)
         if blocked > 0:
-            return fallback(open_record(self.sealer, seen), now=now, retry_after=blocked)
-        owner = secrets.token_hex(12)
-        leased, waited = self._wait_for_lease(key, owner, seen)
+            return fallback(opened or open_record(self.sealer, seen), now=now, retry_after=blocked)
+        lease = _Lease(secrets.token_hex(12), 0.0, False)
+        leased, waited = self._take_lease(key, lease, seen)
         try:
             # Re-read under the lease: another process may have refreshed meanwhile.
             record = self.storage.get_credential(key)
             if record is None:
                 raise CredentialNotFound()
-            tokens = open_record(self.sealer, record)
+            if (
+                opened is not None
+                and record.version == seen.version
+                and record.sealed == seen.sealed
+            ):
+                tokens = opened  # the very record opened before: no second AES-GCM open
+            else:
+                tokens = open_record(self.sealer, record)
             now = self.clock()
             forced = still_forced(force, seen_version=seen.version, current_version=record.version)
             verdict = under_lease(
@@ -216,10 +251,10 @@ class Refresher(VaultBase):
                 raise ReauthenticationRequired(login_url=self.settings.login_url(key.connection_id))
             if verdict in ("lease_missed", "holder_failed"):
                 return fallback(tokens, now=now, retry_after=LEASE_MISSED_RETRY_AFTER)
-            return self._call_provider(key, record, tokens, owner)
+            return self._call_provider(key, record, tokens, lease)
         finally:
-            if leased:
-                self.storage.release_lease(key, owner)
+            if lease.held:
+                self.storage.release_lease(key, lease.owner)
 
     def _wait_for_lease(
         self, key: CredentialKey, owner: str, seen: StoredCredential | None
@@ -227,11 +262,20 @@ class Refresher(VaultBase):
         """Take the lease, or give up once time is up or, when ``seen`` is given, once another
         holder has written a version other than ``seen``. Returns (taken, after waiting for
         another holder)."""
-        budget, pauses = lease_pauses(self.settings.lease_ttl)
+        return self._take_lease(key, _Lease(owner, 0.0, False), seen)
+
+    def _take_lease(
+        self, key: CredentialKey, lease: _Lease, seen: StoredCredential | None
+    ) -> tuple[bool, bool]:
+        """:meth:`_wait_for_lease`, noting in ``lease`` when a lease taken ends."""
+        ttl = self.settings.lease_ttl
+        budget, pauses = lease_pauses(ttl)
         deadline = time.monotonic() + budget
         waited = False
         for pause in pauses:
-            if self.storage.acquire_lease(key, owner, self.settings.lease_ttl, self.clock()):
+            asked = time.monotonic()
+            if self.storage.acquire_lease(key, lease.owner, ttl, self.clock()):
+                lease.until, lease.held = asked + ttl, True
                 return True, waited
             if time.monotonic() >= deadline:
                 return False, True
@@ -249,17 +293,17 @@ class Refresher(VaultBase):
         key: CredentialKey,
         record: StoredCredential,
         tokens: TokenSet,
-        owner: str,
+        lease: _Lease,
     ) -> TokenSet:
         conn = self.connection(key.connection_id)
         assert tokens.refresh_token is not None
-        outcome, lease_until = self._ask_token_endpoint(key, tokens, tokens.refresh_token, owner)
+        outcome = self._ask_token_endpoint(key, tokens, tokens.refresh_token, lease)
         now = self.clock()
         verdict = after_response(outcome)
         if verdict == "store":
             assert isinstance(outcome, TokenGranted)
             self._backoff.succeeded(key)
-            return self._store_refreshed(key, record, outcome.tokens, lease_until)
+            return self._store_refreshed(key, record, outcome.tokens, lease)
         if verdict == "reauthenticate":
             newer = self._mark_reauthentication(key, record, tokens)
             if newer is not None:
@@ -276,10 +320,10 @@ class Refresher(VaultBase):
         return fallback(tokens, now=now, retry_after=delay)
 
     def _ask_token_endpoint(
-        self, key: CredentialKey, tokens: TokenSet, refresh_token: str, owner: str
-    ) -> tuple[TokenOutcome, float]:
-        """The refresh grant, retried on retryable outcomes within the retry budget; and when
-        (``time.monotonic()``) the lease renewed before the last attempt ends."""
+        self, key: CredentialKey, tokens: TokenSet, refresh_token: str, lease: _Lease
+    ) -> TokenOutcome:
+        """The refresh grant, retried on retryable outcomes within the retry budget; the
+        lease renewed before each attempt (``lease.until``: when the last renewal ends)."""
         conn = self.connection(key.connection_id)
         endpoints = self.provider.endpoints(conn)
         url = conn.refresh_url or endpoints.token_url  # Figma refreshes at a URL of its own
@@ -295,15 +339,16 @@ class Refresher(VaultBase):
         deadline = time.monotonic() + retry_budget(self.settings.provider_timeout)
         attempts = self.settings.refresh_attempts
         outcome: TokenOutcome = TokenRetryable("not attempted")
-        lease_until = time.monotonic()
+        ttl = self.settings.lease_ttl
         for attempt in range(attempts):
             # Renew the lease before each call: a refresh slowed past its lease must not
-            # send the refresh token again once another process may hold the lease.
-            ttl = self.settings.lease_ttl
+            # send the refresh token again once another process may hold the lease. One
+            # taken a moment ago (before the first attempt) needs no second write.
             renewed = time.monotonic()
-            if not self.storage.acquire_lease(key, owner, ttl, self.clock()):
-                return TokenRetryable("lease lost"), lease_until
-            lease_until = renewed + ttl
+            if lease_renewal_due(attempt, lease.until, now=renewed, ttl=ttl):
+                if not self.storage.acquire_lease(key, lease.owner, ttl, self.clock()):
+                    return TokenRetryable("lease lost")
+                lease.until = renewed + ttl
             try:
                 resp = self.provider.send(request)
             except ProviderCallFailed as exc:
@@ -311,19 +356,19 @@ class Refresher(VaultBase):
             else:
                 outcome = self._token_outcome(conn, resp, tokens)
             if not isinstance(outcome, TokenRetryable):
-                return outcome, lease_until
+                return outcome
             pause = retry_pause(attempt, attempts=attempts, remaining=deadline - time.monotonic())
             if pause is None:
-                return outcome, lease_until
+                return outcome
             logger.info("refresh retry connection=%s reason=%s", conn.id, outcome.reason)
             time.sleep(pause)
-        return outcome, lease_until
+        return outcome
 
     def _store_refreshed(
-        self, key: CredentialKey, record: StoredCredential, fresh: TokenSet, lease_until: float
+        self, key: CredentialKey, record: StoredCredential, fresh: TokenSet, lease: _Lease
     ) -> TokenSet:
         sealed = seal_record(self.sealer, key, fresh, now=self.clock())
-        if self._save_while_leased(sealed, record.version, lease_until):
+        if self._save_while_leased(sealed, record.version, lease):
             logger.info(
                 "credential refreshed connection=%s user=%s", key.connection_id, key.user_id
             )
@@ -335,17 +380,21 @@ class Refresher(VaultBase):
             raise CredentialNotFound()
         return open_record(self.sealer, current)
 
-    def _save_while_leased(
-        self, sealed: StoredCredential, version: int, lease_until: float
-    ) -> bool:
-        """Write refreshed tokens; while the store is down, keep them (sealed, here) and try
-        again as :func:`store_retry_pause` says, until the lease is about to end."""
+    def _save_while_leased(self, sealed: StoredCredential, version: int, lease: _Lease) -> bool:
+        """Write refreshed tokens, releasing the lease in the same step where the storage
+        can (``save_credential_releasing``); while the store is down, keep them (sealed, here)
+        and try again as :func:`store_retry_pause` says, until the lease is about to end."""
+        releasing = getattr(self.storage, "save_credential_releasing", None)
         attempt = 0
         while True:
             try:
-                return self.storage.save_credential(sealed, version)
+                if releasing is None:
+                    return self.storage.save_credential(sealed, version)
+                saved: bool = releasing(sealed, version, lease.owner)
+                lease.held = lease.held and not saved
+                return saved
             except StorageUnavailable as exc:
-                pause = store_retry_pause(attempt, lease_left=lease_until - time.monotonic())
+                pause = store_retry_pause(attempt, lease_left=lease.until - time.monotonic())
                 key = sealed.key
                 if pause is None:
                     logger.error(

@@ -7,7 +7,8 @@ A read of a credential goes through these steps (``_async/refresh.py`` is the I/
 3. :func:`lease_pauses`: how to wait for the cross-process lease held by someone else;
 4. under the lease, :func:`under_lease`: the record re-read there may be fresh already
    (:func:`still_forced`: a forced refresh is moot once the record changed);
-5. :func:`retry_pause`: between attempts at the token endpoint, within :func:`retry_budget`;
+5. :func:`lease_renewal_due`: the lease renewed before each attempt at the token endpoint;
+   :func:`retry_pause` between attempts, within :func:`retry_budget`;
 6. :func:`after_response`: store the new tokens, mark the grant revoked, or fail over;
 7. :func:`fallback`: when the provider failed, the still-valid token or ``ProviderUnavailable``.
 
@@ -37,6 +38,7 @@ __all__ = [
     "failure_reason",
     "fallback",
     "lease_pauses",
+    "lease_renewal_due",
     "retry_budget",
     "retry_pause",
     "still_forced",
@@ -137,6 +139,23 @@ def lease_pauses(lease_ttl: float) -> tuple[float, Iterator[float]]:
             pause = min(pause * 1.5, 0.1)
 
     return lease_ttl + 1.0, pauses()
+
+
+LEASE_FRESH_FOR = 1.0
+"""Seconds (at most a tenth of the TTL) for which a lease just taken counts as renewed for
+the first attempt at the token endpoint."""
+
+
+def lease_renewal_due(attempt: int, lease_until: float, *, now: float, ttl: float) -> bool:
+    """Before ``attempt`` (0-based) at the token endpoint: renew the lease (and learn whether
+    it is still ours)? Always before a retry; before the first attempt unless the lease was
+    taken within the last :data:`LEASE_FRESH_FOR` seconds: the acquisition was the renewal.
+
+    ``lease_until`` and ``now`` are on one monotonic clock. A lease so fresh has at least
+    ``0.9 * ttl`` left, more than the attempt's ``provider_timeout`` (the settings keep
+    ``ttl > 2 * provider_timeout``): a renewal would change nothing but cost a write.
+    """
+    return attempt > 0 or lease_until - now <= ttl - min(LEASE_FRESH_FOR, ttl / 10)
 
 
 def retry_budget(provider_timeout: float) -> float:

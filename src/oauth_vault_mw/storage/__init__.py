@@ -10,9 +10,11 @@ from __future__ import annotations
 from ..core.errors import ConfigurationError
 from ._adapter import AsyncStorageAdapter as AsyncStorageAdapter
 from ._protocol import AsyncExpiredPurge as AsyncExpiredPurge
+from ._protocol import AsyncLeasedSaves as AsyncLeasedSaves
 from ._protocol import AsyncSessionCredentialReads as AsyncSessionCredentialReads
 from ._protocol import AsyncStorage as AsyncStorage
 from ._protocol import ExpiredPurge as ExpiredPurge
+from ._protocol import LeasedSaves as LeasedSaves
 from ._protocol import Purged as Purged
 from ._protocol import SessionCredentialReads as SessionCredentialReads
 from ._protocol import Storage as Storage
@@ -22,10 +24,12 @@ from .memory import MemoryStorage as MemoryStorage
 
 __all__ = [
     "AsyncExpiredPurge",
+    "AsyncLeasedSaves",
     "AsyncSessionCredentialReads",
     "AsyncStorage",
     "AsyncStorageAdapter",
     "ExpiredPurge",
+    "LeasedSaves",
     "MemoryStorage",
     "Purged",
     "SessionCredentialReads",

@@ -13,7 +13,7 @@ from functools import partial
 from typing import TypeVar
 
 from ..core.model import CredentialKey, StoredCredential
-from ._protocol import Storage, session_credential_by_two_reads
+from ._protocol import Storage, save_then_release, session_credential_by_two_reads
 
 __all__ = ["AsyncStorageAdapter"]
 
@@ -39,6 +39,9 @@ class AsyncStorageAdapter:
             getattr(sync, "get_session_credential", None)
             or partial(session_credential_by_two_reads, sync)
         )
+        self._save_releasing: Callable[[StoredCredential, int, str], bool] = getattr(
+            sync, "save_credential_releasing", None
+        ) or partial(save_then_release, sync)
 
     def __repr__(self) -> str:
         return f"AsyncStorageAdapter({self.sync!r})"
@@ -58,6 +61,13 @@ class AsyncStorageAdapter:
 
     async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return await self._write(self.sync.save_credential, record, expected_version)
+
+    async def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        """The sync backend's ``save_credential_releasing``, else its save and, when that
+        wrote, its ``release_lease``: both in one worker call."""
+        return await self._write(self._save_releasing, record, expected_version, owner)
 
     async def delete_credential(self, key: CredentialKey) -> bool:
         return await self._write(self.sync.delete_credential, key)

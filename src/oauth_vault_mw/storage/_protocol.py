@@ -11,6 +11,10 @@ A backend may also offer :class:`SessionCredentialReads` (``get_session_credenti
 request path's session and credential lookups in one read. The vault uses it when present
 and makes the two reads otherwise.
 
+A backend may also offer :class:`LeasedSaves` (``save_credential_releasing``): a refresh's
+write of new tokens and the release of its lease in one step. The vault uses it when present
+and makes the two calls otherwise.
+
 A backend that keeps expired rows offers :class:`ExpiredPurge` (``purge_expired``): the vault
 calls it in bounded batches after logins, and ``oauth-vault db prune`` until nothing is left
 (see :func:`~oauth_vault_mw.storage.purge_expired`). A backend whose entries expire by
@@ -27,12 +31,15 @@ from ..core.model import CredentialKey, StoredCredential
 
 __all__ = [
     "AsyncExpiredPurge",
+    "AsyncLeasedSaves",
     "AsyncSessionCredentialReads",
     "AsyncStorage",
     "ExpiredPurge",
+    "LeasedSaves",
     "Purged",
     "SessionCredentialReads",
     "Storage",
+    "save_then_release",
     "session_credential_by_two_reads",
 ]
 
@@ -204,6 +211,29 @@ class AsyncSessionCredentialReads(Protocol):
     ) -> SessionCredential | None: ...
 
 
+@runtime_checkable
+class LeasedSaves(Protocol):
+    """Optional for a :class:`Storage`: a compare-and-set write that also lets go of the
+    writer's lease, in one atomic step (a refresh's last two writes in one)."""
+
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        """``save_credential(record, expected_version)``; when it writes, the lease of
+        ``owner`` on the credential (if ``owner`` still holds it) is released in the same
+        step, as ``release_lease`` would. When it does not write (another version is stored),
+        nothing changes: the lease stays held."""
+
+
+@runtime_checkable
+class AsyncLeasedSaves(Protocol):
+    """Async twin of :class:`LeasedSaves`."""
+
+    async def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Purged:
     """What one purge removed: expired sessions and expired login states (rows of the
@@ -245,3 +275,14 @@ def session_credential_by_two_reads(
     if user_id is None:
         return None
     return user_id, storage.get_credential(CredentialKey(connection_id, user_id, account))
+
+
+def save_then_release(
+    storage: Storage, record: StoredCredential, expected_version: int, owner: str
+) -> bool:
+    """What ``save_credential_releasing`` does, in two steps: the save, then (when it wrote)
+    the release (for a backend without :class:`LeasedSaves`)."""
+    if not storage.save_credential(record, expected_version):
+        return False
+    storage.release_lease(record.key, owner)
+    return True

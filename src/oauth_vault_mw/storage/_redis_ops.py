@@ -22,12 +22,13 @@ Keys (``P`` is the prefix, default ``oauth_vault``)::
 ``T`` is ``M`` with ``%`` and ``}`` percent-escaped, so no id can end a hash tag early.
 
 Redis Cluster (``redis+cluster://``): every script touches the keys of one hash slot only
-(``acquire``: the record and its lease share the tag ``T``; ``append``: the event counter's
-tag is the name of the events key, whose slot is that of its whole name). Everything else is
-one key per command. The credential record is the authority; the three indexes live in
-other cluster slots, so they are written as separate commands: entries are added before a
-record is written (a crash leaves a stale entry, never a missing one), reconciled after
-every write and delete until a re-read agrees, and readers skip entries whose record is gone.
+(``acquire``, ``cas_release``: the record and its lease share the tag ``T``; ``append``: the
+event counter's tag is the name of the events key, whose slot is that of its whole name).
+Everything else is one key per command. The credential record is the authority; the three
+indexes live in other cluster slots, so they are written as separate commands: entries are
+added before a record is written (a crash leaves a stale entry, never a missing one),
+reconciled after every write and delete until a re-read agrees, and readers skip entries
+whose record is gone.
 
 Those orders are written into the batches: a :data:`FENCE` in a batch says that the
 commands after it may run only once the commands before it have been applied. One Redis
@@ -91,6 +92,19 @@ redis.call('HSET', KEYS[1], 'version', tostring(current + 1), unpack(ARGV, 2))
 return current + 1
 """
 
+_CAS_RELEASE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+if current ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'version', tostring(current + 1), unpack(ARGV, 3))
+local held = redis.call('GET', KEYS[2])
+if held then
+  local sep = string.find(held, ' ', 1, true)
+  if sep and string.sub(held, sep + 1) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+end
+return current + 1
+"""
+
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local held = redis.call('GET', KEYS[2])
@@ -136,6 +150,7 @@ return last
 
 SCRIPTS = {
     "cas": _CAS,
+    "cas_release": _CAS_RELEASE,
     "acquire": _ACQUIRE,
     "release": _RELEASE,
     "link": _LINK,
@@ -362,7 +377,10 @@ class RedisOps:
                 return
             state = _state(seen)
 
-    def save_credential(self, record: StoredCredential, expected_version: int) -> Op[bool]:
+    def save_credential(
+        self, record: StoredCredential, expected_version: int, owner: str | None = None
+    ) -> Op[bool]:
+        """Compare-and-set; with ``owner``, the write also releases that owner's lease."""
         key, member = record.key, _member(*record.key.parts())
         fields: list[Any] = [
             b"status",
@@ -383,7 +401,11 @@ class RedisOps:
         if record.status == ACTIVE and record.expires_at is not None:
             # LT: the index may say "expires sooner" than the record, never "later"
             before.append(("ZADD", self.expiring, "LT", record.expires_at, member))
-        cas = Eval("cas", (self.record(key),), (expected_version, *fields))
+        if owner is None:
+            cas = Eval("cas", (self.record(key),), (expected_version, *fields))
+        else:
+            keys = (self.record(key), self.lease(key))
+            cas = Eval("cas_release", keys, (expected_version, owner, *fields))
         *_, version = yield [*before, FENCE, cas]
         state: _State = (record.status, record.expires_at)
         if not version:

@@ -244,6 +244,19 @@ def _key(key: CredentialKey) -> dict[str, Any]:
     return {"cid": key.connection_id, "uid": key.user_id, "acc": key.account}
 
 
+def _update_params(record: StoredCredential, expected_version: int) -> dict[str, Any]:
+    return {
+        **_key(record.key),
+        "expected": expected_version,
+        "new_version": expected_version + 1,
+        "new_status": record.status,
+        "new_expires_at": record.expires_at,
+        "new_scope": record.scope,
+        "new_sealed": record.sealed,
+        "new_updated_at": record.updated_at,
+    }
+
+
 class SQLStatements:
     """The statements of every storage step for one dialect (``sqlite`` or ``postgresql``).
 
@@ -282,6 +295,13 @@ class SQLStatements:
                 sealed=bp("new_sealed"),
                 updated_at=bp("new_updated_at"),
             )
+        )
+        # the same write, also letting go of the writer's lease: SET sees the old row, so
+        # both columns test the old owner
+        ours = c.lease_owner == bp("owner")
+        self._update_releasing = self._update.values(
+            lease_owner=sa.case((ours, None), else_=c.lease_owner),
+            lease_until=sa.case((ours, None), else_=c.lease_until),
         )
         self._delete = sa.delete(credentials).where(key)
         self._list = (
@@ -377,17 +397,17 @@ class SQLStatements:
                 "updated_at": record.updated_at,
             }
             return Op(self._insert, values, True, _one_row)
-        params = {
-            **_key(record.key),
-            "expected": expected_version,
-            "new_version": expected_version + 1,
-            "new_status": record.status,
-            "new_expires_at": record.expires_at,
-            "new_scope": record.scope,
-            "new_sealed": record.sealed,
-            "new_updated_at": record.updated_at,
-        }
-        return Op(self._update, params, True, _one_row)
+        return Op(self._update, _update_params(record, expected_version), True, _one_row)
+
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> Op[bool]:
+        """:meth:`save_credential`, and on the written row ``release_lease(owner)``: one
+        statement. A new record (``expected_version`` 0) has no lease to let go."""
+        if expected_version == 0:
+            return self.save_credential(record, 0)
+        params = {**_update_params(record, expected_version), "owner": owner}
+        return Op(self._update_releasing, params, True, _one_row)
 
     def delete_credential(self, key: CredentialKey) -> Op[bool]:
         return Op(self._delete, _key(key), True, _some_rows)

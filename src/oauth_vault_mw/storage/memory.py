@@ -46,10 +46,24 @@ class MemoryStorage:
 
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         with self._lock:
-            current = self._credentials.get(record.key)
-            if (current.version if current else 0) != expected_version:
+            return self._save_unlocked(record, expected_version)
+
+    def _save_unlocked(self, record: StoredCredential, expected_version: int) -> bool:
+        current = self._credentials.get(record.key)
+        if (current.version if current else 0) != expected_version:
+            return False
+        self._credentials[record.key] = replace(record, version=expected_version + 1)
+        return True
+
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        with self._lock:
+            if not self._save_unlocked(record, expected_version):
                 return False
-            self._credentials[record.key] = replace(record, version=expected_version + 1)
+            held = self._leases.get(record.key)
+            if held is not None and held[0] == owner:
+                del self._leases[record.key]
             return True
 
     def delete_credential(self, key: CredentialKey) -> bool:

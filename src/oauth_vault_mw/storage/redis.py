@@ -254,6 +254,11 @@ class RedisStorage:
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return self._run(self._ops.save_credential(record, expected_version))
 
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        return self._run(self._ops.save_credential(record, expected_version, owner))
+
     def delete_credential(self, key: CredentialKey) -> bool:
         return self._run(self._ops.delete_credential(key))
 
@@ -468,6 +473,11 @@ class AsyncRedisStorage:
 
     async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return await self._run(self._ops.save_credential(record, expected_version))
+
+    async def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        return await self._run(self._ops.save_credential(record, expected_version, owner))
 
     async def delete_credential(self, key: CredentialKey) -> bool:
         return await self._run(self._ops.delete_credential(key))

@@ -309,6 +309,11 @@ class SQLStorage:
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return self._run(self._sql.save_credential(record, expected_version))
 
+    def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        return self._run(self._sql.save_credential_releasing(record, expected_version, owner))
+
     def delete_credential(self, key: CredentialKey) -> bool:
         return self._run(self._sql.delete_credential(key))
 
