@@ -186,6 +186,29 @@ def test_logout_forgets_and_verify_checks_every_time(clock: Clock) -> None:
     assert cookies.verify_session(value[:-1] + ("A" if value[-1] != "A" else "B")) is None
 
 
+def test_session_hash_is_the_hash_of_the_id_with_the_same_checks(clock: Clock) -> None:
+    cookies = jar()
+    value = cookies.session_cookie("sid").value
+    assert cookies.session_hash(value) == hash_id("sid")  # verified here, then remembered
+    assert cookies.session_hash(value) == hash_id("sid")
+    assert cookies.read_session(value) == "sid"
+    assert cookies.session_hash(None) is None
+    assert cookies.session_hash(value[:-1] + ("A" if value[-1] != "A" else "B")) is None
+    assert cookies.session_hash(cookies.state_cookie("x", "x").value) is None
+    clock.now = T0 + 3601  # remembered, yet its age is checked on every read
+    assert cookies.session_hash(value) is None
+    assert value not in cookies._verified
+
+
+def test_session_hash_from_memory_and_after_read_session(clock: Clock) -> None:
+    cookies = jar()
+    value = cookies.session_cookie("sid").value
+    assert cookies.read_session(value) == "sid"
+    assert cookies.session_hash(value) == hash_id("sid")
+    cookies.forget_session(value)
+    assert cookies.session_hash(value) == hash_id("sid")  # forgotten: verified again
+
+
 def _attributes(header: str) -> tuple[str, list[str]]:
     first, *rest = header.split("; ")
     return first, rest

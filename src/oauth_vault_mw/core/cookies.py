@@ -125,10 +125,11 @@ class CookieJar:
         state_max_age: int,
     ) -> None:
         self._session = _Signer(secret_key, salt="oauth_vault_mw.session")
-        # value -> (session id, signed at): a browser sends the same session cookie on every
-        # request, so its HMAC is checked once per process, not on each of them. Only values
-        # that verified get in; the age is checked on every read; bounded, oldest out first.
-        self._verified: dict[str, tuple[str, int]] = {}
+        # value -> (session id, signed at, hash_id(session id)): a browser sends the same
+        # session cookie on every request, so its HMAC is checked (and its id hashed) once per
+        # process, not on each of them. Only values that verified get in; the age is checked
+        # on every read; bounded (VERIFIED_SESSIONS), oldest out first.
+        self._verified: dict[str, tuple[str, int, str]] = {}
         self._lock = threading.Lock()
         # another salt than the previous release's state cookie (which held the bare state)
         self._state = _Signer(secret_key, salt="oauth_vault_mw.login-transaction")
@@ -155,13 +156,26 @@ class CookieJar:
 
     def read_session(self, value: str | None) -> str | None:
         """The session id a valid, unexpired session cookie holds; ``None`` otherwise."""
+        found = self._read_session(value)
+        return None if found is None else found[0]
+
+    def session_hash(self, value: str | None) -> str | None:
+        """``hash_id(read_session(value))``: what storage keys the cookie's session by, or
+        ``None``. The same checks as :meth:`read_session` (the HMAC once per process per
+        value, the age on every call); the hash is remembered with the verified value, so a
+        browser's next requests do not compute it again."""
+        found = self._read_session(value)
+        return None if found is None else found[2]
+
+    def _read_session(self, value: str | None) -> tuple[str, int, str] | None:
+        """``(session id, signed at, its hash)`` of a valid, unexpired session cookie."""
         if not value:
             return None
         known = self._verified.get(value)
         if known is not None:
             age = self._session.get_timestamp() - known[1]
             if 0 <= age <= self.session_max_age:
-                return known[0]
+                return known
             with self._lock:
                 self._verified.pop(value, None)
             return None
@@ -174,12 +188,13 @@ class CookieJar:
             session_id = raw.decode()
         except (BadSignature, UnicodeError):
             return None
+        found = (session_id, int(signed_at.timestamp()), hash_id(session_id))
         with self._lock:  # readers above need none: a dict lookup is atomic
             verified = self._verified
             if len(verified) >= VERIFIED_SESSIONS:
                 verified.pop(next(iter(verified)), None)
-            verified[value] = (session_id, int(signed_at.timestamp()))
-        return session_id
+            verified[value] = found
+        return found
 
     def verify_session(self, value: str | None) -> str | None:
         """:meth:`read_session` without the per-process memory: the HMAC checked every time."""

@@ -51,21 +51,26 @@ def service_of(app: Flask) -> ServiceAccess:
 def cookie_from(environ: dict[str, Any], name: str) -> str | None:
     """One cookie's value; an oversized ``Cookie`` header is refused (as in Starlette).
 
-    A plain split of the raw header, as the Starlette shell does: the library's cookie
-    values are URL-safe tokens, and this runs on every request.
+    Read from the raw header, as the Starlette shell reads it, without splitting it into
+    every cookie the browser sends: the first ``name=value`` pair whose name, once
+    stripped, is ``name`` exactly; the value stripped of trailing spaces and quotes. The
+    library's cookie values are URL-safe tokens, and this runs on every request.
     """
-    header = environ.get("HTTP_COOKIE")
+    header: str | None = environ.get("HTTP_COOKIE")
     if not header:
         return None
     if len(header) > MAX_COOKIE_HEADER:  # WSGI headers are latin-1: one char, one byte
         raise BadRequest("cookie header too large")
-    if name not in header:
-        return None
-    for part in header.split(";"):
-        found, sep, content = part.strip().partition("=")
-        if sep and found == name:
-            value: str = content.strip('"')
-            return value
+    at = header.find(name)
+    while at >= 0:
+        end = at + len(name)
+        if header.startswith("=", end):
+            start = header.rfind(";", 0, at) + 1  # where this pair begins
+            if start == at or header[start:at].isspace():
+                stop = header.find(";", end)
+                value = header[end + 1 : stop] if stop >= 0 else header[end + 1 :]
+                return value.rstrip().strip('"')
+        at = header.find(name, at + 1)
     return None
 
 
@@ -85,10 +90,12 @@ class RequestContext(HttpInput):
 
     __slots__ = ("_environ", "_request")
 
-    def __init__(self, service: ServiceAccess, request: Request) -> None:
+    def __init__(
+        self, service: ServiceAccess, request: Request, environ: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(service.vault, service)
         self._request = request
-        self._environ: dict[str, Any] = request.environ
+        self._environ: dict[str, Any] = request.environ if environ is None else environ
 
     def header(self, name: str) -> str | None:
         key = _ENVIRON_KEYS.get(name) or _environ_key(name)
@@ -123,5 +130,5 @@ def context_of(service: ServiceAccess, request: Request) -> RequestContext:
     environ = request.environ
     found: RequestContext | None = environ.get(USER_CACHE_KEY)
     if found is None:
-        found = environ[USER_CACHE_KEY] = RequestContext(service, request)
+        found = environ[USER_CACHE_KEY] = RequestContext(service, request, environ)
     return found

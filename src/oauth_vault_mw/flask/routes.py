@@ -17,12 +17,14 @@ from urllib.parse import quote
 
 from flask import Blueprint, Request, Response, request
 from flask.sansio.blueprints import BlueprintSetupState
+from werkzeug.datastructures import Headers
 from werkzeug.routing import BaseConverter, Rule
 
 from .._sync.routes import Handler, RouteHandlers
 from .._sync.service import ServiceAccess
 from .._sync.vault import Vault
 from ..core.errors import VaultError
+from ..core.inputs import NO_STORE
 from ..core.routes import NOT_FOUND, ROUTES, Reply
 from ._context import context_of
 
@@ -36,14 +38,34 @@ _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", "
 View = Callable[..., Response]
 
 
+def _prebuilt_headers() -> bool:
+    """Whether werkzeug's ``Headers`` keeps its pairs in a plain ``_list`` (it has since
+    0.x): then a reply's usual headers, checked once, are handed to each response as a
+    copy, instead of being checked again (no newline in a value) on every request."""
+    headers = Headers([_JSON_TYPE])
+    return isinstance(getattr(headers, "_list", None), list) and list(headers) == [_JSON_TYPE]
+
+
+_JSON_TYPE = ("Content-Type", "application/json")
+_FAST_HEADERS = _prebuilt_headers()
+_NO_STORE_JSON = tuple(Headers([_JSON_TYPE, *NO_STORE.items()]).to_wsgi_list())  # checked
+
+
+def _json_headers(headers: Mapping[str, str] | None) -> Headers:
+    """A new ``Headers`` for a JSON response; the no-store ones of every token and user
+    reply from the list checked at import."""
+    if headers is NO_STORE and _FAST_HEADERS:
+        fresh = Headers()
+        fresh._list = list(_NO_STORE_JSON)  # see _prebuilt_headers
+        return fresh
+    return Headers([_JSON_TYPE, *headers.items()] if headers else [_JSON_TYPE])
+
+
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     """JSON as Starlette's ``JSONResponse`` writes it, whatever the app's JSON provider."""
-    response = Response(_JSON.encode(body), status=status, mimetype="application/json")
-    if headers:
-        response.headers.extend(headers)
-    return response
+    return Response(_JSON.encode(body).encode(), status, _json_headers(headers))
 
 
 def error_response(exc: VaultError) -> Response:
@@ -86,11 +108,11 @@ def _view(service: ServiceAccess, method: str, handler: Handler) -> View:
     allow = ", ".join(sorted(allowed))
 
     def view(**path_params: str) -> Response:
-        if request.method not in allowed:
+        current: Request = cast(Any, request)._get_current_object()
+        if current.method not in allowed:
             body = {"error": "method_not_allowed", "error_description": "Method Not Allowed"}
             return json_response(body, 405, {"Allow": allow})
         try:
-            current: Request = cast(Any, request)._get_current_object()
             return reply_response(handler(context_of(service, current), path_params))
         except VaultError as exc:  # the app's own VaultError handler must not restyle ours
             return error_response(exc)
