@@ -20,7 +20,6 @@ import secrets
 from typing import Any
 
 from ..core.connections import ConnectionConfig
-from ..core.cookies import hash_id
 from ..core.errors import CredentialNotFound, CredentialUnreadable
 from ..core.http import ProviderCallFailed
 from ..core.identity import me_payload
@@ -54,10 +53,9 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         (``get_session_credential``). ``None`` when the cookie holds no live session;
         otherwise raises as :meth:`get_connection_credentials` does.
         """
-        session_id = self.cookies.read_session(cookie_value)
-        if session_id is None:
+        session_hash = self.cookies.session_hash(cookie_value)
+        if session_hash is None:
             return None
-        session_hash = hash_id(session_id)
         read = self._session_credential
         if read is None or self.settings.connection(connection_id) is None:
             user_id = await self.storage.get_session(session_hash, self.clock())

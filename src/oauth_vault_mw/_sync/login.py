@@ -262,10 +262,10 @@ class Login(VaultBase):
         return self.storage.link_identity(conn.id, subject, user_id)
 
     def user_for_session(self, cookie_value: str | None) -> str | None:
-        session_id = self.cookies.read_session(cookie_value)
-        if session_id is None:
+        session_hash = self.cookies.session_hash(cookie_value)
+        if session_hash is None:
             return None
-        return self.storage.get_session(hash_id(session_id), self.clock())
+        return self.storage.get_session(session_hash, self.clock())
 
     def require_user(self, cookie_value: str | None) -> str:
         user_id = self.user_for_session(cookie_value)
