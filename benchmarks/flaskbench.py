@@ -18,7 +18,9 @@ Hot path (``memory://`` and a temp SQLite file, the sync :class:`~oauth_vault_mw
 Peer (SQLite, same temp dir): one whole request context per call, pushed and popped (app
 context, Flask session, teardown: what a real request pays), on both apps with their own
 session cookie: ours ``request.connection_credentials("demo")``, Flask-Dance's
-``blueprint.token`` (see :mod:`benchmarks._dance`). Ratio ours / peer, target < 1.
+``blueprint.token`` (see :mod:`benchmarks._dance`). Ratio ours / peer, target < 1. Timed with
+them: the same request context pushed and popped with nothing inside
+(:attr:`FlaskResults.empty_context`), Flask's own share of ours, which no extension removes.
 
 Throughput: ``benchmarks._flask_apps:vault_app`` (the blueprint's ``GET /auth/connections/demo/
 credentials``, SQLite) and ``:bare_app`` (a Flask view returning the same dict with the same
@@ -58,6 +60,7 @@ from ._common import (
     Skipped,
     SyncCall,
     SyncSeeded,
+    Timing,
     batch_seconds,
     calibrate_sync,
     make_settings,
@@ -98,6 +101,9 @@ WSGI_SERVERS = {"gunicorn": gunicorn_command, "waitress": waitress_command}
 class FlaskResults:
     hot: list[HotResult]
     peer: HotResult | Skipped
+    # The peer row's setup with nothing inside: our app's request context pushed and
+    # popped, the part of "ours" that is Flask's own (None when the peer is skipped).
+    empty_context: Timing | None = None
 
 
 def _environ(path: str, cookie: str, base: dict[str, str] | None = None) -> dict[str, Any]:
@@ -191,9 +197,11 @@ def _hot(label: str, url: str, secret: str, enc: str, quick: bool) -> list[HotRe
     ]
 
 
-def _peer(tmp: Path, secret: str, enc: str, quick: bool) -> HotResult | Skipped:
+def _peer(
+    tmp: Path, secret: str, enc: str, quick: bool
+) -> tuple[HotResult | Skipped, Timing | None]:
     if _dance.MISSING is not None:
-        return Skipped(PEER_CASE, "sqlite", f"skipped: {_dance.MISSING}")
+        return Skipped(PEER_CASE, "sqlite", f"skipped: {_dance.MISSING}"), None
     url = f"sqlite:///{tmp / 'flask_ours.db'}"
     with _flask_vault(url, secret, enc) as (app, seeded):
         creds = seeded.vault.get_connection_credentials(CONNECTION_ID, USER_ID)
@@ -212,19 +220,23 @@ def _peer(tmp: Path, secret: str, enc: str, quick: bool) -> HotResult | Skipped:
                 with peer_app.request_context(dict(peer_environ)):
                     return token()
 
+            def empty() -> None:
+                with app.request_context(dict(ours_environ)):
+                    pass
+
             got = ours()
             found = flask_dance()
             if got != creds:
                 raise RuntimeError(f"ours returned {got!r}")
             if not found or found.get("access_token") != peer.access_token:
                 raise RuntimeError("flask-dance did not find the stored token")
-            calls: dict[str, SyncCall] = {"ours": ours, "peer": flask_dance}
+            calls: dict[str, SyncCall] = {"ours": ours, "peer": flask_dance, "empty": empty}
             batch = batch_seconds(quick)
             plan = {name: (fn, calibrate_sync(fn, batch)) for name, fn in calls.items()}
             t = time_interleaved_sync(plan, repeats_for(quick))
         finally:
             peer.close()
-    return HotResult(PEER_CASE, "sqlite", t["ours"], t["peer"])
+    return HotResult(PEER_CASE, "sqlite", t["ours"], t["peer"]), t["empty"]
 
 
 def run_flask_hot(*, quick: bool) -> FlaskResults:
@@ -234,8 +246,8 @@ def run_flask_hot(*, quick: bool) -> FlaskResults:
     with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
         tmp = Path(tmp_name)
         hot += _hot("sqlite", f"sqlite:///{tmp / 'flask_hot.db'}", secret, enc, quick)
-        peer = _peer(tmp, secret, enc, quick)
-    return FlaskResults(hot, peer)
+        peer, empty_context = _peer(tmp, secret, enc, quick)
+    return FlaskResults(hot, peer, empty_context)
 
 
 # -- throughput under gunicorn gthread and under waitress ---------------------------------------
