@@ -218,13 +218,15 @@ class SweepReport:
 async def _expiring_pages(
     storage: AsyncStorage, horizon: float, batch: int, connection_id: str | None
 ) -> AsyncIterator[list[StoredCredential]]:
-    after: CredentialKey | None = None
+    # Keys sort by connection first: one connection's credentials are one run of the scan,
+    # from just before its smallest key (no account is empty) to the first key past it.
+    after = None if connection_id is None else CredentialKey(connection_id, "", "")
     while True:
         page = await storage.scan_credentials(after=after, limit=batch, expiring_before=horizon)
         wanted = [r for r in page if connection_id in (None, r.key.connection_id)]
         if wanted:
             yield wanted
-        if len(page) < batch:
+        if len(page) < batch or len(wanted) < len(page):
             return
         after = page[-1].key
 

@@ -374,3 +374,28 @@ async def test_a_retried_refresh_renews_the_lease_before_the_retry() -> None:
     assert len(attempts) == 2
     assert counting.calls["acquire"] == 2  # taken, then renewed before the retry
     assert (await stored(vault, key)).refresh_token == "rt-new-1"
+
+
+async def test_sweep_of_one_connection_reads_only_its_run_of_the_scan() -> None:
+    counting = CountingStorage()
+    storage = AsyncStorageAdapter(counting, offload_reads=False, offload_writes=False)
+    vault = AsyncVault(settings(), storage=storage, clock=lambda: NOW,
+                       http_transport=httpx.MockTransport(Provider()))  # fmt: skip
+    for cid in ("a-before", "demo", "other"):
+        for i in range(5):
+            await put(vault, f"u{i}", tokens(100), cid=cid)
+    scans: list[CredentialKey | None] = []
+    scan = counting.scan_credentials
+
+    def recording(
+        *, after: CredentialKey | None, limit: int, expiring_before: float | None = None
+    ) -> list[StoredCredential]:
+        scans.append(after)
+        return scan(after=after, limit=limit, expiring_before=expiring_before)
+
+    counting.scan_credentials = recording  # type: ignore[method-assign]
+    report = await sweep(vault, within=600, connection_id="demo", batch=2)
+    assert report.refreshed == 5
+    assert len(scans) == 3  # demo's 5 in pages of 2; the third page reaches "other": done
+    for untouched in ("a-before", "other"):
+        assert (await stored(vault, CredentialKey(untouched, "u0"))).refresh_token == "rt-0"
