@@ -107,6 +107,39 @@ async def test_async_server_down_is_storage_unavailable_then_recovers(
         await store.close()
 
 
+async def test_reads_beyond_the_read_connections_wait_for_one(
+    private_server: PostgresServer,
+) -> None:
+    """More reads at once than read connections: each waits for one handed back, none takes
+    SQLAlchemy's pool (kept for the writes), no connection is opened past the limit, and a
+    read that gives up while waiting leaves nothing behind."""
+    store = AsyncSQLStorage(private_server.url(), pool_size=4, pool_timeout=2)
+    try:
+        await store.setup()
+        await store.delete_credential(ALICE)
+        assert await store.save_credential(record(), 0)
+        database = private_server.url().rsplit("/", 1)[1]
+        before = private_server.connections(database)
+        found = await asyncio.gather(*(store.get_credential(ALICE) for _ in range(200)))
+        assert all(r is not None and r.version == 1 for r in found)
+        reads = next(iter(store._reads.values()))
+        assert reads.opened == 2  # pool_size 4: two for the reads
+        assert len(reads.idle) == 2
+        assert not reads.waiters
+        assert private_server.connections(database) - before <= 2
+        # Readers cancelled while waiting: the connections stay usable and accounted for.
+        tasks = [asyncio.ensure_future(store.get_credential(ALICE)) for _ in range(20)]
+        await asyncio.sleep(0)
+        for task in tasks[5:]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert reads.opened == 2
+        assert len(reads.idle) == 2
+        assert await store.get_credential(ALICE) is not None
+    finally:
+        await store.close()
+
+
 async def test_read_connections_survive_a_database_restart(
     private_server: PostgresServer,
 ) -> None:

@@ -9,6 +9,7 @@ wraps the sync storage (reads inline, writes in a thread).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,36 +53,73 @@ HELD_RECYCLE = 1800.0  # s: a read connection is replaced after this long (as po
 class _ReadConnections:
     """One event loop's psycopg connections for the per-request reads, next to the loop's
     SQLAlchemy pool (whose checkout, check-in and result handling cost more than the read):
-    at most ``limit`` of them, opened when needed, each used by one read at a time.
+    at most ``limit`` of them, opened when needed, each used by one read at a time. When all
+    are busy, a read waits for the next one handed back (first come, first served): under
+    load that is cheaper than a SQLAlchemy checkout, and keeps the pool for the writes.
     """
 
-    __slots__ = ("connect", "idle", "limit", "opened")
+    __slots__ = ("connect", "idle", "limit", "opened", "waiters")
 
     def __init__(self, limit: int, connect: Callable[[], Awaitable[Any]]) -> None:
         self.limit = limit
         self.connect = connect
         self.opened = 0
         self.idle: list[tuple[Any, float]] = []  # (psycopg connection, opened at: monotonic)
+        # reads waiting for a connection: given one, or None (open a new one: one was dropped)
+        self.waiters: collections.deque[asyncio.Future[tuple[Any, float] | None]]
+        self.waiters = collections.deque()
 
-    async def take(self) -> tuple[Any, float] | None:
-        """An idle connection, a new one while fewer than ``limit`` are open, or None."""
-        while self.idle:
-            conn, opened_at = self.idle.pop()
-            if time.monotonic() - opened_at < HELD_RECYCLE and not conn.closed:
-                return conn, opened_at
-            await self.drop(conn)
-        if self.opened >= self.limit:
-            return None
-        self.opened += 1
-        try:
-            conn = await self.connect()
-        except BaseException:
-            self.opened -= 1
-            raise
-        return conn, time.monotonic()
+    async def take(self, wait: float) -> tuple[Any, float]:
+        """An idle connection, a new one while fewer than ``limit`` are open, else the next
+        one handed back within ``wait`` seconds (``TimeoutError`` after)."""
+        while True:
+            while self.idle:
+                conn, opened_at = self.idle.pop()
+                if time.monotonic() - opened_at < HELD_RECYCLE and not conn.closed:
+                    return conn, opened_at
+                await self.drop(conn)
+            if self.opened < self.limit:
+                self.opened += 1
+                try:
+                    conn = await self.connect()
+                except BaseException:
+                    self.opened -= 1
+                    self._wake(None)
+                    raise
+                return conn, time.monotonic()
+            waiter: asyncio.Future[tuple[Any, float] | None]
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                handed = await asyncio.wait_for(asyncio.shield(waiter), wait)
+            except BaseException:
+                late = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                if late is not None:
+                    self.give(*late)  # handed over as this read gave up: pass it on
+                else:
+                    waiter.cancel()
+                    with contextlib.suppress(ValueError):
+                        self.waiters.remove(waiter)
+                raise
+            if handed is not None:
+                return handed
+
+    def give(self, conn: Any, opened_at: float) -> None:
+        """A read is done with ``conn``: to the first waiting read, else idle."""
+        if not self._wake((conn, opened_at)):
+            self.idle.append((conn, opened_at))
+
+    def _wake(self, handed: tuple[Any, float] | None) -> bool:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(handed)
+                return True
+        return False
 
     async def drop(self, conn: Any) -> None:
         self.opened -= 1
+        self._wake(None)  # a waiting read may open a connection in its place
         with contextlib.suppress(Exception):
             await conn.close()
 
@@ -126,6 +164,7 @@ class AsyncSQLStorage:
         size = int(self._options["pool_size"])
         self._read_limit = size // 2
         self._options["pool_size"] = size - self._read_limit
+        self._read_wait = float(self._options["pool_timeout"])  # as long as a pool checkout
         first = self._new_engine()  # a bad URL or a missing driver fails here, at start-up
         self._dialect = first.dialect.name
         self._sql = SQLStatements(self._dialect)
@@ -211,7 +250,7 @@ class AsyncSQLStorage:
     async def _fetchone(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
         """The per-request reads: fixed SQL on one of the loop's read connections (see
         :class:`_ReadConnections`), skipping SQLAlchemy's checkout, statement compilation and
-        result processing; on a pooled connection when they are all busy."""
+        result processing (waiting for one when they are all busy)."""
         engine = self.engine
         if self._read_limit == 0:
             return await self._fetchone_once(engine, sql, params)
@@ -221,12 +260,11 @@ class AsyncSQLStorage:
             reads = self._reads[loop] = _ReadConnections(self._read_limit, self._connect)
         for attempt in (1, 2):
             try:
-                taken = await reads.take()
+                conn, opened_at = await reads.take(self._read_wait)
             except psycopg.Error as err:
                 raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
-            if taken is None:
-                return await self._fetchone_once(engine, sql, params)
-            conn, opened_at = taken
+            except TimeoutError:
+                raise StorageUnavailable("storage error: no read connection in time") from None
             try:
                 cursor = await conn.execute(sql, params)
                 row: tuple[Any, ...] | None = await cursor.fetchone()
@@ -243,7 +281,7 @@ class AsyncSQLStorage:
                 if isinstance(err, psycopg.Error):
                     raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
                 raise
-            reads.idle.append((conn, opened_at))
+            reads.give(conn, opened_at)
             return row
         raise AssertionError("unreachable")
 
@@ -271,6 +309,11 @@ class AsyncSQLStorage:
 
     async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return await self._run(self._sql.save_credential(record, expected_version))
+
+    async def save_credential_releasing(
+        self, record: StoredCredential, expected_version: int, owner: str
+    ) -> bool:
+        return await self._run(self._sql.save_credential_releasing(record, expected_version, owner))
 
     async def delete_credential(self, key: CredentialKey) -> bool:
         return await self._run(self._sql.delete_credential(key))
