@@ -47,8 +47,8 @@ from ._http import HOST, Load, Server, rss_mib, serve, subprocess_env, uvicorn_c
 
 __all__ = ["RSS_GROWTH_BOUND_MIB", "MemoryResult", "run_memory"]
 
-# Provisional: the resident-set growth a served app may show over 100,000 distinct sessions
-# (the per-process caches are bounded; the documented constant replaces this one).
+# The resident-set growth a served app may show over 100,000 distinct sessions and 10,000
+# credentials: docs/performance.md's bound (every per-process cache is bounded).
 RSS_GROWTH_BOUND_MIB = 32.0
 CONNECTIONS = 50
 WARM_UP_SESSIONS = 1_000
