@@ -108,7 +108,8 @@ class OAuthVaultMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        await self._ensure_started()
+        if not self.vault._started:
+            await self._ensure_started()
         scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service, receive)
         path: str = scope["path"]
         if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):

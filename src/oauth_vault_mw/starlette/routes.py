@@ -42,11 +42,13 @@ _JSON_TYPE = (b"content-type", b"application/json")
 _NO_STORE_RAW = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in NO_STORE.items()]
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
 def _json_body(body: Any) -> bytes:
-    """The body as Starlette's ``JSONResponse`` renders it (compact, UTF-8)."""
-    return json.dumps(
-        body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
-    ).encode("utf-8")
+    """The body as Starlette's ``JSONResponse`` renders it (compact, UTF-8), through one
+    encoder made once (``json.dumps`` with options builds one per call)."""
+    return _ENCODER.encode(body).encode("utf-8")
 
 
 async def send_reply(reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
