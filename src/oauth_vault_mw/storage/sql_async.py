@@ -58,13 +58,14 @@ class _ReadConnections:
     load that is cheaper than a SQLAlchemy checkout, and keeps the pool for the writes.
     """
 
-    __slots__ = ("connect", "idle", "limit", "opened", "waiters")
+    __slots__ = ("connect", "idle", "limit", "opened", "owned", "waiters")
 
     def __init__(self, limit: int, connect: Callable[[], Awaitable[Any]]) -> None:
         self.limit = limit
         self.connect = connect
         self.opened = 0
         self.idle: list[tuple[Any, float]] = []  # (psycopg connection, opened at: monotonic)
+        self.owned: set[Any] = set()  # every open one: idle, in a read, or handed to a waiter
         # reads waiting for a connection: given one, or None (open a new one: one was dropped)
         self.waiters: collections.deque[asyncio.Future[tuple[Any, float] | None]]
         self.waiters = collections.deque()
@@ -86,6 +87,7 @@ class _ReadConnections:
                     self.opened -= 1
                     self._wake(None)
                     raise
+                self.owned.add(conn)
                 return conn, time.monotonic()
             waiter: asyncio.Future[tuple[Any, float] | None]
             waiter = asyncio.get_running_loop().create_future()
@@ -119,6 +121,7 @@ class _ReadConnections:
 
     async def drop(self, conn: Any) -> None:
         self.opened -= 1
+        self.owned.discard(conn)
         self._wake(None)  # a waiting read may open a connection in its place
         with contextlib.suppress(Exception):
             await conn.close()
@@ -129,11 +132,14 @@ class _ReadConnections:
             await self.drop(conn)
 
     def abandon(self) -> None:
-        """Close the sockets of a closed loop's connections (nothing there can be awaited)."""
-        for conn, _at in self.idle:
+        """Close the sockets of a closed loop's connections (nothing there can be awaited):
+        idle ones, and any a read or a waiter still held when the loop stopped."""
+        for conn in self.owned:
             with contextlib.suppress(Exception):
                 conn.pgconn.finish()
+        self.owned.clear()
         self.idle.clear()
+        self.waiters.clear()
         self.opened = 0
 
 
