@@ -44,12 +44,14 @@ __all__ = [
 _REDIS_SCHEMES = ("redis", "rediss", "redis+cluster", "rediss+cluster")
 
 
-def _driver_missing(err: ImportError, extra: str) -> ConfigurationError:
-    """A missing driver is a configuration error naming the setting, at start-up."""
-    missing = err.name or (err.__cause__.name if isinstance(err.__cause__, ImportError) else None)
+def _redis_missing(err: ImportError) -> ConfigurationError:
+    """redis-py missing: a configuration error naming the setting, at start-up (a missing
+    PostgreSQL driver is :func:`~.sql.driver_missing`'s)."""
+    cause = err.__cause__
+    missing = err.name or (cause.name if isinstance(cause, ImportError) else None)
     return ConfigurationError(
-        f"OAUTH_VAULT_STORAGE_URL: the {extra} driver is not installed ({missing or err}); "
-        f"pip install 'oauth-vault-mw[{extra}]'"
+        f"OAUTH_VAULT_STORAGE_URL: the Redis driver is not installed ({missing or err}); "
+        "pip install 'oauth-vault-mw[redis]'"
     )
 
 
@@ -66,7 +68,7 @@ def storage_from_url(url: str) -> Storage:
         try:
             from .redis import RedisStorage
         except ImportError as err:
-            raise _driver_missing(err, "redis") from None
+            raise _redis_missing(err) from None
         return RedisStorage(url)
     raise ConfigurationError(
         f"OAUTH_VAULT_STORAGE_URL: unsupported scheme {scheme!r} "
@@ -81,13 +83,15 @@ def async_storage_from_url(url: str) -> AsyncStorage:
         try:
             from .redis import AsyncRedisStorage
         except ImportError as err:
-            raise _driver_missing(err, "redis") from None
+            raise _redis_missing(err) from None
         return AsyncRedisStorage(url)  # natively async, no worker threads
     if scheme.startswith("postgresql"):
         try:
             from .sql_async import AsyncSQLStorage
-        except ImportError as err:
-            raise _driver_missing(err, "postgresql") from None
+        except ImportError as err:  # psycopg, imported by sql_async at its top
+            from .sql import driver_missing
+
+            raise driver_missing(err) from None
         return AsyncSQLStorage(url)  # asyncio psycopg, no worker threads
     sync = storage_from_url(url)
     if isinstance(sync, MemoryStorage):
