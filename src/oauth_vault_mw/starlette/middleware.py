@@ -115,11 +115,13 @@ class OAuthVaultMiddleware:
         if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
             await self.router(scope, receive, send)  # renders its own errors
         elif kind == "http":
-            await self._serve(self.app, scope, receive, send)
+            await self._serve_app(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
-    async def _serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The host app, with a ``VaultError`` its handler raises before responding (from
+        ``connection_credentials()``) sent as the error's JSON."""
         started = False
 
         async def tracking_send(message: Message) -> None:
@@ -129,8 +131,8 @@ class OAuthVaultMiddleware:
             await send(message)
 
         try:
-            await app(scope, receive, tracking_send)
-        except VaultError as exc:  # connection_credentials() in the host's handler
+            await self.app(scope, receive, tracking_send)
+        except VaultError as exc:
             if started:
                 raise
             await error_response(exc)(scope, receive, send)

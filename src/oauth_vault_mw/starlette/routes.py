@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.types import Receive, Scope, Send
 
 from .._async.routes import AsyncRouteHandlers, Handler
@@ -25,14 +25,10 @@ def error_response(exc: VaultError) -> JSONResponse:
     return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers())
 
 
-def reply_response(reply: Reply) -> Response:
-    """A handler's reply as a Starlette response (a redirect's ``Location`` quoted by
-    ``RedirectResponse``), its cookies last."""
-    response: Response
-    if reply.location is not None:
-        response = RedirectResponse(reply.location, reply.status, reply.headers)
-    else:
-        response = JSONResponse(reply.body, reply.status, reply.headers)
+def _redirect_response(location: str, reply: Reply) -> RedirectResponse:
+    """A redirect reply to ``location`` as Starlette's ``RedirectResponse`` (which quotes
+    it), its cookies last."""
+    response = RedirectResponse(location, reply.status, reply.headers)
     for cookie in reply.cookies:
         response.raw_headers.append((b"set-cookie", cookie.header().encode("latin-1")))
     return response
@@ -54,9 +50,9 @@ def _json_body(body: Any) -> bytes:
 async def send_reply(reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
     """Send ``reply``: a JSON reply straight as the two ASGI messages (the same bytes and
     headers ``JSONResponse`` would send, without building one per request); a redirect
-    through :func:`reply_response`."""
+    through :func:`_redirect_response`."""
     if reply.location is not None:
-        await reply_response(reply)(scope, receive, send)
+        await _redirect_response(reply.location, reply)(scope, receive, send)
         return
     body = _json_body(reply.body)
     headers = (
