@@ -181,13 +181,13 @@ class Refresher(VaultBase):
             if record is None:
                 return "fresh"
             seen = record
-            tokens = open_record(self.sealer, seen)
+            tokens = self.opened.open(seen)
             start = sweep_start(tokens, now=self.clock(), within=within)
             if start != "refresh":
                 return start
             fresh = self._flight.run(
                 key,
-                lambda: self._refresh(key, seen, within, False, half_life=False, opened=tokens),
+                lambda: self._refresh(key, seen, within, False, half_life=False),
             )
         except ReauthenticationRequired:
             return "reauthentication_required"
@@ -211,14 +211,13 @@ class Refresher(VaultBase):
         force: bool,
         *,
         half_life: bool = True,
-        opened: TokenSet | None = None,
     ) -> TokenSet:
-        """Refresh under the credential's lease; one refresh across processes. ``opened``:
-        the tokens of ``seen``, when the caller has opened it already."""
+        """Refresh under the credential's lease; one refresh across processes. A record
+        opened before (``seen``, or the re-read when unchanged) is not decrypted again."""
         now = self.clock()
         blocked = self._backoff.blocked_for(key, now)
         if blocked > 0:
-            return fallback(opened or open_record(self.sealer, seen), now=now, retry_after=blocked)
+            return fallback(self.opened.open(seen), now=now, retry_after=blocked)
         lease = _Lease(secrets.token_hex(12), 0.0, False)
         leased, waited = self._take_lease(key, lease, seen)
         try:
@@ -226,14 +225,7 @@ class Refresher(VaultBase):
             record = self.storage.get_credential(key)
             if record is None:
                 raise CredentialNotFound()
-            if (
-                opened is not None
-                and record.version == seen.version
-                and record.sealed == seen.sealed
-            ):
-                tokens = opened  # the very record opened before: no second AES-GCM open
-            else:
-                tokens = open_record(self.sealer, record)
+            tokens = self.opened.open(record)
             now = self.clock()
             forced = still_forced(force, seen_version=seen.version, current_version=record.version)
             verdict = under_lease(
