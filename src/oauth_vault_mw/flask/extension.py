@@ -36,7 +36,7 @@ from flask import Request as FlaskRequest
 from .._sync.service import ServiceAccess
 from .._sync.vault import NewUserIdHook, Vault
 from ..core.config import Settings, parse_settings, settings_from_prefixed
-from ..core.errors import ConfigurationError, StorageUnavailable, VaultError
+from ..core.errors import StorageUnavailable, VaultError
 from ..storage import Storage
 from ._context import EXTENSION_KEY, SERVICE_KEY, service_of, vault_of
 from .request import VaultRequest
@@ -63,25 +63,6 @@ def _resolve_settings(app: Flask, given: Settings | Mapping[str, Any] | None) ->
     if given is not None:
         return parse_settings(given)
     return settings_from_config(app.config)
-
-
-def _build_vault(
-    settings: Settings,
-    *,
-    storage: Storage | None,
-    new_user_id: NewUserIdHook | None,
-    http_transport: httpx.BaseTransport | None,
-) -> Vault:
-    """The app's own vault; a storage URL whose backend is not installed is a
-    :class:`ConfigurationError` naming the setting, as every other bad value."""
-    try:
-        return Vault(
-            settings, storage=storage, new_user_id=new_user_id, http_transport=http_transport
-        )
-    except ImportError as err:
-        if storage is not None:
-            raise
-        raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
 
 
 def _start(vault: Vault) -> None:
@@ -156,7 +137,8 @@ class OAuthVault:
         vault = vault if vault is not None else self._vault
         owned = vault is None
         if vault is None:
-            vault = _build_vault(
+            # a storage URL whose driver is missing is a ConfigurationError from the storage
+            vault = Vault(
                 _resolve_settings(app, settings if settings is not None else self._settings),
                 storage=storage if storage is not None else self._storage,
                 new_user_id=new_user_id if new_user_id is not None else self._new_user_id,

@@ -36,14 +36,10 @@ def build_vault(
         settings = Settings.from_env()
     elif not isinstance(settings, Settings):
         settings = parse_settings(settings)
-    try:
-        return AsyncVault(
-            settings, storage=storage, new_user_id=new_user_id, http_transport=http_transport
-        )
-    except ImportError as err:  # the backend of the storage URL is not installed
-        if storage is not None:
-            raise
-        raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
+    # A missing driver is the storage factory's ConfigurationError, naming the setting.
+    return AsyncVault(
+        settings, storage=storage, new_user_id=new_user_id, http_transport=http_transport
+    )
 
 
 def inside_event_loop() -> bool:
