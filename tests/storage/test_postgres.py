@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from oauth_vault_mw import ConfigurationError, StorageUnavailable
-from oauth_vault_mw.core.model import CredentialKey
+from oauth_vault_mw.core.model import CredentialKey, StoredCredential
 from oauth_vault_mw.storage import AsyncStorage, async_storage_from_url, storage_from_url
 from oauth_vault_mw.storage.sql import SQLStorage
 from oauth_vault_mw.storage.sql_async import AsyncSQLStorage
@@ -137,6 +138,88 @@ async def test_reads_beyond_the_read_connections_wait_for_one(
         assert len(reads.idle) == 2
         assert await store.get_credential(ALICE) is not None
     finally:
+        await store.close()
+
+
+async def test_reads_waiting_for_a_connection_go_together(
+    private_server: PostgresServer,
+) -> None:
+    """Reads that arrive while every read connection is busy wait together and go in one
+    round trip per statement: each gets its own row (or None), reads of one key share it,
+    a reader cancelled while waiting leaves the others answered, and a failed round trip is
+    StorageUnavailable for every reader in it."""
+    store = AsyncSQLStorage(private_server.url(), pool_size=2, pool_timeout=2)  # 1 for reads
+    try:
+        await store.setup()
+        users = [f"batch-{i}" for i in range(40)]
+        for i, user in enumerate(users):
+            key = CredentialKey("demo", user)
+            await store.delete_credential(key)
+            assert await store.save_credential(record(key, sealed=f"s{i}"), 0)
+            await store.create_session(f"h-{user}", user, NOW + 3600)
+            await store.put_record("batch", user, f"d{i}".encode())
+        await store.create_session("h-nobody", "nobody", NOW + 3600)  # a user without one
+        await store.create_session("h-old", users[0], NOW - 1)  # an expired session
+        round_trips = 0
+        run_on = store._on_read_connection
+
+        async def counted(*args: Any) -> Any:
+            nonlocal round_trips
+            round_trips += 1
+            return await run_on(*args)
+
+        store._on_read_connection = counted  # type: ignore[method-assign,assignment]
+        keys = [CredentialKey("demo", u) for u in users] + [CredentialKey("demo", "missing")]
+        reads: list[Awaitable[Any]] = [store.get_credential(k) for k in keys * 3]  # 3 each
+        reads += [store.get_session(f"h-{u}", NOW) for u in users]
+        reads += [store.get_record("batch", u) for u in users]
+        reads += [store.get_session_credential(f"h-{u}", NOW, "demo") for u in users]
+        reads += [store.get_session_credential(h, NOW, "demo") for h in ("h-nobody", "h-old")]
+        found = await asyncio.gather(*reads)
+        assert round_trips <= 10, round_trips  # 245 reads: one round trip each without batching
+        credentials = found[: len(keys) * 3]
+        for n, got in enumerate(credentials):
+            i = n % len(keys)
+            if i == len(users):
+                assert got is None
+            else:
+                assert got is not None
+                assert (got.key, got.sealed, got.version) == (keys[i], f"s{i}", 1)
+        rest = found[len(keys) * 3 :]
+        assert rest[: len(users)] == users
+        assert rest[len(users) : 2 * len(users)] == [f"d{i}".encode() for i in range(40)]
+        joined = rest[2 * len(users) : 3 * len(users)]
+        for i, (user, pair) in enumerate(zip(users, joined, strict=True)):
+            assert pair is not None
+            assert pair[0] == user
+            assert pair[1] is not None
+            assert pair[1].sealed == f"s{i}"
+        assert rest[3 * len(users) :] == [("nobody", None), None]
+        # Cancelled while waiting in a batch: the rest of the batch is answered.
+        tasks = [asyncio.ensure_future(store.get_credential(k)) for k in keys]
+        await asyncio.sleep(0)
+        for task in tasks[::2]:
+            task.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        for n, got in enumerate(done):
+            if n % 2 == 0:
+                assert isinstance(got, asyncio.CancelledError)
+            elif n < len(users):
+                assert isinstance(got, StoredCredential)
+                assert got.sealed == f"s{n}"
+        # The database goes away with a batch waiting: every reader is told so.
+        blocker = asyncio.ensure_future(store.get_credential(keys[0]))  # holds the connection
+        waiting = [asyncio.ensure_future(store.get_credential(k)) for k in keys[1:10]]
+        await asyncio.sleep(0)
+        private_server.stop()
+        failed = await asyncio.gather(blocker, *waiting, return_exceptions=True)
+        assert all(isinstance(f, StorageUnavailable) for f in failed[1:]), failed
+        private_server.start()
+        assert await store.get_credential(keys[1]) is not None
+        assert not store._reads[asyncio.get_running_loop()].tasks
+    finally:
+        if not private_server.running:
+            private_server.start()
         await store.close()
 
 

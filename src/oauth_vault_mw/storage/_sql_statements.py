@@ -24,8 +24,12 @@ from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import ACTIVE, CredentialKey, StoredCredential
 
 __all__ = [
+    "CREDENTIALS_BATCH_SQL",
     "CREDENTIAL_SQL",
+    "RECORDS_BATCH_SQL",
     "RECORD_SQL",
+    "SESSIONS_BATCH_SQL",
+    "SESSION_CREDENTIALS_BATCH_SQL",
     "SESSION_CREDENTIAL_SQL",
     "SESSION_SQL",
     "Op",
@@ -170,6 +174,33 @@ SESSION_CREDENTIAL_SQL = (
 """The session and its user's credential in one statement (a LEFT JOIN on the credentials'
 primary key; the credential's columns as in :data:`CREDENTIAL_SQL`): parameters (connection
 id, account, session hash)."""
+
+
+# The same reads for many keys at once, PostgreSQL only (``unnest ... WITH ORDINALITY``): one
+# array parameter per column of the key, in the order of the single statement's parameters;
+# each row starts with the 1-based position of its key in the arrays (no row: no match).
+CREDENTIALS_BATCH_SQL = (
+    "SELECT q.i, c.version, c.status, c.expires_at, c.scope, c.sealed, c.updated_at"
+    " FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS q(cid, uid, acc, i)"
+    " JOIN oauth_vault_credentials c"
+    " ON c.connection_id = q.cid AND c.user_id = q.uid AND c.account = q.acc"
+)
+SESSIONS_BATCH_SQL = (
+    "SELECT q.i, s.user_id, s.expires_at FROM unnest(%s::text[]) WITH ORDINALITY AS q(h, i)"
+    " JOIN oauth_vault_sessions s ON s.session_hash = q.h"
+)
+RECORDS_BATCH_SQL = (
+    "SELECT q.i, r.data FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS q(k, n, i)"
+    " JOIN oauth_vault_records r ON r.kind = q.k AND r.name = q.n"
+)
+SESSION_CREDENTIALS_BATCH_SQL = (
+    "SELECT q.i, s.user_id, s.expires_at, c.version, c.status, c.expires_at, c.scope, c.sealed,"
+    " c.updated_at"
+    " FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS q(cid, acc, h, i)"
+    " JOIN oauth_vault_sessions s ON s.session_hash = q.h"
+    " LEFT JOIN oauth_vault_credentials c"
+    " ON c.connection_id = q.cid AND c.user_id = s.user_id AND c.account = q.acc"
+)
 
 
 def psycopg_sql(sql: str) -> str:

@@ -13,6 +13,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -23,9 +24,13 @@ from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._sql_statements import (
     CREDENTIAL_SQL,
+    CREDENTIALS_BATCH_SQL,
     RECORD_SQL,
+    RECORDS_BATCH_SQL,
     SESSION_CREDENTIAL_SQL,
+    SESSION_CREDENTIALS_BATCH_SQL,
     SESSION_SQL,
+    SESSIONS_BATCH_SQL,
     Op,
     SQLStatements,
     credential_from_row,
@@ -40,11 +45,30 @@ __all__ = ["AsyncSQLStorage"]
 T = TypeVar("T")
 
 
-# The per-request reads as fixed SQL, with psycopg's placeholders.
-_CREDENTIAL = psycopg_sql(CREDENTIAL_SQL)
-_SESSION = psycopg_sql(SESSION_SQL)
-_RECORD = psycopg_sql(RECORD_SQL)
-_SESSION_CREDENTIAL = psycopg_sql(SESSION_CREDENTIAL_SQL)
+@dataclass(frozen=True, eq=False)
+class _Read:
+    """A per-request read: its statement for one key (psycopg's placeholders) and for many
+    (one array per column of the key; rows led by the key's position, see
+    ``CREDENTIALS_BATCH_SQL``)."""
+
+    single: str
+    batch: str
+
+
+_CREDENTIAL = _Read(psycopg_sql(CREDENTIAL_SQL), CREDENTIALS_BATCH_SQL)
+_SESSION = _Read(psycopg_sql(SESSION_SQL), SESSIONS_BATCH_SQL)
+_RECORD = _Read(psycopg_sql(RECORD_SQL), RECORDS_BATCH_SQL)
+_SESSION_CREDENTIAL = _Read(psycopg_sql(SESSION_CREDENTIAL_SQL), SESSION_CREDENTIALS_BATCH_SQL)
+
+
+class _Batch:
+    """Reads of one statement waiting for a read connection together: their futures by key
+    (reads of one key share the row)."""
+
+    __slots__ = ("waiting",)
+
+    def __init__(self) -> None:
+        self.waiting: dict[tuple[str, ...], list[asyncio.Future[Sequence[Any] | None]]] = {}
 
 
 HELD_RECYCLE = 1800.0  # s: a read connection is replaced after this long (as pool_recycle)
@@ -58,7 +82,7 @@ class _ReadConnections:
     load that is cheaper than a SQLAlchemy checkout, and keeps the pool for the writes.
     """
 
-    __slots__ = ("connect", "idle", "limit", "opened", "owned", "waiters")
+    __slots__ = ("batches", "connect", "idle", "limit", "opened", "owned", "tasks", "waiters")
 
     def __init__(self, limit: int, connect: Callable[[], Awaitable[Any]]) -> None:
         self.limit = limit
@@ -69,6 +93,8 @@ class _ReadConnections:
         # reads waiting for a connection: given one, or None (open a new one: one was dropped)
         self.waiters: collections.deque[asyncio.Future[tuple[Any, float] | None]]
         self.waiters = collections.deque()
+        self.batches: dict[_Read, _Batch] = {}  # the reads waiting together, by statement
+        self.tasks: set[asyncio.Task[None]] = set()  # the batches' reads under way
 
     async def take(self, wait: float) -> tuple[Any, float]:
         """An idle connection, a new one while fewer than ``limit`` are open, else the next
@@ -140,6 +166,7 @@ class _ReadConnections:
         self.owned.clear()
         self.idle.clear()
         self.waiters.clear()
+        self.batches.clear()
         self.opened = 0
 
 
@@ -253,17 +280,85 @@ class AsyncSQLStorage:
 
     # -- credentials ----------------------------------------------------------------------
 
-    async def _fetchone(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
+    async def _fetchone(self, read: _Read, params: tuple[str, ...]) -> Sequence[Any] | None:
         """The per-request reads: fixed SQL on one of the loop's read connections (see
         :class:`_ReadConnections`), skipping SQLAlchemy's checkout, statement compilation and
-        result processing (waiting for one when they are all busy)."""
+        result processing. When every read connection is busy, the reads of one statement
+        that arrive meanwhile wait together and go in one round trip (:class:`_Batch`)."""
         engine = self.engine
         if self._read_limit == 0:
-            return await self._fetchone_once(engine, sql, params)
+            return await self._fetchone_once(engine, read.single, params)
         loop = asyncio.get_running_loop()
         reads = self._reads.get(loop)
         if reads is None:
             reads = self._reads[loop] = _ReadConnections(self._read_limit, self._connect)
+        batch = reads.batches.get(read)
+        if batch is None:
+            if reads.idle or reads.opened < reads.limit:
+
+                async def one(conn: Any) -> tuple[Any, ...] | None:
+                    cursor = await conn.execute(read.single, params)
+                    row: tuple[Any, ...] | None = await cursor.fetchone()
+                    return row
+
+                return await self._on_read_connection(reads, one)
+            batch = reads.batches[read] = _Batch()
+            task = loop.create_task(self._read_batch(reads, read, batch))
+            reads.tasks.add(task)
+            task.add_done_callback(reads.tasks.discard)
+        future: asyncio.Future[Sequence[Any] | None] = loop.create_future()
+        batch.waiting.setdefault(params, []).append(future)
+        return await future
+
+    async def _read_batch(self, reads: _ReadConnections, read: _Read, batch: _Batch) -> None:
+        """Read every key of ``batch`` on the next free read connection; the batch takes
+        no more keys once it has one (later reads start the next batch)."""
+        keys: list[tuple[str, ...]] = []
+
+        def close() -> None:
+            if reads.batches.get(read) is batch:
+                del reads.batches[read]
+
+        async def run(conn: Any) -> dict[tuple[str, ...], Sequence[Any]]:
+            if not keys:
+                close()
+                keys.extend(batch.waiting)
+            if len(keys) == 1:
+                cursor = await conn.execute(read.single, keys[0])
+                row = await cursor.fetchone()
+                return {} if row is None else {keys[0]: row}
+            cursor = await conn.execute(
+                read.batch, [list(column) for column in zip(*keys, strict=True)]
+            )
+            return {keys[row[0] - 1]: row[1:] for row in await cursor.fetchall()}
+
+        try:
+            found = await self._on_read_connection(reads, run)
+        except BaseException as err:
+            close()
+            for futures in batch.waiting.values():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(err, asyncio.CancelledError):
+                        future.cancel()
+                    elif isinstance(err, StorageUnavailable):
+                        future.set_exception(StorageUnavailable(str(err)))
+                    else:
+                        future.set_exception(err)
+            if isinstance(err, asyncio.CancelledError):
+                raise
+            return
+        for key, futures in batch.waiting.items():
+            row = found.get(key)
+            for future in futures:
+                if not future.done():
+                    future.set_result(row)
+
+    async def _on_read_connection(
+        self, reads: _ReadConnections, run: Callable[[Any], Awaitable[T]]
+    ) -> T:
+        """``run`` on one of ``reads`` (waiting for one when they are all busy)."""
         for attempt in (1, 2):
             try:
                 conn, opened_at = await reads.take(self._read_wait)
@@ -272,8 +367,7 @@ class AsyncSQLStorage:
             except TimeoutError:
                 raise StorageUnavailable("storage error: no read connection in time") from None
             try:
-                cursor = await conn.execute(sql, params)
-                row: tuple[Any, ...] | None = await cursor.fetchone()
+                result = await run(conn)
             except BaseException as err:
                 # Failed or cancelled mid-read: the connection's state is unknown; close it.
                 await asyncio.shield(reads.drop(conn))
@@ -288,7 +382,7 @@ class AsyncSQLStorage:
                     raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
                 raise
             reads.give(conn, opened_at)
-            return row
+            return result
         raise AssertionError("unreachable")
 
     async def _connect(self) -> Any:
