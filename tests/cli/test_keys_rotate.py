@@ -123,7 +123,7 @@ def test_records_of_a_removed_key_are_counted_not_fatal(sqlite_url: str) -> None
     assert done.stderr.count("\n") == 1
     assert done.stderr.startswith("oauth-vault: 5 credentials unreadable: ")
     assert f"{key_id(raw(old))} (5)" in done.stderr
-    assert "add the missing keys back" in done.stderr
+    assert "add the missing key back" in done.stderr  # one key id missing
     no_secret_in(done.stdout + done.stderr, old, new)
     # Left as they were: with the old key back they are rotated, but for the damaged one.
     assert sum(Sealer([raw(old)]).kid_of(r.sealed) == key_id(raw(old))
@@ -132,7 +132,7 @@ def test_records_of_a_removed_key_are_counted_not_fatal(sqlite_url: str) -> None
     assert healed.returncode == 1
     assert healed.stdout == "resealed 4, already current 3, unreadable 1\n"
     assert healed.stderr == (
-        "oauth-vault: 1 credentials unreadable: 1 failed the integrity check\n"
+        "oauth-vault: 1 credential unreadable: 1 failed the integrity check\n"
     )
 
 

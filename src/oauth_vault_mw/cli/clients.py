@@ -14,43 +14,108 @@ from .._sync.service import ServiceAccess
 from .._sync.vault import Vault
 from ..core.config import Settings
 from ..core.errors import VaultError
+from ._args import parse_duration, whole_number
 
 __all__ = ["COMMANDS", "add_parsers"]
 
+_NAME_HELP = "the client's name: 1 to 64 letters, digits, dots, dashes or underscores"
 
-def add_parsers(
-    groups: argparse._SubParsersAction,  # type: ignore[type-arg]
-    parse_duration: Callable[[str], float],
-) -> None:
-    clients = groups.add_parser("clients", help="service clients and their access keys")
-    sub = clients.add_subparsers(dest="cmd", required=True)
-    create = sub.add_parser("create", help="a new client; prints its first access key once")
-    create.add_argument("name")
+
+_GRANT_HELP = """\
+A grant is PATTERN:ACTION. PATTERN is the path of the credentials it covers, \
+Connections/{connectionId}/Users/{userId}/Credentials, where * stands for exactly one whole \
+segment (Connections/*/Users/*/Credentials: every user of every connection); there are no \
+partial wildcards (goo* is refused) and matching is case-sensitive. ACTION is \
+connections:credentials:read, or the role UserCredentialsViewer, which grants it. Repeat \
+--grant for several grants; a request is allowed when any grant covers it.
+
+Examples:
+
+  oauth-vault clients create reports \\
+    --grant 'Connections/*/Users/*/Credentials:connections:credentials:read'
+  oauth-vault clients create sync \\
+    --grant 'Connections/github/Users/*/Credentials:UserCredentialsViewer' \\
+    --grant 'Connections/google/Users/u-42/Credentials:connections:credentials:read'"""
+
+
+def add_parsers(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    clients = groups.add_parser(
+        "clients",
+        help="service clients, their grants and access keys",
+        description="Service clients: the services that read users' credentials from the "
+        "app with an access key, within their grants.",
+    )
+    sub = clients.add_subparsers(
+        dest="cmd", required=True, metavar="{create,list,revoke,add-key,revoke-key}"
+    )
+    create = sub.add_parser(
+        "create",
+        help="a new client with its grants; prints its first access key once",
+        description="Create a service client with one or more grants, and print its first "
+        "access key, alone on a line. It is shown this once: store it in the service's "
+        "secret store.",
+        epilog=_GRANT_HELP,
+    )
+    create.add_argument("name", metavar="NAME", help=_NAME_HELP)
     create.add_argument(
         "--grant",
         action="append",
-        default=[],
+        required=True,
         metavar="PATTERN:ACTION",
-        help="e.g. 'Connections/*/Users/*/Credentials:connections:credentials:read'",
+        help="a permission (syntax below); required, and repeated for several grants",
     )
-    sub.add_parser("list", help="clients, grants and key ids (never a key)")
-    revoke = sub.add_parser("revoke", help="revoke a client and all its keys")
-    revoke.add_argument("name")
-    add_key = sub.add_parser("add-key", help="another access key, printed once")
-    add_key.add_argument("name")
-    revoke_key = sub.add_parser("revoke-key", help="revoke one access key")
-    revoke_key.add_argument("name")
-    revoke_key.add_argument("key_id")
-    audit = groups.add_parser("audit", help="the audit trail, newest last")
+    sub.add_parser(
+        "list",
+        help="clients, grants and key ids (never a key)",
+        description="List every client (active or revoked), its grants, and its access "
+        "keys by id, with their state. Never prints a key.",
+    )
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke a client and all its keys",
+        description="Revoke a client and every one of its access keys, at the next request "
+        "of every app process. Its name stays taken.",
+    )
+    revoke.add_argument("name", metavar="NAME", help="the client's name")
+    add_key = sub.add_parser(
+        "add-key",
+        help="another access key for a client, printed once",
+        description="Create another access key for an active client and print it once, "
+        "alone on a line. To rotate a key: add one, deploy it, then revoke the old one.",
+    )
+    add_key.add_argument("name", metavar="NAME", help="the client's name")
+    revoke_key = sub.add_parser(
+        "revoke-key",
+        help="revoke one access key of a client",
+        description="Revoke one access key of a client; its other keys keep working.",
+    )
+    revoke_key.add_argument("name", metavar="NAME", help="the client's name")
+    revoke_key.add_argument(
+        "key_id", metavar="KEY_ID", help="the key's id, 16 hex digits, as clients list shows it"
+    )
+    audit = groups.add_parser(
+        "audit",
+        help="the audit trail, newest last",
+        description="Print the audit trail's events of the last --since, oldest first, one "
+        "per line: time (UTC), actor, action, connection/user when there is one, outcome. "
+        "Routine events that an app process still holds in memory (they are written in "
+        "batches) are not shown yet.",
+    )
     audit.set_defaults(cmd="show")
     audit.add_argument(
         "--since",
         type=parse_duration,
         default=3600.0,
         metavar="DURATION",
-        help="how far back (30s, 10m, 2h, 1d); default 1h",
+        help="how far back: 30s, 10m, 2h, 1d or seconds, up to 366d (default 1h)",
     )
-    audit.add_argument("--limit", type=int, default=1000, help="at most this many (newest)")
+    audit.add_argument(
+        "--limit",
+        type=whole_number(1_000_000),
+        default=1000,
+        metavar="N",
+        help="print at most the newest N events (default 1000)",
+    )
 
 
 @contextmanager
@@ -66,8 +131,6 @@ def _service(settings: Settings) -> Iterator[ServiceAccess]:
 
 
 def _create(args: argparse.Namespace, settings: Settings) -> int:
-    if not args.grant:
-        raise VaultError("give at least one --grant PATTERN:ACTION")
     with _service(settings) as service:
         key = service.create_client(args.name, args.grant)
     print(key.value)

@@ -1,108 +1,114 @@
 """``oauth-vault``: the operator's command line. Reads the same ``OAUTH_VAULT_*`` environment.
 
 Exit status 0 on success; 1 with one line on stderr otherwise. Never prints a token, a
-refresh token, a client secret or a key (key ids only). Progress goes to stderr, results to
-stdout::
+refresh token, a client secret or an encryption key; an access key only once, when it is
+created (key ids otherwise). Progress goes to stderr, results to stdout::
 
     oauth-vault db init | db upgrade
     oauth-vault db prune [--batch 1000]
     oauth-vault keys rotate [--batch 500]
     oauth-vault credentials refresh --expiring-within 10m [--concurrency 8] [--connection ID]
     oauth-vault credentials show CONNECTION USER
-    oauth-vault clients create NAME --grant PATTERN:ACTION | list | revoke NAME
+    oauth-vault clients create NAME --grant PATTERN:ACTION [--grant ...] | list | revoke NAME
     oauth-vault clients add-key NAME | revoke-key NAME KEY_ID
-    oauth-vault audit [--since 1h]
+    oauth-vault audit [--since 1h] [--limit 1000]
+
+The help texts (``--help``) are plain text: no reST in them (``tests/cli/test_help.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
-import math
-import re
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from .._async.audit import AsyncAuditTrail
-from .._async.vault import AsyncVault
 from ..core.config import Settings
-from ..core.crypto import Sealer
 from ..core.errors import VaultError
-from ..core.model import CredentialKey
-from ..core.records import open_record
-from ..jobs import (
-    DEFAULT_BATCH,
-    DEFAULT_CONCURRENCY,
-    RotationReport,
-    SweepReport,
-    count_credentials,
-    count_expiring,
-    rotate_keys,
-    sweep,
-)
+from ..jobs import DEFAULT_BATCH, RotationReport, count_credentials, rotate_keys
 from ..storage import purge_expired, storage_from_url
+from ._args import whole_number
+from ._words import counted
 from .clients import COMMANDS as SERVICE_COMMANDS
 from .clients import add_parsers as add_service_parsers
+from .credentials import COMMANDS as CREDENTIALS_COMMANDS
+from .credentials import add_parsers as add_credentials_parsers
 from .progress import ProgressBar
 
-__all__ = ["main", "parse_duration"]
+__all__ = ["build_parser", "main"]
 
 PROG = "oauth-vault"
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-_MAX_DURATION = 366 * 86400
 DEFAULT_PRUNE_BATCH = 1000
+_DESCRIPTION = """\
+The operator's command line of oauth-vault-mw: the storage schema, key rotation, the \
+refresh sweep, service clients and the audit trail. It reads the app's settings from the \
+same OAUTH_VAULT_* environment variables, and works on the app's storage.
+
+Results go to stdout, progress to stderr. Exit status 0 on success, 1 with one line on \
+stderr otherwise. No command prints a token, a client secret or an encryption key; an \
+access key is printed once, when it is created. Run COMMAND --help for its options."""
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``10m``, ``2h``, ``1d`` or plain seconds (``90``, ``1.5``)."""
-    found = _DURATION.match(text.strip().lower())
-    value = float(found.group(1)) * _UNITS[found.group(2)] if found else math.nan
-    if not 0 <= value <= _MAX_DURATION:  # also NaN: no match
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text[:40]!r} (use 30s, 10m, 2h, 1d or seconds, up to 366d)"
-        )
-    return value
+class _Formatter(argparse.HelpFormatter):
+    """Fills each paragraph of a description on its own; keeps lines indented by two spaces
+    (examples) as they are written."""
 
-
-def _count(maximum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if not 1 <= value <= maximum:
-            raise argparse.ArgumentTypeError(
-                f"{text[:40]!r} is not a whole number from 1 to {maximum}"
-            )
-        return value
-
-    return parse
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        for paragraph in text.split("\n\n"):
+            lines = paragraph.splitlines()
+            if lines and all(line.startswith("  ") for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                filled = textwrap.fill(" ".join(paragraph.split()), width)
+                out.append(textwrap.indent(filled, indent))
+        return "\n\n".join(out)
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors are one line on stderr and exit status 1, as every other failure."""
+    """Usage errors are one line on stderr and exit status 1, as every other failure.
+    Subcommands' parsers are of this class too, with the same formatter."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(1, f"{PROG}: {' '.join(message.split())}\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=(__doc__ or "").splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: every command, option and help text."""
+    parser = _Parser(prog=PROG, description=_DESCRIPTION)
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="log what the vault does (stderr)"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log what the vault does, and the traceback of an unexpected error (stderr)",
     )
-    groups = parser.add_subparsers(
-        dest="group", required=True, metavar="{db,keys,credentials,clients,audit}"
-    )
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND", title="commands")
 
-    db = groups.add_parser("db", help="storage schema").add_subparsers(dest="cmd", required=True)
-    db.add_parser("init", help="create the schema (idempotent)")
-    db.add_parser("upgrade", help="upgrade the schema to this version (idempotent)")
+    db = groups.add_parser(
+        "db",
+        help="the storage schema; pruning expired rows",
+        description="The storage named by OAUTH_VAULT_STORAGE_URL: its schema, and pruning.",
+    ).add_subparsers(dest="cmd", required=True, metavar="{init,upgrade,prune}")
+    db.add_parser(
+        "init",
+        help="create the schema (idempotent)",
+        description="Create the tables the vault needs (SQL: migrations to this release's "
+        "schema). Idempotent; the app also does it at start-up.",
+    )
+    db.add_parser(
+        "upgrade",
+        help="upgrade the schema to this release (idempotent)",
+        description="Upgrade an existing schema to this release's (the same migrations as "
+        "db init). Idempotent.",
+    )
     prune = db.add_parser(
         "prune",
         help="delete expired sessions and login states, in batches",
@@ -114,63 +120,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     prune.add_argument(
         "--batch",
-        type=_count(100_000),
+        type=whole_number(100_000),
         default=DEFAULT_PRUNE_BATCH,
-        help=f"rows per delete statement (default {DEFAULT_PRUNE_BATCH})",
+        metavar="N",
+        help=f"rows per delete statement, 1 to 100000 (default {DEFAULT_PRUNE_BATCH})",
     )
 
-    keys = groups.add_parser("keys", help="encryption keys").add_subparsers(
-        dest="cmd", required=True
-    )
+    keys = groups.add_parser(
+        "keys",
+        help="encryption keys: re-seal with the current one",
+        description="The encryption keys of OAUTH_VAULT_ENCRYPTION_KEYS.",
+    ).add_subparsers(dest="cmd", required=True, metavar="{rotate}")
     rotate = keys.add_parser(
         "rotate",
         help="re-seal every credential with the first key of OAUTH_VAULT_ENCRYPTION_KEYS",
         description="Re-seal every credential sealed with an older key with the first key of "
         "OAUTH_VAULT_ENCRYPTION_KEYS. Resumable: a rerun skips what is done. Afterwards the "
-        "older keys can be removed from the settings.",
+        "older keys can be removed from the settings. Exit status 1 when some credentials "
+        "could not be opened (their key ids are named).",
     )
     rotate.add_argument(
         "--batch",
-        type=_count(10_000),
+        type=whole_number(10_000),
         default=DEFAULT_BATCH,
-        help=f"records per storage page (default {DEFAULT_BATCH})",
+        metavar="N",
+        help=f"records read per storage page, 1 to 10000 (default {DEFAULT_BATCH})",
     )
     rotate.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
-    creds = groups.add_parser("credentials", help="stored credentials").add_subparsers(
-        dest="cmd", required=True
-    )
-    refresh = creds.add_parser(
-        "refresh",
-        help="refresh every credential that expires soon (proactive sweep)",
-        description="Refresh every active credential that expires within the window, with the "
-        "vault's own refresh (leases, rotation, invalid_grant marking), N at a time.",
-    )
-    refresh.add_argument(
-        "--expiring-within",
-        required=True,
-        type=parse_duration,
-        metavar="DURATION",
-        help="window: 30s, 10m, 2h, 1d or seconds",
-    )
-    refresh.add_argument(
-        "--concurrency",
-        type=_count(256),
-        default=DEFAULT_CONCURRENCY,
-        help=f"refreshes in flight at once (default {DEFAULT_CONCURRENCY})",
-    )
-    refresh.add_argument("--connection", metavar="ID", help="only this connection")
-    refresh.add_argument(
-        "--batch",
-        type=_count(10_000),
-        default=DEFAULT_BATCH,
-        help=f"records per storage page (default {DEFAULT_BATCH})",
-    )
-    refresh.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
-    show = creds.add_parser("show", help="status, expiry and scopes of one credential")
-    show.add_argument("connection")
-    show.add_argument("user")
-    add_service_parsers(groups, parse_duration)
+    add_credentials_parsers(groups)
+    add_service_parsers(groups)
     return parser
 
 
@@ -208,7 +187,9 @@ def _db_prune(args: argparse.Namespace, settings: Settings) -> int:
                 break
     finally:
         storage.close()
-    print(f"pruned {sessions} expired sessions, {states} expired login states")
+    print(
+        f"pruned {counted(sessions, 'expired session')}, {counted(states, 'expired login state')}"
+    )
     return 0
 
 
@@ -240,111 +221,15 @@ def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 def _unreadable_message(report: RotationReport) -> str:
     causes = []
-    if report.missing_kids:
+    missing = len(report.missing_kids)
+    ids, keys = ("key id", "key") if missing == 1 else ("key ids", "keys")
+    if missing:
         kids = ", ".join(f"{kid} ({n})" for kid, n in sorted(report.missing_kids.items()))
-        causes.append(f"sealed with key ids not in OAUTH_VAULT_ENCRYPTION_KEYS: {kids}")
+        causes.append(f"sealed with {ids} not in OAUTH_VAULT_ENCRYPTION_KEYS: {kids}")
     if report.damaged:
         causes.append(f"{report.damaged} failed the integrity check")
-    hint = (
-        "; add the missing keys back (after the current one) and rerun"
-        if report.missing_kids
-        else ""
-    )
-    return f"{report.unreadable} credentials unreadable: {'; '.join(causes)}{hint}"
-
-
-# -- credentials refresh --------------------------------------------------------------------
-
-
-async def _sweep(settings: Settings, args: argparse.Namespace, bar: ProgressBar) -> SweepReport:
-    vault = AsyncVault(settings)
-    audit = AsyncAuditTrail(vault.storage)
-    vault.audit = audit  # the sweep's refreshes go to the audit trail like any other
-    try:
-        horizon = vault.clock() + args.expiring_within
-        total = 0
-        if not args.quiet:
-            total = await count_expiring(
-                vault.storage, horizon, batch=args.batch, connection_id=args.connection
-            )
-        return await sweep(
-            vault,
-            within=args.expiring_within,
-            concurrency=args.concurrency,
-            batch=args.batch,
-            connection_id=args.connection,
-            horizon=horizon,
-            total=total,
-            progress=bar,
-        )
-    finally:
-        await audit.flush()
-        await vault.aclose()
-
-
-def _credentials_refresh(args: argparse.Namespace, settings: Settings) -> int:
-    if args.connection is not None and settings.connection(args.connection) is None:
-        return _fail(f"--connection: no connection {args.connection[:64]!r} in the settings")
-    bar = ProgressBar("credentials refresh", enabled=not args.quiet)
-    try:
-        report = asyncio.run(_sweep(settings, args, bar))
-    finally:
-        bar.close()
-    print(
-        f"refreshed {report.refreshed}, "
-        f"needs re-authentication {report.reauthentication_required}, "
-        f"failed {report.failed}, skipped (already fresh) {report.fresh}"
-    )
-    if not report.failed:
-        return 0
-    causes = []
-    others = report.failed - sum(report.unconfigured.values())
-    if others:
-        causes.append(
-            f"{others} could not be refreshed (provider or storage unavailable); they keep "
-            "their current tokens and the next request or sweep retries"
-        )
-    if report.unconfigured:
-        names = ", ".join(f"{cid} ({n})" for cid, n in sorted(report.unconfigured.items()))
-        causes.append(f"connections not in OAUTH_VAULT_CONNECTIONS: {names}")
-    return _fail(f"{report.failed} credentials failed: {'; '.join(causes)}")
-
-
-# -- credentials show -----------------------------------------------------------------------
-
-
-def _iso(at: float | None, otherwise: str) -> str:
-    """An epoch time as ISO 8601 UTC, or ``otherwise``."""
-    return otherwise if at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
-
-
-def _credentials_show(args: argparse.Namespace, settings: Settings) -> int:
-    storage = storage_from_url(settings.storage_url)
-    try:
-        key = CredentialKey(args.connection, args.user)
-        record = storage.get_credential(key)
-        if record is None:
-            raise VaultError("no credential for this connection and user")
-        tokens = open_record(Sealer(settings.encryption_keys), record)
-    finally:
-        storage.close()
-    expires = _iso(tokens.expires_at, "never")
-    print(
-        "\n".join(
-            [
-                f"connection: {key.connection_id}",
-                f"user: {key.user_id}",
-                f"status: {tokens.status}",
-                f"expires_at: {expires}",
-                f"scope: {tokens.scope or ''}",
-                f"refreshable: {'yes' if tokens.refresh_token else 'no'}",
-                f"reauthenticate_at: {_iso(tokens.refresh_expires_at, 'unknown')}",
-                f"version: {record.version}",
-                f"sealed_with: {record.sealed.split('.', 2)[1]}",
-            ]
-        )
-    )
-    return 0
+    hint = f"; add the missing {keys} back (after the current one) and rerun" if missing else ""
+    return f"{counted(report.unreadable, 'credential')} unreadable: {'; '.join(causes)}{hint}"
 
 
 _COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Settings], int]] = {
@@ -352,8 +237,7 @@ _COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Settings], int]] 
     ("db", "upgrade"): _db,
     ("db", "prune"): _db_prune,
     ("keys", "rotate"): _keys_rotate,
-    ("credentials", "refresh"): _credentials_refresh,
-    ("credentials", "show"): _credentials_show,
+    **CREDENTIALS_COMMANDS,
     **SERVICE_COMMANDS,
 }
 
@@ -380,7 +264,7 @@ def _logging(verbose: bool) -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     with _logging(args.verbose):
         try:
             return _COMMANDS[(args.group, args.cmd)](args, Settings.from_env())
