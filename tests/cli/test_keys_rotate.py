@@ -131,9 +131,7 @@ def test_records_of_a_removed_key_are_counted_not_fatal(sqlite_url: str) -> None
     healed = run_cli(cli_env(sqlite_url, [new, old], CONNECTIONS), "keys", "rotate", "-q")
     assert healed.returncode == 1
     assert healed.stdout == "resealed 4, already current 3, unreadable 1\n"
-    assert healed.stderr == (
-        "oauth-vault: 1 credential unreadable: 1 failed the integrity check\n"
-    )
+    assert healed.stderr == ("oauth-vault: 1 credential unreadable: 1 failed the integrity check\n")
 
 
 @pytest.mark.parametrize("value", ["0", "x", "-3", "10001"])
