@@ -17,6 +17,7 @@ import oauth_vault_mw.flask
 import oauth_vault_mw.jobs
 import oauth_vault_mw.starlette
 import oauth_vault_mw.storage
+import oauth_vault_mw.testing
 from oauth_vault_mw.core import errors as _exceptions
 
 PUBLIC_PACKAGES = [
@@ -27,6 +28,7 @@ PUBLIC_PACKAGES = [
     oauth_vault_mw.jobs,
     oauth_vault_mw.starlette,
     oauth_vault_mw.storage,
+    oauth_vault_mw.testing,
 ]
 INTERNAL = {"core"}
 """Top-level packages without a leading underscore that are not public API: ``core`` holds
