@@ -103,6 +103,101 @@ def test_odd_ids_round_trip(store: RedisStorage) -> None:
     assert len(scanned) == 4
 
 
+async def test_session_credential_script_finds_odd_ids(
+    store: RedisStorage, astore: AsyncRedisStorage
+) -> None:
+    """The one-round-trip read escapes the user id in Lua as the key builders do in Python:
+    every odd id finds its own record, never a twin's, on both clients."""
+    ids = ["we{ir}d", "%7D", "}", "a\x00b", "\x01", "\x01\x02", "x\x01\x01y", "é", "a b"]
+    for n, user in enumerate(ids):
+        for connection, account in (("demo}", "%7D}{"), ("a\x00b", "default")):
+            key = CredentialKey(connection, user, account)
+            await astore.delete_credential(key)
+            assert await astore.save_credential(record(key, sealed=f"s{n}"), 0)
+        await astore.create_session(f"h{n}", user, NOW + 60)
+    for n, user in enumerate(ids):
+        for connection, account in (("demo}", "%7D}{"), ("a\x00b", "default")):
+            for found in (
+                store.get_session_credential(f"h{n}", NOW, connection, account),
+                await astore.get_session_credential(f"h{n}", NOW, connection, account),
+            ):
+                assert found is not None
+                assert found[0] == user
+                assert found[1] is not None
+                assert (found[1].key, found[1].sealed) == (
+                    CredentialKey(connection, user, account),
+                    f"s{n}",
+                )
+        assert store.get_session_credential(f"h{n}", NOW, "demo}", "other") == (user, None)
+        assert await astore.get_session_credential(f"h{n}", NOW + 61, "demo}") is None
+
+
+async def test_reads_beyond_those_in_flight_go_as_one_pipeline(
+    astore: AsyncRedisStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per-request reads past READS_IN_FLIGHT wait together and go as one pipeline: each
+    gets its own reply, identical reads share one, a reader cancelled while waiting leaves
+    the others answered, and a failed pipeline is StorageUnavailable for each reader."""
+    keys = [CredentialKey("demo", f"pipe-{i}") for i in range(30)]
+    for i, key in enumerate(keys):
+        await astore.delete_credential(key)
+        assert await astore.save_credential(record(key, sealed=f"s{i}"), 0)
+        await astore.create_session(f"ph{i}", key.user_id, NOW + 60)
+    client = astore._client()
+    sent: list[int] = []
+    execute = client.execute
+
+    async def counted(batch: list[Any]) -> list[Any]:
+        sent.append(len(batch))
+        return await execute(batch)
+
+    monkeypatch.setattr(client.reads, "execute", counted)
+    reads: list[Any] = [astore.get_credential(k) for k in keys * 2]
+    reads += [astore.get_session_credential(f"ph{i}", NOW, "demo") for i in range(30)]
+    reads += [astore.get_session(f"ph{i}", NOW) for i in range(30)]
+    reads += [astore.get_credential(CredentialKey("demo", "nobody"))]
+    found = await asyncio.gather(*reads)
+    assert len(sent) < 20, sent  # 121 reads; READS_IN_FLIGHT alone, the rest pipelined
+    assert max(sent) > 1
+    for n, got in enumerate(found[:60]):
+        assert got is not None
+        assert (got.key, got.sealed) == (keys[n % 30], f"s{n % 30}")
+    for i, pair in enumerate(found[60:90]):
+        assert pair is not None
+        assert pair[0] == keys[i].user_id
+        assert pair[1] is not None
+        assert pair[1].sealed == f"s{i}"
+    assert found[90:120] == [k.user_id for k in keys]
+    assert found[120] is None
+    tasks = [asyncio.ensure_future(astore.get_credential(k)) for k in keys]
+    await asyncio.sleep(0)
+    for task in tasks[5::2]:
+        task.cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    for n, got in enumerate(done):
+        if n >= 5 and n % 2:
+            assert isinstance(got, asyncio.CancelledError)
+        else:
+            assert got is not None
+            assert getattr(got, "sealed", None) == f"s{n}"
+
+    async def failing(batch: list[Any]) -> list[Any]:
+        if len(batch) > 1:
+            raise redis.exceptions.ConnectionError("gone")
+        return await execute(batch)
+
+    monkeypatch.setattr(client.reads, "execute", failing)
+    outcome = await asyncio.gather(
+        *(astore.get_credential(k) for k in keys), return_exceptions=True
+    )
+    assert all(o is not None and not isinstance(o, BaseException) for o in outcome[:4])
+    assert all(isinstance(o, StorageUnavailable) for o in outcome[4:]), outcome
+    for _ in range(3):
+        await asyncio.sleep(0)  # the tasks' done callbacks
+    assert not client.reads.tasks
+    assert client.reads.in_flight == 0
+
+
 def test_prefixes_keep_stores_apart(redis_store_url: str, raw: redis.Redis) -> None:
     one = RedisStorage(redis_store_url, prefix="app1")
     two = storage_from_url(redis_store_url + "?prefix=app2")

@@ -61,6 +61,7 @@ __all__ = [
     "POOL_WAIT",
     "SCHEMA_VERSION",
     "SCRIPTS",
+    "SINGLE_SERVER_SCRIPTS",
     "SOCKET_TIMEOUT",
     "Command",
     "Eval",
@@ -148,6 +149,19 @@ end
 return last
 """
 
+# A session and its user's credential in one round trip, on a single server only: the record's
+# key comes from the session's value, so it is not among KEYS (a cluster refuses that). The
+# user id is escaped as RedisOps.record escapes it: ARGV[1] and ARGV[2] are the key's escaped
+# parts before and after it, ARGV[3...] the fields.
+_SESSION_CREDENTIAL = r"""
+local session = redis.call('GET', KEYS[1])
+if not session then return false end
+local user = string.sub(session, string.find(session, ' ', 1, true) + 1)
+local part = string.gsub(string.gsub(user, '\1', '\1\2'), '%z', '\1\1')
+part = string.gsub(string.gsub(part, '%%', '%%25'), '}', '%%7D')
+return {session, unpack(redis.call('HMGET', ARGV[1] .. part .. ARGV[2], unpack(ARGV, 3)))}
+"""
+
 SCRIPTS = {
     "cas": _CAS,
     "cas_release": _CAS_RELEASE,
@@ -156,7 +170,10 @@ SCRIPTS = {
     "link": _LINK,
     "unlink": _UNLINK,
     "append": _APPEND,
+    "session_credential": _SESSION_CREDENTIAL,
 }
+SINGLE_SERVER_SCRIPTS = frozenset({"session_credential"})
+"""Scripts whose keys are not all among their KEYS: never run on a cluster."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +238,11 @@ def _member(*parts: str) -> bytes:
     return b"\x00".join(map(_esc, parts))
 
 
+def _tag(member: bytes) -> bytes:
+    """``member`` as a hash tag: no closing brace in it."""
+    return member.replace(b"%", b"%25").replace(b"}", b"%7D")
+
+
 def _key_of(member: bytes) -> CredentialKey:
     cid, uid, account = (_unesc(p) for p in member.split(b"\x00"))
     return CredentialKey(cid, uid, account)
@@ -282,8 +304,7 @@ class RedisOps:
         self.old_event_seq = self._p + b"events:seq"  # its name before cluster support
 
     def _tagged(self, kind: bytes, *parts: str) -> bytes:
-        tag = _member(*parts).replace(b"%", b"%25").replace(b"}", b"%7D")
-        return self._p + kind + b":{" + tag + b"}"
+        return self._p + kind + b":{" + _tag(_member(*parts)) + b"}"
 
     def record(self, key: CredentialKey) -> bytes:
         return self._tagged(b"cred", *key.parts())
@@ -522,6 +543,22 @@ class RedisOps:
             return None
         expires_at, _, user_id = bytes(value).decode().partition(" ")
         return user_id if float(expires_at) > now else None
+
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str
+    ) -> Op[tuple[str, StoredCredential | None] | None]:
+        """The session and its user's credential in one script (a single server only)."""
+        before = self._p + b"cred:{" + _tag(_esc(connection_id)) + b"\x00"
+        after = b"\x00" + _tag(_esc(account)) + b"}"
+        keys = (self.session(session_hash),)
+        (found,) = yield [Eval("session_credential", keys, (before, after, *_FIELDS))]
+        if found is None:
+            return None
+        session, *values = found
+        expires_at, _, user_id = bytes(session).decode().partition(" ")
+        if float(expires_at) <= now:
+            return None
+        return user_id, _record(CredentialKey(connection_id, user_id, account), values)
 
     def delete_session(self, session_hash: str) -> Op[None]:
         yield [("DEL", self.session(session_hash))]

@@ -28,7 +28,7 @@ import asyncio
 import re
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 try:
@@ -43,6 +43,7 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
 
 from ..core.errors import ConfigurationError
 from ..core.model import CredentialKey, StoredCredential
+from ._protocol import session_credential_by_two_reads
 from ._redis_ops import (
     DEFAULT_PREFIX,
     POOL_WAIT,
@@ -227,6 +228,7 @@ class RedisStorage:
         self._ops = RedisOps(prefix)
         self._repr = _describe(type(self).__name__, options, prefix, cluster)
         self._redis: _Standalone | _Cluster = (_Cluster if cluster else _Standalone)(options)
+        self._cluster = cluster
 
     def __repr__(self) -> str:
         return self._repr
@@ -297,6 +299,15 @@ class RedisStorage:
     def get_session(self, session_hash: str, now: float) -> str | None:
         return self._run(self._ops.get_session(session_hash, now))
 
+    def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        if self._cluster:  # the two keys are in different slots
+            return session_credential_by_two_reads(self, session_hash, now, connection_id, account)
+        return self._run(
+            self._ops.get_session_credential(session_hash, now, connection_id, account)
+        )
+
     def delete_session(self, session_hash: str) -> None:
         self._run(self._ops.delete_session(session_hash))
 
@@ -321,6 +332,71 @@ class RedisStorage:
         return self._run(self._ops.read_events(since, limit))
 
 
+READS_IN_FLIGHT = 4
+"""Per event loop: how many per-request reads go to Redis one by one at a time; those that
+come while as many are under way wait together and go as one pipeline (:class:`_Reads`)."""
+
+
+class _Reads:
+    """One event loop's per-request reads (one command each, no script): sent alone while
+    fewer than :data:`READS_IN_FLIGHT` are under way, else gathered and sent as one pipeline
+    when the next one is answered (identical commands share one reply). A client that is
+    CPU-bound pays redis-py's per-command cost once per pipeline instead of once per read."""
+
+    __slots__ = ("execute", "in_flight", "pending", "tasks")
+
+    def __init__(self, execute: Callable[[list[Command]], Awaitable[list[Any]]]) -> None:
+        self.execute = execute
+        self.in_flight = 0
+        self.pending: dict[tuple[Any, ...] | Eval, list[asyncio.Future[Any]]] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def read(self, command: tuple[Any, ...] | Eval) -> Any:
+        if self.pending is None and self.in_flight < READS_IN_FLIGHT:
+            self.in_flight += 1
+            try:
+                (reply,) = await self.execute([command])
+            finally:
+                self._answered()
+            return reply
+        if self.pending is None:
+            self.pending = {}
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.pending.setdefault(command, []).append(future)
+        return await future
+
+    def _answered(self) -> None:
+        self.in_flight -= 1
+        if self.pending:
+            batch, self.pending = self.pending, None
+            self.in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._send(batch))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, batch: dict[tuple[Any, ...] | Eval, list[asyncio.Future[Any]]]) -> None:
+        try:
+            replies = await self.execute(list(batch))
+        except BaseException as err:
+            for futures in batch.values():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if isinstance(err, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(err)
+            if isinstance(err, asyncio.CancelledError):
+                raise
+        else:
+            for futures, reply in zip(batch.values(), replies, strict=True):
+                for future in futures:
+                    if not future.done():
+                        future.set_result(reply)
+        finally:
+            self._answered()
+
+
 class _LoopClient:
     """One ``redis.asyncio`` client, its pool and its scripts: they belong to one event loop."""
 
@@ -328,6 +404,7 @@ class _LoopClient:
         self.pool = redis.asyncio.BlockingConnectionPool(**options)
         self.redis = redis.asyncio.Redis(connection_pool=self.pool)
         self.scripts = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
+        self.reads = _Reads(self.execute)
 
     async def execute(self, batch: list[Command]) -> list[Any]:
         commands = [c for c in batch if not isinstance(c, Fence)]
@@ -373,6 +450,7 @@ class _LoopCluster:
         self.redis = redis.asyncio.cluster.RedisCluster(**options)
         self.scripts = {name: self.redis.register_script(s) for name, s in SCRIPTS.items()}
         self.slots = asyncio.Semaphore(options["max_connections"])
+        self.reads = _Reads(self.execute)
 
     async def execute(self, batch: list[Command]) -> list[Any]:
         try:
@@ -420,6 +498,7 @@ class AsyncRedisStorage:
             redis.asyncio.connection, url, prefix, max_connections
         )
         cluster = is_cluster_url(url)
+        self._cluster = cluster
         self._ops = RedisOps(prefix)
         self._repr = _describe(type(self).__name__, self._options, prefix, cluster)
         self._new_client: type[_LoopClient] | type[_LoopCluster] = _LoopClient
@@ -437,15 +516,22 @@ class AsyncRedisStorage:
         self._clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, _LoopClient | _LoopCluster
         ] = weakref.WeakKeyDictionary()
+        # the loop used last (weakly) and its client
+        self._last: tuple[Callable[[], object], _LoopClient | _LoopCluster | None]
+        self._last = (lambda: None, None)
 
     def __repr__(self) -> str:
         return self._repr
 
     def _client(self) -> _LoopClient | _LoopCluster:
         loop = asyncio.get_running_loop()
+        last_loop, last = self._last
+        if last_loop() is loop and last is not None:
+            return last  # an app has one loop: no weak-keyed lookup per request
         client = self._clients.get(loop)
         if client is None:
             client = self._clients[loop] = self._new_client(self._options)
+        self._last = (weakref.ref(loop), client)
         return client
 
     async def _run(self, op: Op[T]) -> T:
@@ -459,17 +545,33 @@ class AsyncRedisStorage:
                 result: T = done.value
                 return result
 
+    async def _read(self, op: Op[T]) -> T:
+        """An operation of one read command (see :class:`_Reads`)."""
+        (command,) = next(op)
+        if isinstance(command, Fence):
+            raise TypeError("a read is one command")
+        reads = self._client().reads
+        with mapped_errors():
+            reply = await reads.read(command)
+        try:
+            op.send([reply])
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        raise AssertionError("a read is one command")
+
     async def setup(self) -> None:
         await self._run(self._ops.setup())
 
     async def close(self) -> None:
+        self._last = (lambda: None, None)
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             with mapped_errors():
                 await client.close()
 
     async def get_credential(self, key: CredentialKey) -> StoredCredential | None:
-        return await self._run(self._ops.get_credential(key))
+        return await self._read(self._ops.get_credential(key))
 
     async def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
         return await self._run(self._ops.save_credential(record, expected_version))
@@ -515,7 +617,21 @@ class AsyncRedisStorage:
         await self._run(self._ops.create_session(session_hash, user_id, expires_at))
 
     async def get_session(self, session_hash: str, now: float) -> str | None:
-        return await self._run(self._ops.get_session(session_hash, now))
+        return await self._read(self._ops.get_session(session_hash, now))
+
+    async def get_session_credential(
+        self, session_hash: str, now: float, connection_id: str, account: str = "default"
+    ) -> tuple[str, StoredCredential | None] | None:
+        if self._cluster:  # the two keys are in different slots: two reads
+            user_id = await self.get_session(session_hash, now)
+            if user_id is None:
+                return None
+            return user_id, await self.get_credential(
+                CredentialKey(connection_id, user_id, account)
+            )
+        return await self._read(
+            self._ops.get_session_credential(session_hash, now, connection_id, account)
+        )
 
     async def delete_session(self, session_hash: str) -> None:
         await self._run(self._ops.delete_session(session_hash))
@@ -526,7 +642,7 @@ class AsyncRedisStorage:
         return await self._run(self._ops.put_record(kind, name, data, only_if_absent))
 
     async def get_record(self, kind: str, name: str) -> bytes | None:
-        return await self._run(self._ops.get_record(kind, name))
+        return await self._read(self._ops.get_record(kind, name))
 
     async def delete_record(self, kind: str, name: str) -> bool:
         return await self._run(self._ops.delete_record(kind, name))
