@@ -19,6 +19,7 @@ from __future__ import annotations
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._http import Reply as Reply
 from ._login import log_in as log_in
+from ._login import log_in_async as log_in_async
 from ._login import log_in_flask as log_in_flask
 from ._provider import DEFAULT_ISSUER as DEFAULT_ISSUER
 from ._provider import LoginFailed as LoginFailed
@@ -37,5 +38,6 @@ __all__ = [
     "Reply",
     "User",
     "log_in",
+    "log_in_async",
     "log_in_flask",
 ]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from flask.testing import FlaskClient
     from werkzeug.test import TestResponse
 
-__all__ = ["log_in", "log_in_flask"]
+__all__ = ["log_in", "log_in_async", "log_in_flask"]
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -70,6 +70,30 @@ def log_in(
     location = provider.approve(start.headers["location"], login=login)
     back = _callback(location, connection_id, client.base_url.scheme)
     done = client.get(back, follow_redirects=False)
+    if done.status_code not in _REDIRECTS:
+        raise LoginFailed(f"the callback answered {done.status_code}: {done.text[:500]}")
+    return done
+
+
+async def log_in_async(
+    client: httpx.AsyncClient,
+    provider: OpenIDProvider,
+    connection_id: str,
+    *,
+    login: str | None = None,
+    prefix: str = "/auth",
+    return_to: str = "/",
+    connect: bool = False,
+) -> httpx.Response:
+    """:func:`log_in` for an ``httpx.AsyncClient`` on the app (``httpx.ASGITransport``), for
+    async test suites."""
+    start_url = _start_path(prefix, connection_id, connect)
+    start = await client.get(start_url, params={"return_to": return_to}, follow_redirects=False)
+    if start.status_code not in _REDIRECTS:
+        raise LoginFailed(f"GET {start_url} answered {start.status_code}: {start.text[:500]}")
+    location = provider.approve(start.headers["location"], login=login)
+    back = _callback(location, connection_id, client.base_url.scheme)
+    done = await client.get(back, follow_redirects=False)
     if done.status_code not in _REDIRECTS:
         raise LoginFailed(f"the callback answered {done.status_code}: {done.text[:500]}")
     return done
