@@ -26,7 +26,8 @@ A grant is PATTERN:ACTION. PATTERN is the path of the credentials it covers, \
 Connections/{connectionId}/Users/{userId}/Credentials, where * stands for exactly one whole \
 segment (Connections/*/Users/*/Credentials: every user of every connection); there are no \
 partial wildcards (goo* is refused) and matching is case-sensitive. ACTION is \
-connections:credentials:read, or the role UserCredentialsViewer, which grants it. Repeat \
+connections:credentials:read, or the role UserCredentialsViewer, which grants it; the \
+grant ends with it, so a pattern may hold colons (a user id such as auth0:123). Repeat \
 --grant for several grants; a request is allowed when any grant covers it.
 
 Examples:
