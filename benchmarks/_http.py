@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,12 +221,14 @@ def _stop(server: Server) -> None:
 
 @dataclass(frozen=True)
 class Target:
-    """``GET path`` on ``server`` with ``headers``."""
+    """``GET path`` on ``server`` with ``headers``; with ``cookies``, each request carries
+    the next of them as its ``Cookie`` header, in turn (many users at once)."""
 
     name: str
     server: Server
     path: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    cookies: tuple[str, ...] = ()
 
 
 def get(target: Target) -> tuple[int, dict[str, str], bytes]:
@@ -338,8 +341,13 @@ class Load:
         for name, value in target.headers.items():
             cmd += ["-H", f"{name}: {value}"]
         cmd.append(f"http://{HOST}:{target.server.port}{target.path}")
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                             timeout=seconds + 30)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="oauth-vault-wrk-") as tmp:
+            if target.cookies:
+                script = Path(tmp) / "cookies.lua"
+                script.write_text(_rotating_cookies(target.cookies))
+                cmd[1:1] = ["-s", str(script)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                                 timeout=seconds + 30)  # fmt: skip
         text = out.stdout
         bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
         if bad is not None and int(bad.group(1)) > 0:
@@ -353,15 +361,32 @@ class Load:
         lines = [f"GET {target.path} HTTP/1.1", f"Host: {HOST}:{target.server.port}",
                  "User-Agent: oauth-vault-bench"]  # fmt: skip
         lines += [f"{name}: {value}" for name, value in target.headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+        def request(n: int) -> bytes:  # the Python client: one user per connection
+            cookie = [f"Cookie: {target.cookies[n % len(target.cookies)]}"]
+            head = lines + cookie if target.cookies else lines
+            return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+
         counts = [0]
         start = time.perf_counter()
         deadline = start + seconds
         await asyncio.gather(
-            *(_client(target.server.port, request, deadline, counts)
-              for _ in range(self.connections))
+            *(_client(target.server.port, request(n), deadline, counts)
+              for n in range(self.connections))
         )  # fmt: skip
         return counts[0] / (time.perf_counter() - start)
+
+
+def _rotating_cookies(cookies: Sequence[str]) -> str:
+    """A wrk script sending each request with the next of ``cookies``."""
+    listed = ",\n".join(json.dumps(c) for c in cookies)  # JSON strings are Lua strings here
+    return (
+        f"local cookies = {{\n{listed}\n}}\nlocal n = 0\n"
+        "request = function()\n"
+        "  n = n % #cookies + 1\n"
+        '  return wrk.format(nil, nil, {["Cookie"] = cookies[n]})\n'
+        "end\n"
+    )
 
 
 async def _client(port: int, request: bytes, deadline: float, counts: list[int]) -> None:

@@ -16,19 +16,25 @@ connections, then at 50. Reported: (a) / (b) at each (target >= 0.6) and (c) / (
 (target >= 0.8), medians of the rounds.
 
 :func:`run_storage_endpoint`: (a) on a throwaway PostgreSQL or Redis server against (b) at 50
-connections (target >= 0.5: the network round trip is included).
+connections (target >= 0.5: the network round trip is included), with :data:`USERS` users
+(each a session and a credential) taking turns, request by request: concurrent requests are
+mostly of different users, so reads that go to the server together (the storages batch the
+reads waiting for a connection) are of different rows, as in an app with many users.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from oauth_vault_mw import AsyncVault
-from oauth_vault_mw.core.cookies import SESSION_COOKIE
+from oauth_vault_mw.core.cookies import SESSION_COOKIE, hash_id
+from oauth_vault_mw.core.model import CredentialKey
 
 from ._common import (
     CONNECTION_ID,
@@ -37,6 +43,7 @@ from ._common import (
     make_settings,
     new_encryption_key,
     new_secret_key,
+    new_tokens,
     seed,
 )
 from ._http import (
@@ -66,6 +73,7 @@ __all__ = [
 
 FEW = 2
 MANY = 50
+USERS = 500  # users taking turns on the PostgreSQL and Redis rows
 SERVICE_GRANT = "Connections/*/Users/*/Credentials:connections:credentials:read"
 SERVICE_PATH = f"/auth/connections/{CONNECTION_ID}/users/{USER_ID}/credentials"
 
@@ -97,14 +105,16 @@ class SeededServer:
     cookie: str
     access_key: str
     body: bytes
+    others: tuple[str, ...] = ()  # the cookie values of more users, each with a credential
 
     @property
     def cookie_header(self) -> dict[str, str]:
         return {"Cookie": f"{SESSION_COOKIE}={self.cookie}"}
 
 
-async def _seed(env: dict[str, str]) -> tuple[str, str, bytes]:
-    """Seed the store: session, credential, a service client and its key."""
+async def _seed(env: dict[str, str], users: int) -> tuple[str, str, bytes, tuple[str, ...]]:
+    """Seed the store: session, credential, a service client and its key; and ``users``
+    more users, each with a session and a credential (their cookie values)."""
     settings = make_settings(
         env["BENCH_STORAGE_URL"], env["BENCH_SECRET_KEY"], env["BENCH_ENCRYPTION_KEY"]
     )
@@ -114,21 +124,31 @@ async def _seed(env: dict[str, str]) -> tuple[str, str, bytes]:
         key = await seeded.service.create_client("bench", [SERVICE_GRANT])
         creds = await vault.get_connection_credentials(CONNECTION_ID, USER_ID)
         await seeded.service.close()
+        others = []
+        now = time.time()
+        for n in range(users):
+            user = f"bench-user-{n}"
+            await vault.put_tokens(CredentialKey(CONNECTION_ID, user), new_tokens(now))
+            session_id = secrets.token_urlsafe(32)
+            await vault.storage.create_session(hash_id(session_id), user, now + 3600)
+            others.append(vault.cookies.session_cookie(session_id).value)
     finally:
         await vault.aclose()
-    return seeded.cookie_value, key.value, json.dumps(creds.to_dict()).encode()
+    body = json.dumps(creds.to_dict()).encode()
+    return seeded.cookie_value, key.value, body, tuple(others)
 
 
-def seeded_env(storage_url: str) -> SeededServer:
-    """Fresh keys, the store at ``storage_url`` seeded, the served apps' environment."""
+def seeded_env(storage_url: str, users: int = 0) -> SeededServer:
+    """Fresh keys, the store at ``storage_url`` seeded (``users`` more users too), the
+    served apps' environment."""
     env = subprocess_env(
         BENCH_STORAGE_URL=storage_url,
         BENCH_SECRET_KEY=new_secret_key(),
         BENCH_ENCRYPTION_KEY=new_encryption_key(),
     )
-    cookie, access_key, body = asyncio.run(_seed(env))
+    cookie, access_key, body, others = asyncio.run(_seed(env, users))
     env["BENCH_PAYLOAD"] = body.decode()
-    return SeededServer(env, cookie, access_key, body)
+    return SeededServer(env, cookie, access_key, body, others)
 
 
 def run_endpoint(*, quick: bool, loadgen: str = "auto") -> StarletteEndpoints:
@@ -173,14 +193,17 @@ def run_storage_endpoint(url: str, *, quick: bool, loadgen: str = "auto") -> End
     seconds, rounds = seconds_for(quick), rounds_for(quick)
     load = Load.choose(loadgen, MANY)
     with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
-        seeded = seeded_env(url)
+        seeded = seeded_env(url, USERS)
         cookie = seeded.cookie_header
         commands = {
             name: uvicorn_command(f"benchmarks._apps:{name}") for name in ("vault_app", "bare_app")
         }
+        turns = tuple(f"{SESSION_COOKIE}={value}" for value in seeded.others)
         with serve(commands, seeded.env, Path(tmp_name), CREDENTIALS_PATH, cookie) as servers:
             ours = Target("ours", servers["vault_app"], CREDENTIALS_PATH, cookie)
             bare = Target("bare", servers["bare_app"], CREDENTIALS_PATH, cookie)
             check_same([ours, bare], seeded.body)
+            ours = Target("ours", servers["vault_app"], CREDENTIALS_PATH, {}, turns)
+            bare = Target("bare", servers["bare_app"], CREDENTIALS_PATH, {}, turns)
             rps = alternate(load, [ours, bare], seconds, rounds)
     return EndpointResult(rps["ours"], rps["bare"], load.describe(), seconds)
