@@ -448,3 +448,14 @@ def test_a_repeated_parameter_is_an_invalid_request(http: httpx.Client) -> None:
     )
     assert reply.status_code == 400
     assert reply.json()["error"] == "invalid_request"
+
+
+def test_login_as_updates_the_claims_it_is_given_only(provider: OpenIDProvider) -> None:
+    first = provider.login_as("erin", picture=None, sub="id-7")
+    assert "picture" not in first.claims
+    again = provider.login_as("erin", name="Erin Example")
+    assert again is first
+    assert again.sub == "id-7"
+    assert again.claims["name"] == "Erin Example"
+    assert "picture" not in again.claims
+    assert again.claims["email"] == "erin@example.test"

@@ -214,8 +214,9 @@ class OpenIDProvider(ProviderEndpoints):
             if user is None:
                 user = self._users[login] = User.named(login, claims)
             else:
-                fresh = User.named(login, {**user.claims, "sub": user.sub, **claims})
-                user.sub, user.claims = fresh.sub, fresh.claims
+                merged = {**user.claims, **claims}
+                user.sub = str(merged.pop("sub", None) or user.sub)
+                user.claims = {k: v for k, v in merged.items() if v is not None}
             self._current = login
             return user
 
