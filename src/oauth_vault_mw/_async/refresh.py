@@ -15,6 +15,12 @@ A read opens the stored record and asks :func:`~oauth_vault_mw.core.refresh.deci
    ``reauthentication_required``, or back off and answer with :func:`fallback`. Where the
    storage offers ``save_credential_releasing``, the new tokens' write lets go of the lease
    in the same step.
+
+Where the storage offers :class:`~oauth_vault_mw.storage.LeaseBatches` (SQLite and memory,
+through the adapter), the lease is taken with the record read in the same step, and the
+lease steps of concurrent refreshes (a sweep's, a burst of requests') go to storage together
+(:class:`~oauth_vault_mw._group_commit.AsyncGroupCommit`): one worker-thread hop and one
+transaction for many refreshes instead of three steps each.
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ import asyncio  # unasync: remove
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from .._group_commit import AsyncGroupCommit  # unasync: remove
 from ..core.errors import (
     CredentialNotFound,
     ReauthenticationRequired,
@@ -84,6 +93,39 @@ class _Lease:
     owner: str
     until: float
     held: bool
+
+
+class _LeaseBatches:
+    """A storage's :class:`~oauth_vault_mw.storage.LeaseBatches` steps, those of concurrent
+    refreshes grouped into one call (async; in the sync shell each thread's step is a batch
+    of one: the lease still comes with the record read under it)."""
+
+    def __init__(self, storage: Any, vault: AsyncVaultBase) -> None:
+        self.storage = storage
+        self._vault = vault
+        self._takes = AsyncGroupCommit(self._take_many)  # unasync: remove
+        self._saves: AsyncGroupCommit[Any, bool]  # unasync: remove
+        self._saves = AsyncGroupCommit(storage.save_credentials_releasing)  # unasync: remove
+
+    async def _take_many(
+        self, leases: Sequence[tuple[CredentialKey, str]]
+    ) -> list[StoredCredential | None]:
+        vault = self._vault
+        found: list[StoredCredential | None] = await self.storage.acquire_leases_reading(
+            leases, vault.settings.lease_ttl, vault.clock()
+        )
+        return found
+
+    async def take(self, key: CredentialKey, owner: str) -> StoredCredential | None:
+        """The lease (``settings.lease_ttl``): the record read under it, or None: not taken."""
+        return await self._takes((key, owner))  # unasync: remove
+        # unasync: sync-only: return self._take_many([(key, owner)])[0]
+
+    async def save(self, record: StoredCredential, version: int, owner: str) -> bool:
+        """``save_credential_releasing``, grouped."""
+        return await self._saves((record, version, owner))  # unasync: remove
+        # unasync: sync-only: one = [(record, version, owner)]
+        # unasync: sync-only: return bool(self.storage.save_credentials_releasing(one)[0])
 
 
 class AsyncRefresher(AsyncVaultBase):
@@ -221,11 +263,12 @@ class AsyncRefresher(AsyncVaultBase):
         if blocked > 0:
             return fallback(self.opened.open(seen), now=now, retry_after=blocked)
         lease = _Lease(secrets.token_hex(12), 0.0, False)
-        leased, waited = await self._take_lease(key, lease, seen)
+        leased, waited, read = await self._take_lease(key, lease, seen)
         try:
-            # Re-read under the lease: another process may have refreshed meanwhile.
-            record = await self.storage.get_credential(key)
-            if record is None:
+            # Read under the lease (with it, where the storage can): another process may
+            # have refreshed meanwhile.
+            record = read if read is not UNREAD else await self.storage.get_credential(key)
+            if not isinstance(record, StoredCredential):
                 raise CredentialNotFound()
             tokens = self.opened.open(record)
             now = self.clock()
@@ -256,31 +299,52 @@ class AsyncRefresher(AsyncVaultBase):
         """Take the lease, or give up once time is up or, when ``seen`` is given, once another
         holder has written a version other than ``seen``. Returns (taken, after waiting for
         another holder)."""
-        return await self._take_lease(key, _Lease(owner, 0.0, False), seen)
+        taken, waited, _ = await self._take_lease(key, _Lease(owner, 0.0, False), seen)
+        return taken, waited
+
+    def _lease_batches(self) -> _LeaseBatches | None:
+        """The storage's grouped lease steps, when it offers them (``LeaseBatches``)."""
+        storage = self.storage
+        batches: _LeaseBatches | None = self.__dict__.get("_batches")
+        if batches is None or batches.storage is not storage:
+            if getattr(storage, "acquire_leases_reading", None) is None:
+                return None
+            batches = self.__dict__["_batches"] = _LeaseBatches(storage, self)
+        return batches
 
     async def _take_lease(
         self, key: CredentialKey, lease: _Lease, seen: StoredCredential | None
-    ) -> tuple[bool, bool]:
-        """:meth:`_wait_for_lease`, noting in ``lease`` when a lease taken ends."""
+    ) -> tuple[bool, bool, object]:
+        """:meth:`_wait_for_lease`, noting in ``lease`` when a lease taken ends; also the
+        record as read with the lease where the storage reads it in the same step (else
+        ``UNREAD``)."""
         ttl = self.settings.lease_ttl
         budget, pauses = lease_pauses(ttl)
         deadline = time.monotonic() + budget
         waited = False
+        batches = self._lease_batches()
         for pause in pauses:
             asked = time.monotonic()
-            if await self.storage.acquire_lease(key, lease.owner, ttl, self.clock()):
+            read: object
+            if batches is not None:
+                read = await batches.take(key, lease.owner)
+                taken = read is not None
+            else:
+                read = UNREAD
+                taken = await self.storage.acquire_lease(key, lease.owner, ttl, self.clock())
+            if taken:
                 lease.until, lease.held = asked + ttl, True
-                return True, waited
+                return True, waited, read
             if time.monotonic() >= deadline:
-                return False, True
+                return False, True, UNREAD
             waited = True
             await asyncio.sleep(pause)
             if seen is None:
                 continue
             current = await self.storage.get_credential(key)
             if current is None or current.version != seen.version:
-                return False, True
-        return False, True  # pragma: no cover - lease_pauses never ends
+                return False, True, UNREAD
+        return False, True, UNREAD  # pragma: no cover - lease_pauses never ends
 
     async def _call_provider(
         self,
@@ -380,13 +444,18 @@ class AsyncRefresher(AsyncVaultBase):
         """Write refreshed tokens, releasing the lease in the same step where the storage
         can (``save_credential_releasing``); while the store is down, keep them (sealed, here)
         and try again as :func:`store_retry_pause` says, until the lease is about to end."""
+        batches = self._lease_batches()
         releasing = getattr(self.storage, "save_credential_releasing", None)
         attempt = 0
         while True:
             try:
-                if releasing is None:
+                saved: bool
+                if batches is not None:
+                    saved = await batches.save(sealed, version, lease.owner)
+                elif releasing is None:
                     return await self.storage.save_credential(sealed, version)
-                saved: bool = await releasing(sealed, version, lease.owner)
+                else:
+                    saved = await releasing(sealed, version, lease.owner)
                 lease.held = lease.held and not saved
                 return saved
             except StorageUnavailable as exc:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from ..core.errors import ConfigurationError
 from ._adapter import AsyncStorageAdapter as AsyncStorageAdapter
 from ._protocol import AsyncExpiredPurge as AsyncExpiredPurge
+from ._protocol import AsyncLeaseBatches as AsyncLeaseBatches
 from ._protocol import AsyncLeasedSaves as AsyncLeasedSaves
 from ._protocol import AsyncSessionCredentialReads as AsyncSessionCredentialReads
 from ._protocol import AsyncStorage as AsyncStorage
 from ._protocol import ExpiredPurge as ExpiredPurge
+from ._protocol import LeaseBatches as LeaseBatches
 from ._protocol import LeasedSaves as LeasedSaves
 from ._protocol import Purged as Purged
 from ._protocol import SessionCredentialReads as SessionCredentialReads
@@ -24,11 +26,13 @@ from .memory import MemoryStorage as MemoryStorage
 
 __all__ = [
     "AsyncExpiredPurge",
+    "AsyncLeaseBatches",
     "AsyncLeasedSaves",
     "AsyncSessionCredentialReads",
     "AsyncStorage",
     "AsyncStorageAdapter",
     "ExpiredPurge",
+    "LeaseBatches",
     "LeasedSaves",
     "MemoryStorage",
     "Purged",

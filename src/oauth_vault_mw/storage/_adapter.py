@@ -13,7 +13,13 @@ from functools import partial
 from typing import TypeVar
 
 from ..core.model import CredentialKey, StoredCredential
-from ._protocol import Storage, save_then_release, session_credential_by_two_reads
+from ._protocol import (
+    Storage,
+    leases_one_by_one,
+    save_then_release,
+    saves_one_by_one,
+    session_credential_by_two_reads,
+)
 
 __all__ = ["AsyncStorageAdapter"]
 
@@ -42,6 +48,12 @@ class AsyncStorageAdapter:
         self._save_releasing: Callable[[StoredCredential, int, str], bool] = getattr(
             sync, "save_credential_releasing", None
         ) or partial(save_then_release, sync)
+        self._leases_reading: Callable[..., list[StoredCredential | None]] = getattr(
+            sync, "acquire_leases_reading", None
+        ) or partial(leases_one_by_one, sync)
+        self._saves_releasing: Callable[..., list[bool]] = getattr(
+            sync, "save_credentials_releasing", None
+        ) or partial(saves_one_by_one, sync)
 
     def __repr__(self) -> str:
         return f"AsyncStorageAdapter({self.sync!r})"
@@ -68,6 +80,20 @@ class AsyncStorageAdapter:
         """The sync backend's ``save_credential_releasing``, else its save and, when that
         wrote, its ``release_lease``: both in one worker call."""
         return await self._write(self._save_releasing, record, expected_version, owner)
+
+    async def acquire_leases_reading(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]:
+        """The sync backend's ``acquire_leases_reading``, else its single steps: all in one
+        worker call (:class:`~oauth_vault_mw.storage.LeaseBatches`)."""
+        return await self._write(self._leases_reading, leases, ttl, now)
+
+    async def save_credentials_releasing(
+        self, saves: Sequence[tuple[StoredCredential, int, str]]
+    ) -> list[bool]:
+        """The sync backend's ``save_credentials_releasing``, else its single saves: all in
+        one worker call."""
+        return await self._write(self._saves_releasing, saves)
 
     async def delete_credential(self, key: CredentialKey) -> bool:
         return await self._write(self.sync.delete_credential, key)

@@ -15,6 +15,12 @@ A backend may also offer :class:`LeasedSaves` (``save_credential_releasing``): a
 write of new tokens and the release of its lease in one step. The vault uses it when present
 and makes the two calls otherwise.
 
+A backend may also offer :class:`LeaseBatches` (``acquire_leases_reading``,
+``save_credentials_releasing``): the lease steps of many refreshes (each taken with the record
+read under it; each save releasing its lease) in one step. The async adapter over a sync
+backend always offers them (a loop of single steps in one worker call where the backend has
+none), so concurrent refreshes share a thread hop; the vault uses them when present.
+
 A backend that keeps expired rows offers :class:`ExpiredPurge` (``purge_expired``): the vault
 calls it in bounded batches after logins, and ``oauth-vault db prune`` until nothing is left
 (see :func:`~oauth_vault_mw.storage.purge_expired`). A backend whose entries expire by
@@ -31,15 +37,19 @@ from ..core.model import CredentialKey, StoredCredential
 
 __all__ = [
     "AsyncExpiredPurge",
+    "AsyncLeaseBatches",
     "AsyncLeasedSaves",
     "AsyncSessionCredentialReads",
     "AsyncStorage",
     "ExpiredPurge",
+    "LeaseBatches",
     "LeasedSaves",
     "Purged",
     "SessionCredentialReads",
     "Storage",
+    "leases_one_by_one",
     "save_then_release",
+    "saves_one_by_one",
     "session_credential_by_two_reads",
 ]
 
@@ -232,6 +242,63 @@ class AsyncLeasedSaves(Protocol):
     async def save_credential_releasing(
         self, record: StoredCredential, expected_version: int, owner: str
     ) -> bool: ...
+
+
+@runtime_checkable
+class LeaseBatches(Protocol):
+    """Optional for a :class:`Storage`: the lease steps of many refreshes in one step (one
+    transaction, one round trip), each as atomic as its single step."""
+
+    def acquire_leases_reading(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]:
+        """For each ``(key, owner)``, ``acquire_lease(key, owner, ttl, now)``; where taken,
+        the record as stored once the lease is held, else ``None`` (held by another owner,
+        or no such credential). In the order of ``leases``."""
+
+    def save_credentials_releasing(
+        self, saves: Sequence[tuple[StoredCredential, int, str]]
+    ) -> list[bool]:
+        """For each ``(record, expected_version, owner)``, ``save_credential_releasing``; in
+        the order of ``saves``. A batch that fails part-way may be retried whole: a save
+        already written no longer matches its expected version (False: the caller reads
+        what is stored, its own tokens)."""
+
+
+@runtime_checkable
+class AsyncLeaseBatches(Protocol):
+    """Async twin of :class:`LeaseBatches`."""
+
+    async def acquire_leases_reading(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]: ...
+
+    async def save_credentials_releasing(
+        self, saves: Sequence[tuple[StoredCredential, int, str]]
+    ) -> list[bool]: ...
+
+
+def leases_one_by_one(
+    storage: Storage, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+) -> list[StoredCredential | None]:
+    """What ``acquire_leases_reading`` answers, from ``acquire_lease`` then ``get_credential``
+    for each (for a backend without :class:`LeaseBatches`)."""
+    return [
+        storage.get_credential(key) if storage.acquire_lease(key, owner, ttl, now) else None
+        for key, owner in leases
+    ]
+
+
+def saves_one_by_one(
+    storage: Storage, saves: Sequence[tuple[StoredCredential, int, str]]
+) -> list[bool]:
+    """What ``save_credentials_releasing`` answers, one save after the other (for a backend
+    without :class:`LeaseBatches`; the backend's ``save_credential_releasing`` when it has
+    one)."""
+    releasing = getattr(storage, "save_credential_releasing", None)
+    if releasing is None:
+        return [save_then_release(storage, *save) for save in saves]
+    return [bool(releasing(*save)) for save in saves]
 
 
 @dataclass(frozen=True)

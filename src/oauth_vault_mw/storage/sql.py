@@ -314,6 +314,33 @@ class SQLStorage:
     ) -> bool:
         return self._run(self._sql.save_credential_releasing(record, expected_version, owner))
 
+    def acquire_leases_reading(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]:
+        """:class:`~oauth_vault_mw.storage.LeaseBatches`: each lease and, where taken, the
+        read of its record, in one transaction (SQLite) or one connection (PostgreSQL)."""
+        found: list[StoredCredential | None] = []
+        with map_errors(), self.engine.begin() as conn:
+            for key, owner in leases:
+                take = self._sql.acquire_lease(key, owner, ttl, now)
+                if not take.result(conn.execute(take.statement, take.params)):
+                    found.append(None)
+                    continue
+                read = self._sql.get_credential(key)
+                found.append(read.result(conn.execute(read.statement, read.params)))
+        return found
+
+    def save_credentials_releasing(
+        self, saves: Sequence[tuple[StoredCredential, int, str]]
+    ) -> list[bool]:
+        """:class:`~oauth_vault_mw.storage.LeaseBatches`: the saves in one transaction
+        (SQLite) or one connection (PostgreSQL)."""
+        with map_errors(), self.engine.begin() as conn:
+            return [
+                op.result(conn.execute(op.statement, op.params))
+                for op in (self._sql.save_credential_releasing(*save) for save in saves)
+            ]
+
     def delete_credential(self, key: CredentialKey) -> bool:
         return self._run(self._sql.delete_credential(key))
 
