@@ -290,4 +290,5 @@ def run_sweep(*, quick: bool) -> SweepResult:
 if __name__ == "__main__":
     result = run_sweep(quick="--quick" in sys.argv)
     print(result, f"rate={result.rate:.0f}/s projected={result.projected:.1f}s")
-    print(f"ratio (median of {ROUNDS} rounds) {result.ratio:.2f}x")
+    rounds = " ".join(f"{r:.2f}" for r in result.ratios)
+    print(f"ratio (median of {ROUNDS} rounds) {result.ratio:.2f}x; per round: {rounds}")
