@@ -31,6 +31,7 @@ from .core.errors import StorageUnavailable as StorageUnavailable
 from .core.errors import TokenExchangeError as TokenExchangeError
 from .core.errors import UnknownConnection as UnknownConnection
 from .core.errors import VaultError as VaultError
+from .core.identity import CurrentUser as CurrentUser
 from .core.identity import LoginResult as LoginResult
 from .core.identity import NewIdentity as NewIdentity
 from .core.model import CredentialKey as CredentialKey
@@ -51,6 +52,7 @@ __all__ = [
     "CredentialNotFound",
     "CredentialUnreadable",
     "Credentials",
+    "CurrentUser",
     "ForbiddenOrigin",
     "IdentityConflict",
     "InvalidState",

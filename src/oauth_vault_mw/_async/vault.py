@@ -22,8 +22,8 @@ from typing import Any
 from ..core.connections import ConnectionConfig
 from ..core.errors import CredentialNotFound, CredentialUnreadable
 from ..core.http import ProviderCallFailed
-from ..core.identity import me_payload
-from ..core.model import CredentialKey, Credentials, StoredCredential
+from ..core.identity import CurrentUser, me_payload
+from ..core.model import CredentialKey, Credentials, StoredCredential, TokenSet
 from ..core.records import open_record
 from ..core.token_requests import (
     revocation_request,
@@ -73,18 +73,39 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         return user_id, creds
 
     async def me(self, user_id: str) -> dict[str, Any]:
-        """What ``GET /me`` shows: the user's connections, their state, no token."""
+        """What ``GET /me`` shows: the user, their profile and connections, no token."""
         records = await self.storage.list_credentials(user_id)
-        login_by = {record.key: self._refresh_expires_at(record) for record in records}
-        return me_payload(user_id, records, (c.id for c in self.settings.connections), login_by)
+        opened = self._opened_all(records)
+        known = {c.id for c in self.settings.connections}
+        last = _last_login(opened, known)
+        return me_payload(
+            user_id,
+            records,
+            known,
+            {key: tokens.refresh_expires_at for key, tokens in opened.items()},
+            {key: tokens.profile for key, tokens in opened.items()},
+            dict(last[1].profile) if last is not None else None,
+        )
 
-    def _refresh_expires_at(self, record: StoredCredential) -> float | None:
-        """When the user must log in again because the refresh token ends, if the provider
-        said; a record that no configured key opens shows nothing here."""
-        try:
-            return open_record(self.sealer, record).refresh_expires_at
-        except CredentialUnreadable:
-            return None
+    async def current_user(self, user_id: str) -> CurrentUser:
+        """``user_id`` with the display profile of their last login (``CurrentUser``)."""
+        records = await self.storage.list_credentials(user_id)
+        known = {c.id for c in self.settings.connections}
+        last = _last_login(self._opened_all(records), known)
+        if last is None:
+            return CurrentUser(user_id)
+        return CurrentUser(user_id, dict(last[1].profile), last[0].connection_id)
+
+    def _opened_all(self, records: list[StoredCredential]) -> dict[CredentialKey, TokenSet]:
+        """The records' token sets; one that no configured key opens is left out (``/me``
+        then shows its state, not its profile)."""
+        opened: dict[CredentialKey, TokenSet] = {}
+        for record in records:
+            try:
+                opened[record.key] = self.opened.open(record)
+            except CredentialUnreadable:
+                continue
+        return opened
 
     async def disconnect(self, connection_id: str, user_id: str) -> bool:
         """Revoke at the provider (RFC 7009) when it offers revocation, then delete.
@@ -150,3 +171,17 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
             urgent=True,
         )
         return revoked
+
+
+def _last_login(
+    opened: dict[CredentialKey, TokenSet], known: set[str]
+) -> tuple[CredentialKey, TokenSet] | None:
+    """The credential of a configured connection logged in with last (its profile is the
+    user's)."""
+    best: tuple[CredentialKey, TokenSet] | None = None
+    for key, tokens in opened.items():
+        if key.connection_id not in known or tokens.login_at is None:
+            continue
+        if best is None or tokens.login_at > (best[1].login_at or 0.0):
+            best = (key, tokens)
+    return best

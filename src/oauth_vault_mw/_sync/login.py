@@ -36,6 +36,7 @@ from ..core.identity import (
     account_subject,
     callback_extra,
     check_user_id,
+    display_profile,
     token_response_document,
     userinfo_request,
 )
@@ -153,6 +154,8 @@ class Login(VaultBase):
         kept = callback_extra(conn.callback_keep, params) + self._extra_document(conn, tokens)
         if kept:
             tokens = replace(tokens, extra=(*tokens.extra, *kept))
+        profile = self._profile(conn, claims, tokens.access_token)
+        tokens = replace(tokens, profile=profile, login_at=now)
         self.put_tokens(CredentialKey(conn.id, user_id), tokens)
         cookies: list[CookieSpec] = [self.cookies.clear_state(tx.state)]
         if tx.mode == "login":
@@ -187,6 +190,30 @@ class Login(VaultBase):
                 purged.sessions,
                 purged.login_states,
             )
+
+    def _profile(
+        self, conn: ConnectionConfig, claims: Mapping[str, Any], access_token: str
+    ) -> tuple[tuple[str, Any], ...]:
+        """The account's display claims: from the document that named it; when that is an
+        ID token without any, from the provider's user endpoint (a failure there leaves the
+        profile empty: it never fails a login)."""
+        profile = display_profile(claims)
+        if profile or conn.identity_spec.source != "id_token":
+            return profile
+        endpoints = self.provider.endpoints(conn)
+        if endpoints.userinfo_url is None:
+            return ()
+        url, headers = userinfo_request(conn, endpoints.userinfo_url, access_token)
+        try:
+            document = self.provider.get_json(
+                url, headers=headers, label="user endpoint", hidden=access_token
+            )
+        except ProviderCallFailed:
+            logger.warning("no profile: the user endpoint failed connection=%s", conn.id)
+            return ()
+        if str(document.get("sub")) != str(claims.get("sub")):
+            return ()  # OpenID Connect Core 5.3.2: another account's claims are not used
+        return display_profile(document)
 
     def _identify(
         self, conn: ConnectionConfig, granted: TokenGranted, body: bytes, nonce: str | None

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.errors import NotAuthenticated, VaultError
 from ..core.flow import check_return_to
+from ..core.identity import CurrentUser
 from ..core.inputs import check_form_type, check_origin, check_query_size, parse_form, unique_params
 from ..core.model import Credentials
 from ..core.routes import Reply, error_reply, json_reply, redirect_reply
@@ -74,6 +75,11 @@ class RequestAuth(ABC):
         if user is None:
             raise NotAuthenticated()
         return user
+
+    def current_user(self) -> CurrentUser | None:
+        """The logged-in user with the profile of their last login, or None."""
+        user = self.user_id()
+        return None if user is None else self.vault.current_user(user)
 
     def credentials(
         self, connection_id: str, min_validity: float | None = None, force_refresh: bool = False

@@ -19,13 +19,16 @@ from .tokens import dig
 
 __all__ = [
     "ACCESS_TOKEN_SLOT",
+    "PROFILE_CLAIMS",
     "USER_ID_RE",
+    "CurrentUser",
     "LoginResult",
     "NewIdentity",
     "account_subject",
     "callback_extra",
     "check_user_id",
     "default_user_id",
+    "display_profile",
     "me_payload",
     "subject_from_userinfo",
     "token_response_document",
@@ -56,6 +59,55 @@ class LoginResult:
     user_id: str
     return_to: str
     cookies: tuple[CookieSpec, ...]
+
+
+PROFILE_CLAIMS = ("name", "email", "email_verified", "picture", "preferred_username")
+"""The display claims kept from each login (OpenID Connect's names)."""
+
+# Where plain OAuth 2.0 user endpoints put the same (GitHub ``login``/``avatar_url``, Slack
+# ``user.name``...): tried in order when the OpenID name is absent.
+_PROFILE_FALLBACKS: dict[str, tuple[str, ...]] = {
+    "name": ("display_name", "user.name", "real_name"),
+    "email": ("mail", "user.email", "userPrincipalName"),
+    "picture": ("avatar_url", "profile_image_url", "user.image_192"),
+    "preferred_username": ("login", "username", "screen_name", "user.name"),
+}
+MAX_PROFILE_VALUE = 512  # longest display value kept; a longer one is dropped, not cut
+
+
+def display_profile(document: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The display claims of the document that named the account (ID token claims, the
+    user endpoint's JSON): strings of printable text up to :data:`MAX_PROFILE_VALUE`
+    characters, ``email_verified`` a boolean. Personal data: kept sealed with the credential,
+    deleted with it."""
+    found: list[tuple[str, Any]] = []
+    for name in PROFILE_CLAIMS:
+        for path in (name, *_PROFILE_FALLBACKS.get(name, ())):
+            value = dig(document, path)
+            if name == "email_verified":
+                if isinstance(value, bool):
+                    found.append((name, value))
+                    break
+                continue
+            if _displayable(value):
+                found.append((name, value))
+                break
+    return tuple(found)
+
+
+def _displayable(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_PROFILE_VALUE and value.isprintable()
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    """The logged-in user: the id and the display profile of their last login (``name``,
+    ``email``... as the provider gave them; empty when it gave none)."""
+
+    user_id: str
+    profile: Mapping[str, Any] = field(default_factory=dict)
+    connection_id: str | None = None
+    """The connection of that last login."""
 
 
 def check_user_id(user_id: object, *, source: str, host_bug: bool = False) -> str:
@@ -129,16 +181,21 @@ def me_payload(
     records: Iterable[StoredCredential],
     known: Iterable[str],
     refresh_expires: Mapping[CredentialKey, float | None] | None = None,
+    profiles: Mapping[CredentialKey, Iterable[tuple[str, Any]]] | None = None,
+    user_profile: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``GET /me``: the user and each configured connection's state; never a token.
+    ``profile``: the display claims of the user's last login, and of each connection's.
 
     ``reauthenticate_at`` is when the user must log in again because the refresh token stops
     working, where the provider says so, else null.
     """
     configured = set(known)
     ends = refresh_expires or {}
-    return {
+    shown = profiles or {}
+    payload: dict[str, Any] = {
         "user_id": user_id,
+        "profile": dict(user_profile) if user_profile is not None else {},
         "connections": [
             {
                 "connection_id": r.key.connection_id,
@@ -146,11 +203,13 @@ def me_payload(
                 "expires_at": _epoch(r.expires_at),
                 "scope": r.scope,
                 "reauthenticate_at": _epoch(ends.get(r.key)),
+                "profile": dict(shown.get(r.key, ())),
             }
             for r in records
             if r.key.connection_id in configured
         ],
     }
+    return payload
 
 
 def _epoch(at: float | None) -> int | None:

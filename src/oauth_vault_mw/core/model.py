@@ -94,6 +94,12 @@ class TokenSet:
     """Non-secret fields the connection keeps from the provider (``Credentials.extra``)."""
     refresh_expires_at: float | None = None
     """When the refresh token stops working, where the provider says (then: log in again)."""
+    profile: tuple[tuple[str, Any], ...] = field(default=(), repr=False)
+    """The account's display claims at its last login (personal data, sealed with the rest)."""
+    login_at: float | None = None
+    """When the account last logged in or connected (the token set was granted by a code)."""
+    refresh_count: int = 0
+    """Refreshes since that login."""
 
     @property
     def lifetime(self) -> float | None:
@@ -118,6 +124,12 @@ class TokenSet:
             data["ex"] = dict(self.extra)
         if self.refresh_expires_at is not None:
             data["rex"] = self.refresh_expires_at
+        if self.profile:
+            data["pf"] = dict(self.profile)
+        if self.login_at is not None:
+            data["li"] = self.login_at
+        if self.refresh_count:
+            data["rc"] = self.refresh_count
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -133,6 +145,9 @@ class TokenSet:
             status=raw.get("st") or ACTIVE,
             extra=tuple(raw["ex"].items()) if "ex" in raw else (),
             refresh_expires_at=raw.get("rex"),
+            profile=tuple(raw["pf"].items()) if "pf" in raw else (),
+            login_at=raw.get("li"),
+            refresh_count=raw.get("rc") or 0,
         )
 
 

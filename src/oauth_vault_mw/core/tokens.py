@@ -527,6 +527,10 @@ def parse_token_response(
             refresh_expires_at=read_refresh_expiry(
                 token, dialect, now=now, refresh_token=refresh, previous=previous
             ),
+            # a refresh carries the login's profile along and counts itself
+            profile=previous.profile if previous is not None else (),
+            login_at=previous.login_at if previous is not None else None,
+            refresh_count=previous.refresh_count + 1 if previous is not None else 0,
         ),
         id_token=_token_string(token.get("id_token")),
     )

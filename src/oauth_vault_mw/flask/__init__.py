@@ -30,6 +30,7 @@ from .extension import OAuthVault as OAuthVault
 from .extension import settings_from_config as settings_from_config
 from .request import VaultRequest as VaultRequest
 from .request import connection_credentials as connection_credentials
+from .request import current_user as current_user
 from .request import current_user_id as current_user_id
 from .request import vault_request as vault_request
 from .routes import error_response as error_response
@@ -38,6 +39,7 @@ __all__ = [
     "OAuthVault",
     "VaultRequest",
     "connection_credentials",
+    "current_user",
     "current_user_id",
     "error_response",
     "settings_from_config",

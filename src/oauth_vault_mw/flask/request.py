@@ -22,10 +22,17 @@ from typing import Any, cast
 
 import flask
 
+from ..core.identity import CurrentUser
 from ..core.model import Credentials
 from ._context import context_of, service_of
 
-__all__ = ["VaultRequest", "connection_credentials", "current_user_id", "vault_request"]
+__all__ = [
+    "VaultRequest",
+    "connection_credentials",
+    "current_user",
+    "current_user_id",
+    "vault_request",
+]
 
 _NO_REQUEST = (
     "{name}() needs a Flask request; a background job calls "
@@ -76,8 +83,16 @@ def current_user_id() -> str | None:
     return context_of(service_of(_current_app()), request).user_id()
 
 
+def current_user() -> CurrentUser | None:
+    """The logged-in user (``user_id``, and ``profile``: the display claims of their last
+    login, such as ``name`` and ``email``), or ``None``."""
+    request = _current_request("current_user")
+    return context_of(service_of(_current_app()), request).current_user()
+
+
 class VaultRequest(flask.Request):
-    """A Flask request with ``connection_credentials()`` and ``vault_user_id()``."""
+    """A Flask request with ``connection_credentials()``, ``vault_user_id()`` and
+    ``current_user()``."""
 
     def connection_credentials(
         self,
@@ -90,6 +105,9 @@ class VaultRequest(flask.Request):
 
     def vault_user_id(self) -> str | None:
         return context_of(service_of(_current_app()), self).user_id()
+
+    def current_user(self) -> CurrentUser | None:
+        return context_of(service_of(_current_app()), self).current_user()
 
 
 vault_request: VaultRequest = cast(VaultRequest, flask.request)

@@ -6,6 +6,7 @@ from .middleware import OAuthVaultMiddleware as OAuthVaultMiddleware
 from .request import VaultRequest as VaultRequest
 from .request import VaultRoute as VaultRoute
 from .request import connection_credentials as connection_credentials
+from .request import current_user as current_user
 from .request import current_user_id as current_user_id
 from .routes import error_response as error_response
 
@@ -14,6 +15,7 @@ __all__ = [
     "VaultRequest",
     "VaultRoute",
     "connection_credentials",
+    "current_user",
     "current_user_id",
     "error_response",
 ]

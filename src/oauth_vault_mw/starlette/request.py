@@ -23,10 +23,17 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..core.identity import CurrentUser
 from ..core.model import Credentials
 from ._context import context_of
 
-__all__ = ["VaultRequest", "VaultRoute", "connection_credentials", "current_user_id"]
+__all__ = [
+    "VaultRequest",
+    "VaultRoute",
+    "connection_credentials",
+    "current_user",
+    "current_user_id",
+]
 
 
 async def connection_credentials(
@@ -51,8 +58,15 @@ async def current_user_id(request: HTTPConnection) -> str | None:
     return await context_of(request.scope).user_id()
 
 
+async def current_user(request: HTTPConnection) -> CurrentUser | None:
+    """The logged-in user (``user_id``, and ``profile``: the display claims of their last
+    login, such as ``name`` and ``email``), or ``None``."""
+    return await context_of(request.scope).current_user()
+
+
 class VaultRequest(Request):
-    """A Starlette request with ``connection_credentials()`` and ``vault_user_id()``."""
+    """A Starlette request with ``connection_credentials()``, ``vault_user_id()`` and
+    ``current_user()``."""
 
     async def connection_credentials(
         self,
@@ -67,6 +81,9 @@ class VaultRequest(Request):
 
     async def vault_user_id(self) -> str | None:
         return await current_user_id(self)
+
+    async def current_user(self) -> CurrentUser | None:
+        return await current_user(self)
 
 
 def _with_vault_request(
