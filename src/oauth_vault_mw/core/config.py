@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from .client_auth import check_client_auth
 from .connections import ConnectionConfig, check_int, is_loopback_host, parse_connection
@@ -57,6 +57,7 @@ SETTING_NAMES = (
     "lease_ttl",
     "app_token_keys",
     "app_token_lifetime",
+    "error_url",
 )
 _DEFAULT_STORAGE = "sqlite:///oauth_vault.db"
 
@@ -80,6 +81,9 @@ class Settings:
     app_token_keys: tuple[bytes, ...] = field(repr=False, default=())
     app_token_lifetime: int = 300
     clock_skew: int = 120
+    error_url: str | None = None
+    """Where a failed login or connect in a browser is sent (with ``error`` and
+    ``error_description``); None: the library's own small HTML page."""
 
     @property
     def secure_cookies(self) -> bool:
@@ -205,6 +209,8 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
             "(a refresh, retries included, must end before its lease does)"
         )
     extra["lease_ttl"] = lease_ttl
+    if data.get("error_url"):
+        extra["error_url"] = _check_error_url(data["error_url"], parts)
     return Settings(
         secret_key=secret,
         encryption_keys=keys,
@@ -214,6 +220,35 @@ def parse_settings(data: Mapping[str, Any]) -> Settings:
         prefix=prefix,
         **extra,
     )
+
+
+def _check_error_url(value: Any, base: SplitResult) -> str:
+    """``error_url``: a path on this site (``/oops``) or a URL of ``base_url``'s origin, with
+    no fragment: the library never sends a browser to another site (no open redirector)."""
+    text = value if isinstance(value, str) else ""
+    parts = urlsplit(text) if text.isprintable() and "\\" not in text else None
+    same_site = parts is not None and (
+        (not parts.scheme and not parts.netloc and text.startswith("/"))
+        or (
+            parts.scheme == base.scheme
+            and parts.netloc.lower() == base.netloc.lower()
+            and "@" not in parts.netloc
+        )
+    )
+    if (
+        parts is None
+        or not same_site
+        or len(text) > 512
+        or "#" in text
+        or " " in text
+        or "//" in parts.path
+        or not parts.path.startswith("/")
+    ):
+        raise ConfigurationError(
+            "OAUTH_VAULT_ERROR_URL: must be a path on this site, like /login-failed, or a URL "
+            "of OAUTH_VAULT_BASE_URL's origin (no fragment)"
+        )
+    return text
 
 
 def load_connections(value: str) -> Any:
