@@ -31,6 +31,11 @@ from .core.errors import StorageUnavailable as StorageUnavailable
 from .core.errors import TokenExchangeError as TokenExchangeError
 from .core.errors import UnknownConnection as UnknownConnection
 from .core.errors import VaultError as VaultError
+from .core.hooks import DisconnectEvent as DisconnectEvent
+from .core.hooks import Hooks as Hooks
+from .core.hooks import LoginEvent as LoginEvent
+from .core.hooks import LoginRefused as LoginRefused
+from .core.hooks import ReauthenticationEvent as ReauthenticationEvent
 from .core.identity import CurrentUser as CurrentUser
 from .core.identity import LoginResult as LoginResult
 from .core.identity import NewIdentity as NewIdentity
@@ -53,15 +58,20 @@ __all__ = [
     "CredentialUnreadable",
     "Credentials",
     "CurrentUser",
+    "DisconnectEvent",
     "ForbiddenOrigin",
+    "Hooks",
     "IdentityConflict",
     "InvalidState",
+    "LoginEvent",
+    "LoginRefused",
     "LoginResult",
     "MiddlewareNotInstalled",
     "NewIdentity",
     "NotAuthenticated",
     "PermissionDenied",
     "ProviderUnavailable",
+    "ReauthenticationEvent",
     "ReauthenticationRequired",
     "ServiceAccess",
     "Settings",

@@ -8,6 +8,7 @@ cookie jar, the provider client, the clock, the audit sink. The parts build on i
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieJar
 from ..core.crypto import Sealer
 from ..core.errors import StorageUnavailable, UnknownConnection
+from ..core.hooks import Hooks
 from ..core.http import ProviderResponse
 from ..core.identity import NewIdentity, default_user_id
 from ..core.model import CredentialKey, TokenSet
@@ -31,6 +33,8 @@ from ..core.tokens import TokenOutcome, parse_token_response
 from ..storage import AsyncStorage, async_storage_from_url
 from .audit import AsyncAuditSink
 from .provider import AsyncProviderClient
+
+# unasync: sync-only: from .._hooks import run_coroutine
 
 __all__ = ["AsyncVaultBase", "NewUserIdHook"]
 
@@ -50,8 +54,10 @@ class AsyncVaultBase:
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
+        self.hooks = hooks if hooks is not None else Hooks()
         self.storage = (
             storage if storage is not None else async_storage_from_url(settings.storage_url)
         )
@@ -115,6 +121,24 @@ class AsyncVaultBase:
             await self.audit.note(
                 self.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
             )
+
+    async def _call_hook(self, hook: Callable[[Any], Any], event: object) -> None:
+        """Call one of the host's hooks, a plain function or a coroutine function."""
+        result = hook(event)
+        if inspect.isawaitable(result):
+            await result  # unasync: remove
+            # unasync: sync-only: run_coroutine(result)
+
+    async def _after_hook(
+        self, name: str, hook: Callable[[Any], Any] | None, event: object
+    ) -> None:
+        """An after-the-fact hook (the change is made): an exception is logged, not raised."""
+        if hook is None:
+            return
+        try:
+            await self._call_hook(hook, event)
+        except Exception:
+            logger.exception("the %s hook failed; ignored", name)
 
     async def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
         """Store a credential, whatever version is there (a login is authoritative)."""

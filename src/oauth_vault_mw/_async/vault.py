@@ -21,6 +21,7 @@ from typing import Any
 
 from ..core.connections import ConnectionConfig
 from ..core.errors import CredentialNotFound, CredentialUnreadable
+from ..core.hooks import DisconnectEvent
 from ..core.http import ProviderCallFailed
 from ..core.identity import CurrentUser, me_payload
 from ..core.model import CredentialKey, Credentials, StoredCredential, TokenSet
@@ -121,10 +122,13 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         # the wait runs out, the disconnect goes on without it.
         leased, _ = await self._wait_for_lease(key, owner, None)
         try:
-            return await self._revoke_and_delete(conn, key)
+            revoked = await self._revoke_and_delete(conn, key)
         finally:
             if leased:
                 await self.storage.release_lease(key, owner)
+        event = DisconnectEvent(user_id, connection_id, revoked)
+        await self._after_hook("on_disconnect", self.hooks.on_disconnect, event)
+        return revoked
 
     async def _revoke_and_delete(self, conn: ConnectionConfig, key: CredentialKey) -> bool:
         connection_id, user_id = key.connection_id, key.user_id

@@ -9,6 +9,7 @@ cookie jar, the provider client, the clock, the audit sink. The parts build on i
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from .._hooks import run_coroutine
 from .._singleflight import SingleFlight
 from ..core.client_auth import ClientSigner
 from ..core.config import Settings
@@ -23,6 +25,7 @@ from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieJar
 from ..core.crypto import Sealer
 from ..core.errors import StorageUnavailable, UnknownConnection
+from ..core.hooks import Hooks
 from ..core.http import ProviderResponse
 from ..core.identity import NewIdentity, default_user_id
 from ..core.model import CredentialKey, TokenSet
@@ -51,8 +54,10 @@ class VaultBase:
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
+        hooks: Hooks | None = None,
     ) -> None:
         self.settings = settings
+        self.hooks = hooks if hooks is not None else Hooks()
         self.storage = storage if storage is not None else storage_from_url(settings.storage_url)
         # optional (SessionCredentialReads): the request path's session and credential at once
         self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
@@ -114,6 +119,21 @@ class VaultBase:
             self.audit.note(
                 self.clock(), actor, action, outcome, connection_id, user_id, urgent=urgent
             )
+
+    def _call_hook(self, hook: Callable[[Any], Any], event: object) -> None:
+        """Call one of the host's hooks, a plain function or a coroutine function."""
+        result = hook(event)
+        if inspect.isawaitable(result):
+            run_coroutine(result)
+
+    def _after_hook(self, name: str, hook: Callable[[Any], Any] | None, event: object) -> None:
+        """An after-the-fact hook (the change is made): an exception is logged, not raised."""
+        if hook is None:
+            return
+        try:
+            self._call_hook(hook, event)
+        except Exception:
+            logger.exception("the %s hook failed; ignored", name)
 
     def put_tokens(self, key: CredentialKey, tokens: TokenSet) -> None:
         """Store a credential, whatever version is there (a login is authoritative)."""

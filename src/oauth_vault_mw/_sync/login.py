@@ -27,8 +27,10 @@ from ..core.errors import (
     NotAuthenticated,
     ProviderUnavailable,
     StorageUnavailable,
+    VaultError,
 )
 from ..core.flow import authorization_url, callback_state, new_transaction, verify_callback
+from ..core.hooks import LoginEvent, LoginRefused
 from ..core.http import ProviderCallFailed
 from ..core.identity import (
     LoginResult,
@@ -142,20 +144,45 @@ class Login(VaultBase):
             raise ProviderUnavailable("the provider's token endpoint failed")
         claims = self._identify(conn, outcome, resp.body, tx.nonce)
         subject = account_subject(conn.identity_spec, claims)
+        known = self.storage.get_identity(conn.id, subject)
         if tx.mode == "connect":
             assert tx.user_id is not None
             user_id = tx.user_id
-            bound = self.storage.link_identity(conn.id, subject, user_id)
-            if bound != user_id:
+            if known is not None and known != user_id:
                 raise IdentityConflict()
+        elif known is not None:
+            user_id = known
         else:
-            user_id = self._user_for_identity(conn, subject, claims)
+            user_id = self._propose_user_id(conn, subject, claims)
         tokens = outcome.tokens
         kept = callback_extra(conn.callback_keep, params) + self._extra_document(conn, tokens)
         if kept:
             tokens = replace(tokens, extra=(*tokens.extra, *kept))
         profile = self._profile(conn, claims, tokens.access_token)
         tokens = replace(tokens, profile=profile, login_at=now)
+        if self.hooks.on_login is not None:  # before anything is stored: it may refuse
+            event = LoginEvent(
+                user_id=user_id,
+                connection_id=conn.id,
+                mode=tx.mode,
+                new_user=known is None,
+                subject=subject,
+                profile=dict(profile),
+                scopes=tuple((tokens.scope or "").split()),
+            )
+            try:
+                self._call_hook(self.hooks.on_login, event)
+            except LoginRefused:
+                logger.info("login refused by the on_login hook connection=%s", conn.id)
+                raise
+            except Exception:
+                logger.exception("the on_login hook failed; the login fails, nothing stored")
+                raise VaultError("the login could not be completed") from None
+        if known is None:
+            bound = self.storage.link_identity(conn.id, subject, user_id)
+            if tx.mode == "connect" and bound != user_id:
+                raise IdentityConflict()
+            user_id = bound  # a first login of the same account elsewhere may have won
         self.put_tokens(CredentialKey(conn.id, user_id), tokens)
         cookies: list[CookieSpec] = [self.cookies.clear_state(tx.state)]
         if tx.mode == "login":
@@ -278,15 +305,12 @@ class Login(VaultBase):
             raise ProviderUnavailable("the provider's account document failed") from None
         return pick_kept(document, conn.extra_keep)
 
-    def _user_for_identity(
+    def _propose_user_id(
         self, conn: ConnectionConfig, subject: str, claims: Mapping[str, Any]
     ) -> str:
-        known = self.storage.get_identity(conn.id, subject)
-        if known is not None:
-            return known
+        """The user id for an account never seen before (the ``new_user_id`` hook's)."""
         proposed = self._new_user_id(NewIdentity(conn.id, subject, claims))
-        user_id = check_user_id(proposed, source="new_user_id hook", host_bug=True)
-        return self.storage.link_identity(conn.id, subject, user_id)
+        return check_user_id(proposed, source="new_user_id hook", host_bug=True)
 
     def user_for_session(self, cookie_value: str | None) -> str | None:
         session_hash = self.cookies.session_hash(cookie_value)

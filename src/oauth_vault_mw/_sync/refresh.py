@@ -39,6 +39,7 @@ from ..core.errors import (
     StorageUnavailable,
     VaultError,
 )
+from ..core.hooks import ReauthenticationEvent
 from ..core.http import ProviderCallFailed
 from ..core.model import (
     REAUTHENTICATION_REQUIRED,
@@ -71,6 +72,7 @@ from ..core.token_requests import (
 from ..core.tokens import (
     TokenGranted,
     TokenOutcome,
+    TokenRejected,
     TokenRetryable,
 )
 from .base import VaultBase
@@ -355,7 +357,8 @@ class Refresher(VaultBase):
             self._backoff.succeeded(key)
             return self._store_refreshed(key, record, outcome.tokens, lease)
         if verdict == "reauthenticate":
-            newer = self._mark_reauthentication(key, record, tokens)
+            reason = outcome.error if isinstance(outcome, TokenRejected) else "invalid_grant"
+            newer = self._mark_reauthentication(key, record, tokens, reason)
             if newer is not None:
                 return newer
             raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
@@ -472,7 +475,7 @@ class Refresher(VaultBase):
                 time.sleep(pause)
 
     def _mark_reauthentication(
-        self, key: CredentialKey, record: StoredCredential, tokens: TokenSet
+        self, key: CredentialKey, record: StoredCredential, tokens: TokenSet, reason: str
     ) -> TokenSet | None:
         """The provider refused the refresh token: mark the credential, unless another process
         stored a newer version meanwhile (a new login, whose grant made the old token invalid):
@@ -495,7 +498,8 @@ class Refresher(VaultBase):
                 return newer
             return None  # marked by another process already
         logger.warning(
-            "refresh token refused (invalid_grant) connection=%s user=%s",
+            "refresh token refused (%s) connection=%s user=%s",
+            reason,
             key.connection_id,
             key.user_id,
         )
@@ -506,4 +510,7 @@ class Refresher(VaultBase):
             *key.parts()[:2],
             urgent=True,
         )
+        event = ReauthenticationEvent(key.user_id, key.connection_id, reason)
+        hook = self.hooks.on_reauthentication_required
+        self._after_hook("on_reauthentication_required", hook, event)
         return None

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.connections import ConnectionConfig
 from ..core.errors import CredentialNotFound, CredentialUnreadable
+from ..core.hooks import DisconnectEvent
 from ..core.http import ProviderCallFailed
 from ..core.identity import CurrentUser, me_payload
 from ..core.model import CredentialKey, Credentials, StoredCredential, TokenSet
@@ -122,10 +123,13 @@ class Vault(Login, Refresher):
         # the wait runs out, the disconnect goes on without it.
         leased, _ = self._wait_for_lease(key, owner, None)
         try:
-            return self._revoke_and_delete(conn, key)
+            revoked = self._revoke_and_delete(conn, key)
         finally:
             if leased:
                 self.storage.release_lease(key, owner)
+        event = DisconnectEvent(user_id, connection_id, revoked)
+        self._after_hook("on_disconnect", self.hooks.on_disconnect, event)
+        return revoked
 
     def _revoke_and_delete(self, conn: ConnectionConfig, key: CredentialKey) -> bool:
         connection_id, user_id = key.connection_id, key.user_id

@@ -37,6 +37,7 @@ from .._sync.service import ServiceAccess
 from .._sync.vault import NewUserIdHook, Vault
 from ..core.config import Settings, parse_settings, settings_from_prefixed
 from ..core.errors import StorageUnavailable, VaultError
+from ..core.hooks import Hooks
 from ..storage import Storage
 from ._context import EXTENSION_KEY, SERVICE_KEY, service_of, vault_of
 from .request import VaultRequest
@@ -97,7 +98,8 @@ class OAuthVault:
     ``settings``: a :class:`Settings` or a mapping for ``Settings.from_mapping`` (default: the
     app's ``OAUTH_VAULT_*`` config). ``vault``: a ready :class:`Vault` (the other options are
     then ignored, and the caller closes it). ``new_user_id`` chooses the user id of a provider
-    account seen for the first time (default: a random id).
+    account seen for the first time (default: a random id). ``hooks``: the app's
+    :class:`~oauth_vault_mw.Hooks` (plain or coroutine functions).
     """
 
     def __init__(
@@ -109,8 +111,10 @@ class OAuthVault:
         storage: Storage | None = None,
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.BaseTransport | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self._settings = settings
+        self._hooks = hooks
         self._vault = vault
         self._storage = storage
         self._new_user_id = new_user_id
@@ -130,6 +134,7 @@ class OAuthVault:
         storage: Storage | None = None,
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.BaseTransport | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         """Validate the settings, create the storage tables, register routes and handlers."""
         if EXTENSION_KEY in app.extensions:
@@ -145,6 +150,7 @@ class OAuthVault:
                 http_transport=http_transport
                 if http_transport is not None
                 else self._http_transport,
+                hooks=hooks if hooks is not None else self._hooks,
             )
         try:
             _start(vault)

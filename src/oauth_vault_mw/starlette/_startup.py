@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from .._async.vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings, parse_settings
 from ..core.errors import ConfigurationError, VaultError
+from ..core.hooks import Hooks
 from ..storage import AsyncStorage
 
 __all__ = ["StartupFailure", "build_vault", "inside_event_loop", "startup_failure_line"]
@@ -29,6 +30,7 @@ def build_vault(
     storage: AsyncStorage | None,
     new_user_id: NewUserIdHook | None,
     http_transport: httpx.AsyncBaseTransport | None,
+    hooks: Hooks | None = None,
 ) -> AsyncVault:
     """The middleware's own vault. Checks the settings and the storage URL (its scheme, its
     options, its driver) without I/O; every failure is a :class:`ConfigurationError`."""
@@ -38,7 +40,11 @@ def build_vault(
         settings = parse_settings(settings)
     # A missing driver is the storage factory's ConfigurationError, naming the setting.
     return AsyncVault(
-        settings, storage=storage, new_user_id=new_user_id, http_transport=http_transport
+        settings,
+        storage=storage,
+        new_user_id=new_user_id,
+        http_transport=http_transport,
+        hooks=hooks,
     )
 
 

@@ -35,6 +35,7 @@ from .._async.service import AsyncServiceAccess
 from .._async.vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings
 from ..core.errors import VaultError
+from ..core.hooks import Hooks
 from ..storage import AsyncStorage
 from ._context import SCOPE_KEY, RequestContext
 from ._startup import StartupFailure, build_vault, inside_event_loop, startup_failure_line
@@ -48,7 +49,9 @@ class OAuthVaultMiddleware:
 
     Pass ``settings`` (a :class:`Settings` or a mapping; default: the ``OAUTH_VAULT_*``
     environment) or a ready ``vault``. ``new_user_id`` decides the user id of a provider
-    account seen for the first time (default: a random id).
+    account seen for the first time (default: a random id). ``hooks``: the app's
+    :class:`~oauth_vault_mw.Hooks` (``on_login``, ``on_reauthentication_required``,
+    ``on_disconnect``); with a ready ``vault``, give them to the vault instead.
     """
 
     vault: AsyncVault
@@ -65,6 +68,7 @@ class OAuthVaultMiddleware:
         storage: AsyncStorage | None = None,
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.app = app
         self._failure: StartupFailure | None = None
@@ -75,6 +79,7 @@ class OAuthVaultMiddleware:
                     storage=storage,
                     new_user_id=new_user_id,
                     http_transport=http_transport,
+                    hooks=hooks,
                 )
             except VaultError as exc:
                 if not inside_event_loop():
