@@ -52,7 +52,9 @@ At the provider, register the redirect URI `{BASE_URL}{PREFIX}/callback/{id}`, f
 Your own fields win over the preset's:
 
 - Each URL (`issuer`, `authorize_url`, `token_url`, `refresh_url`, `userinfo_url`,
-  `revocation_url`) replaces the preset's URL of that name; the preset's other behaviour stays.
+  `revocation_url`, `api_base_url`) replaces the preset's URL of that name; the preset's other
+  behaviour stays. `api_base_url` is the base URL of the
+  [authenticated client](client.md) (`await client.get("/user")`); the vault never calls it.
 - A connection that names its own `issuer`, or its own `authorize_url` **and** `token_url`,
   has moved the provider (a proxy, a test server): none of the preset's URLs is used, and the
   vault contacts only the URLs the connection names. Without an `issuer` of its own there is
@@ -152,6 +154,9 @@ def section(preset: Preset) -> list[str]:
         url = getattr(preset, name)
         if url is not None:
             lines.append(f"| `{name}` | `{url}` |")
+    if preset.api_base_url_from_extra is not None:
+        extra = preset.api_base_url_from_extra
+        lines.append(f"| `api_base_url` | the login's `extra.{extra}` |")
     for var in preset.variables:
         default = "required" if var.default is None else f"default `{var.default}`"
         lines.append(f"| `params.{var.name}` | {_cell(var.doc)} ({default}) |")

@@ -101,10 +101,29 @@ class ConnectionConfig:
     """The ``kid`` header of those JWTs (Apple: the key id of the Sign in with Apple key)."""
     team_id: str | None = None
     """``signed_client_secret``: the ``iss`` of the signed client secret (Apple: Team ID)."""
+    api_base_url: str | None = None
+    """The provider's API: the authenticated client's base URL (``client.get("/user")``)."""
+    api_base_url_from_extra: str | None = None
+    """The kept field (``Credentials.extra``) holding the API's URL per login, when
+    ``api_base_url`` is not set (Salesforce: ``instance_url``)."""
 
     @property
     def is_oidc(self) -> bool:
         return self.issuer is not None
+
+    def api_base(self, extra: Mapping[str, Any]) -> str | None:
+        """The authenticated client's base URL: ``api_base_url``, else the login's kept
+        ``api_base_url_from_extra`` field when it is an absolute https URL (a provider's
+        value: anything else is ignored), else ``None``."""
+        if self.api_base_url is not None:
+            return self.api_base_url
+        if self.api_base_url_from_extra is None:
+            return None
+        value = extra.get(self.api_base_url_from_extra)
+        try:
+            return _check_url("api_base_url", value, allow_none=False)
+        except ConfigurationError:
+            return None
 
     @property
     def identity_spec(self) -> IdentitySpec:
@@ -473,4 +492,6 @@ def parse_connection(index: int, raw: object) -> ConnectionConfig:
         client_private_key=key,
         client_key_id=key_id,
         team_id=team_id,
+        api_base_url=urls["api_base_url"],
+        api_base_url_from_extra=preset.api_base_url_from_extra if preset else None,
     )

@@ -58,6 +58,7 @@ TABLE: tuple[Preset, ...] = (
         title="Google",
         issuer="https://accounts.google.com",
         revocation_url="https://oauth2.googleapis.com/revoke",
+        api_base_url="https://www.googleapis.com",
         scopes=("openid", "email", "profile"),
         authorize_params=(("access_type", "offline"), ("prompt", "consent")),
         token_endpoint_auth_method=POST,
@@ -89,6 +90,7 @@ TABLE: tuple[Preset, ...] = (
         authorize_url="https://github.com/login/oauth/authorize",
         token_url="https://github.com/login/oauth/access_token",
         userinfo_url="https://api.github.com/user",
+        api_base_url="https://api.github.com",
         scopes=("read:user",),
         token_endpoint_auth_method=POST,
         default_expires_in=None,
@@ -127,6 +129,7 @@ TABLE: tuple[Preset, ...] = (
         authorize_url="https://github.com/login/oauth/authorize",
         token_url="https://github.com/login/oauth/access_token",
         userinfo_url="https://api.github.com/user",
+        api_base_url="https://api.github.com",
         token_endpoint_auth_method=POST,
         default_expires_in=None,
         identity=_userinfo(
@@ -159,6 +162,7 @@ TABLE: tuple[Preset, ...] = (
         name="microsoft",
         title="Microsoft Entra ID (v2 endpoints)",
         issuer="https://login.microsoftonline.com/{tenant}/v2.0",
+        api_base_url="https://graph.microsoft.com/v1.0",
         variables=(
             Variable(
                 "tenant",
@@ -303,6 +307,7 @@ TABLE: tuple[Preset, ...] = (
         dialect=TokenDialect(
             keep=(("instance_url", "instance_url"), ("id", "id"), ("issued_at", "issued_at"))
         ),
+        api_base_url_from_extra="instance_url",
         identity=_reply("id"),
         refresh_tokens="requested",
         refresh_how="the `refresh_token` scope (set)",
@@ -543,6 +548,7 @@ TABLE: tuple[Preset, ...] = (
         authorize_url="{base_url}/oauth/authorize",
         token_url="{base_url}/oauth/token",
         userinfo_url="{base_url}/api/v4/user",
+        api_base_url="{base_url}/api/v4",
         revocation_url="{base_url}/oauth/revoke",
         variables=(
             Variable(

@@ -43,8 +43,11 @@ URL_FIELDS = (
     "userinfo_url",
     "revocation_url",
     "extra_url",
+    "api_base_url",
 )
-"""The URLs a preset may set; a connection overrides each with its own field of that name."""
+"""The URLs a preset may set; a connection overrides each with its own field of that name.
+``api_base_url`` is where the provider's API is: the base of the authenticated client
+(``request.connection_client``), not a URL the vault calls itself."""
 
 AUTH_METHODS = (
     "client_secret_basic",
@@ -169,7 +172,10 @@ class Preset:
       login, and the ``(name, dotted.path)`` values kept from it (Xero's tenants, listed by
       ``GET https://api.xero.com/connections``);
     - ``dialect``: how the token endpoint's replies differ from RFC 6749;
-    - ``identity``: where a login finds the account id and the display profile.
+    - ``identity``: where a login finds the account id and the display profile;
+    - ``api_base_url``: the base URL of the authenticated client (``client.get("/user")``),
+      or ``api_base_url_from_extra``: the kept field holding it per login (Salesforce's
+      ``instance_url``).
 
     Documentation only: ``title``, ``refresh_tokens`` and ``refresh_how``, ``registration``
     (what the app registration at the provider needs besides the redirect URI), ``quirks``,
@@ -198,6 +204,8 @@ class Preset:
     callback_keep: tuple[str, ...] = ()
     extra_url: str | None = None
     extra_keep: tuple[tuple[str, str], ...] = ()
+    api_base_url: str | None = None
+    api_base_url_from_extra: str | None = None
     dialect: TokenDialect = STANDARD
     identity: IdentitySpec = field(default_factory=IdentitySpec)
     refresh_tokens: RefreshTokens
@@ -302,6 +310,9 @@ def _check_preset(preset: Preset) -> None:
         raise ValueError(f"{where}.extra_url: goes with extra_keep")
     if len(set(kept)) != len(kept):
         raise ValueError(f"{where}: a kept field name is used twice")
+    from_extra = preset.api_base_url_from_extra
+    if from_extra is not None and (from_extra not in kept or preset.api_base_url is not None):
+        raise ValueError(f"{where}.api_base_url_from_extra: a kept field, without api_base_url")
     if not (preset.title and preset.refresh_how and preset.registration):
         raise ValueError(f"{where}: title, refresh_how and registration document the preset")
 
