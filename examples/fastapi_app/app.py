@@ -5,15 +5,16 @@ one)::
 
     uvicorn examples.fastapi_app.app:app --host 127.0.0.1 --port 8000
 
-Both ways to reach the vault from FastAPI: ``GET /demo/profile/{connection_id}`` runs on an
-``APIRouter(route_class=VaultAPIRoute)`` and calls ``request.connection_credentials``;
-``GET /demo/token`` takes the first connection's credentials as a dependency.
+Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
+the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo, on an
+``APIRouter(route_class=VaultAPIRoute)``: ``request.connection_credentials``). The API
+``GET /demo/token`` takes the first connection's credentials as a dependency. The HTML is in
+``examples/pages.py``; no page shows a token.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -22,11 +23,20 @@ import httpx
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from oauth_vault_mw import Credentials, ProviderUnavailable, Settings, UnknownConnection
-from oauth_vault_mw.fastapi import ConnectionCredentials, CurrentUserId, VaultAPIRoute, VaultRequest
+from examples import pages
+from oauth_vault_mw import (
+    AsyncVault,
+    CredentialKey,
+    Credentials,
+    ProviderUnavailable,
+    Settings,
+    UnknownConnection,
+)
+from oauth_vault_mw.fastapi import ConnectionCredentials, VaultAPIRoute, VaultRequest
 from oauth_vault_mw.starlette import OAuthVaultMiddleware
 
 settings = Settings.from_env()  # bad configuration fails here, at start-up
+vault = AsyncVault(settings)  # the middleware's, also read by the pages below
 FIRST = settings.connections[0].id  # the connection /demo/token reports on
 http = httpx.AsyncClient(timeout=10.0)  # one pooled client for the app's own API calls
 _userinfo_urls: dict[str, str] = {}
@@ -57,24 +67,51 @@ async def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
         raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
 
 
+async def connection_view(user_id: str, connection_id: str) -> pages.ConnectionView:
+    """The state of the user's credential for the page: status, expiry, login time, refresh
+    count; read from the vault's sealed record (the page never shows the tokens)."""
+    record = await vault.storage.get_credential(CredentialKey(connection_id, user_id))
+    tokens = None if record is None else vault.opened.open(record)
+    return pages.ConnectionView.of(connection_id, tokens)
+
+
 # 1. A route class: handlers that take a VaultRequest get request.connection_credentials().
 vault_router = APIRouter(route_class=VaultAPIRoute)
 
 
-@vault_router.get("/demo/profile/{connection_id}")
-async def profile(connection_id: str, request: VaultRequest) -> JSONResponse:
-    """The provider's userinfo JSON; a 401 from the provider gets one forced refresh."""
+@vault_router.get("/", response_class=HTMLResponse)
+async def home(request: VaultRequest, flash: str | None = None) -> HTMLResponse:
+    """Who is logged in, each connection with its token's state, and the buttons."""
+    user = await request.current_user()
+    views = [
+        await connection_view(user.user_id, c.id) if user else pages.ConnectionView(c.id)
+        for c in settings.connections
+    ]
+    return HTMLResponse(pages.home("FastAPI", user, views, settings.prefix, flash))
+
+
+@vault_router.get("/demo/profile/{connection_id}", response_class=HTMLResponse)
+async def profile(connection_id: str, request: VaultRequest) -> HTMLResponse:
+    """The provider's userinfo as a page; a 401 from the provider gets one forced refresh."""
     url = await userinfo_url(connection_id)
-    creds = await request.connection_credentials(connection_id)
+    creds = await request.connection_credentials(connection_id)  # refreshed here when due
     resp = await call_userinfo(url, creds)
     if resp.status_code == 401:  # revoked or expired early: ask the vault for another token
         creds = await request.connection_credentials(connection_id, force_refresh=True)
         resp = await call_userinfo(url, creds)
     try:
-        body: Any = resp.json()
+        claims: Any = resp.json()
     except ValueError:
-        body = {"error": "bad_provider_response", "status": resp.status_code}
-    return JSONResponse(body, status_code=resp.status_code if resp.is_success else 502)
+        claims = {}
+    view = await connection_view(creds.user_id, connection_id)
+    body = pages.userinfo(
+        connection_id,
+        resp.status_code,
+        claims if isinstance(claims, dict) else {},
+        view,
+        settings.prefix,
+    )
+    return HTMLResponse(body, status_code=200 if resp.is_success else 502)
 
 
 @contextlib.asynccontextmanager
@@ -84,7 +121,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="oauth_vault_mw demo", lifespan=lifespan)
-app.add_middleware(OAuthVaultMiddleware, settings=settings)
+app.add_middleware(OAuthVaultMiddleware, vault=vault)
 app.include_router(vault_router)
 
 
@@ -99,53 +136,3 @@ async def token_status(
         {"connection_id": creds.connection_id, "expires_in": left, "scope": creds.scope},
         headers={"Cache-Control": "no-store"},
     )
-
-
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>oauth_vault_mw demo</title>
-<style>body{{font-family:sans-serif;max-width:44rem;margin:2rem auto}}
-li{{margin:.4rem 0}}button{{margin-left:.3rem}}</style></head>
-<body><h1>oauth_vault_mw demo (FastAPI)</h1>
-<p>{status}</p><ul>{items}</ul>
-<p><a href="{prefix}/me">{prefix}/me</a> (your connections, as JSON){extra}</p>
-<script>
-async function send(method, url) {{
-  const r = await fetch(url, {{method, credentials: "same-origin"}});
-  if (!r.ok) alert(method + " " + url + ": " + r.status + " " + await r.text());
-  location.reload();
-}}
-document.querySelectorAll("button[data-url]").forEach(b =>
-  b.addEventListener("click", () => send(b.dataset.method, b.dataset.url)));
-</script></body></html>
-"""
-
-
-@app.get("/", response_class=HTMLResponse)
-async def home(user_id: Annotated[str | None, Depends(CurrentUserId)]) -> HTMLResponse:
-    """Login state and buttons; every dynamic value goes through ``html.escape``."""
-    e = html.escape
-    prefix = e(settings.prefix)
-    items = []
-    for conn in settings.connections:
-        cid = e(conn.id)
-        if user_id is None:
-            links = f'<a href="{prefix}/login/{cid}?return_to=/">Log in with {cid}</a>'
-        else:
-            links = (
-                f"<b>{cid}</b>: "
-                f'<a href="/demo/profile/{cid}">profile</a> · '
-                f'<a href="{prefix}/connect/{cid}?return_to=/">connect</a>'
-                f'<button data-method="DELETE" data-url="{prefix}/connections/{cid}">'
-                "disconnect</button>"
-            )
-        items.append(f"<li>{links}</li>")
-    if user_id is None:
-        status, extra = "You are not logged in.", ""
-    else:
-        status = f"Logged in as user <code>{e(user_id)}</code>."
-        extra = (
-            f' · <a href="/demo/token">token expiry ({e(FIRST)})</a>'
-            f' <button data-method="POST" data-url="{prefix}/logout">log out</button>'
-        )
-    page = PAGE.format(status=status, items="".join(items), prefix=prefix, extra=extra)
-    return HTMLResponse(page)

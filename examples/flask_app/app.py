@@ -6,16 +6,16 @@ Configured from the ``OAUTH_VAULT_*`` environment, copied into ``app.config`` (`
     flask --app examples.flask_app.app run --host 127.0.0.1 --port 8000
     waitress-serve --threads 8 --listen 127.0.0.1:8000 examples.flask_app.app:app
 
-Pages: ``GET /`` (login state and buttons), ``GET /demo/profile/<connection_id>`` (the
-provider's userinfo, called with the vault's access token through
-``request.connection_credentials``) and ``GET /demo/token/<connection_id>`` (when the current
-token expires, through the function form; never the token itself).
+Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
+the buttons) and ``GET /demo/profile/<connection_id>`` (the provider's userinfo, called with
+the vault's access token through ``request.connection_credentials``). The API
+``GET /demo/token/<connection_id>`` uses the function form (JSON: expiry and scope). The HTML
+is in ``examples/pages.py``; no page shows a token.
 """
 
 from __future__ import annotations
 
 import atexit
-import html
 import os
 import time
 from collections.abc import Mapping
@@ -24,8 +24,15 @@ from typing import Any
 import httpx
 from flask import Flask, Response, jsonify
 
-from oauth_vault_mw import Credentials, ProviderUnavailable, Settings, UnknownConnection
-from oauth_vault_mw.flask import OAuthVault, connection_credentials, current_user_id
+from examples import pages
+from oauth_vault_mw import (
+    CredentialKey,
+    Credentials,
+    ProviderUnavailable,
+    Settings,
+    UnknownConnection,
+)
+from oauth_vault_mw.flask import OAuthVault, connection_credentials, current_user
 from oauth_vault_mw.flask import vault_request as request
 
 vault_ext = OAuthVault()
@@ -64,25 +71,40 @@ def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
         raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
 
 
-def profile(connection_id: str) -> Response:
-    """The provider's userinfo JSON; a 401 from the provider gets one forced refresh."""
+def connection_view(user_id: str, connection_id: str) -> pages.ConnectionView:
+    """The state of the user's credential for the page: status, expiry, login time, refresh
+    count; read from the vault's sealed record (the page never shows the tokens)."""
+    vault = vault_ext.get_vault()
+    record = vault.storage.get_credential(CredentialKey(connection_id, user_id))
+    tokens = None if record is None else vault.opened.open(record)
+    return pages.ConnectionView.of(connection_id, tokens)
+
+
+def profile(connection_id: str) -> tuple[str, int]:
+    """The provider's userinfo as a page; a 401 from the provider gets one forced refresh."""
     url = userinfo_url(connection_id)
-    creds = request.connection_credentials(connection_id)
+    creds = request.connection_credentials(connection_id)  # refreshed here when due
     resp = call_userinfo(url, creds)
     if resp.status_code == 401:  # revoked or expired early: ask the vault for another token
         creds = request.connection_credentials(connection_id, force_refresh=True)
         resp = call_userinfo(url, creds)
     try:
-        body: Any = resp.json()
+        claims: Any = resp.json()
     except ValueError:
-        body = {"error": "bad_provider_response", "status": resp.status_code}
-    answer = jsonify(body)
-    answer.status_code = resp.status_code if resp.is_success else 502
-    return answer
+        claims = {}
+    view = connection_view(creds.user_id, connection_id)
+    body = pages.userinfo(
+        connection_id,
+        resp.status_code,
+        claims if isinstance(claims, dict) else {},
+        view,
+        settings().prefix,
+    )
+    return body, 200 if resp.is_success else 502
 
 
 def token_status(connection_id: str) -> Response:
-    """The function form in a plain view: expiry and scope, never the token."""
+    """An API in the function form: expiry and scope as JSON, never the token."""
     creds = connection_credentials(connection_id)
     left = None if creds.expires_at is None else round(creds.expires_at - time.time())
     answer = jsonify({"connection_id": creds.connection_id, "expires_in": left,
@@ -91,56 +113,15 @@ def token_status(connection_id: str) -> Response:
     return answer
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>oauth_vault_mw demo</title>
-<style>body{{font-family:sans-serif;max-width:44rem;margin:2rem auto}}
-li{{margin:.4rem 0}}button{{margin-left:.3rem}}</style></head>
-<body><h1>oauth_vault_mw demo ({framework})</h1>
-<p>{status}</p><ul>{items}</ul>
-<p><a href="{prefix}/me">{prefix}/me</a> (your connections, as JSON){logout}</p>
-<script>
-async function send(method, url) {{
-  const r = await fetch(url, {{method, credentials: "same-origin"}});
-  if (!r.ok) alert(method + " " + url + ": " + r.status + " " + await r.text());
-  location.reload();
-}}
-document.querySelectorAll("button[data-url]").forEach(b =>
-  b.addEventListener("click", () => send(b.dataset.method, b.dataset.url)));
-</script></body></html>
-"""
-
-
-def render_home(framework: str, user_id: str | None) -> str:
-    """The home page; every dynamic value goes through ``html.escape``."""
-    e = html.escape
-    prefix = e(settings().prefix)
-    items = []
-    for conn in settings().connections:
-        cid = e(conn.id)
-        if user_id is None:
-            links = f'<a href="{prefix}/login/{cid}?return_to=/">Log in with {cid}</a>'
-        else:
-            links = (
-                f"<b>{cid}</b>: "
-                f'<a href="/demo/profile/{cid}">profile</a> · '
-                f'<a href="/demo/token/{cid}">token expiry</a> · '
-                f'<a href="{prefix}/connect/{cid}?return_to=/">connect</a>'
-                f'<button data-method="DELETE" data-url="{prefix}/connections/{cid}">'
-                "disconnect</button>"
-            )
-        items.append(f"<li>{links}</li>")
-    if user_id is None:
-        status, logout = "You are not logged in.", ""
-    else:
-        status = f"Logged in as user <code>{e(user_id)}</code>."
-        logout = f' <button data-method="POST" data-url="{prefix}/logout">log out</button>'
-    return PAGE.format(
-        framework=e(framework), status=status, items="".join(items), prefix=prefix, logout=logout
-    )
-
-
 def home() -> str:
-    return render_home("Flask", current_user_id())
+    """Who is logged in, each connection with its token's state, and the buttons."""
+    user = current_user()
+    views = [
+        connection_view(user.user_id, c.id) if user else pages.ConnectionView(c.id)
+        for c in settings().connections
+    ]
+    flash = request.args.get("flash")
+    return pages.home("Flask", user, views, settings().prefix, flash)
 
 
 def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:

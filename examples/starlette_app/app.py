@@ -4,16 +4,17 @@ Configured from the ``OAUTH_VAULT_*`` environment (``./scripts/demo`` sets an of
 
     uvicorn examples.starlette_app.app:app --host 127.0.0.1 --port 8000
 
-Pages: ``GET /`` (login state and buttons), ``GET /demo/profile/{connection_id}`` (the
-provider's userinfo, called with the vault's access token) and ``GET /demo/token/{connection_id}``
-(when the current token expires; never the token itself).
+Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
+the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo, called with
+the vault's access token). APIs: ``GET /demo/token/{connection_id}`` (JSON: expiry and
+scope, through the plain accessor) and ``POST /demo/jobs/{connection_id}`` (a background
+job). The HTML is in ``examples/pages.py``; no page shows a token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -26,8 +27,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from examples import pages
 from oauth_vault_mw import (
     AsyncVault,
+    CredentialKey,
     Credentials,
     ProviderUnavailable,
     Settings,
@@ -39,6 +42,7 @@ from oauth_vault_mw.starlette import (
     VaultRequest,
     VaultRoute,
     connection_credentials,
+    current_user,
     current_user_id,
 )
 
@@ -73,24 +77,40 @@ async def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
         raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
 
 
+async def connection_view(user_id: str, connection_id: str) -> pages.ConnectionView:
+    """The state of the user's credential for the page: status, expiry, login time, refresh
+    count; read from the vault's sealed record (the page never shows the tokens)."""
+    record = await vault.storage.get_credential(CredentialKey(connection_id, user_id))
+    tokens = None if record is None else vault.opened.open(record)
+    return pages.ConnectionView.of(connection_id, tokens)
+
+
 async def profile(request: VaultRequest) -> Response:
-    """The provider's userinfo JSON; a 401 from the provider gets one forced refresh."""
+    """The provider's userinfo as a page; a 401 from the provider gets one forced refresh."""
     connection_id: str = request.path_params["connection_id"]
     url = await userinfo_url(connection_id)
-    creds = await request.connection_credentials(connection_id)
+    creds = await request.connection_credentials(connection_id)  # refreshed here when due
     resp = await call_userinfo(url, creds)
     if resp.status_code == 401:  # revoked or expired early: ask the vault for another token
         creds = await request.connection_credentials(connection_id, force_refresh=True)
         resp = await call_userinfo(url, creds)
     try:
-        body: Any = resp.json()
+        claims: Any = resp.json()
     except ValueError:
-        body = {"error": "bad_provider_response", "status": resp.status_code}
-    return JSONResponse(body, status_code=resp.status_code if resp.is_success else 502)
+        claims = {}
+    view = await connection_view(creds.user_id, connection_id)
+    body = pages.userinfo(
+        connection_id,
+        resp.status_code,
+        claims if isinstance(claims, dict) else {},
+        view,
+        settings.prefix,
+    )
+    return HTMLResponse(body, status_code=200 if resp.is_success else 502)
 
 
 async def token_status(request: Request) -> Response:
-    """The plain accessor in a plain route: expiry and scope, never the token."""
+    """An API with the plain accessor in a plain route: expiry and scope, never the token."""
     creds = await connection_credentials(request, request.path_params["connection_id"])
     left = None if creds.expires_at is None else round(creds.expires_at - time.time())
     return JSONResponse(
@@ -145,56 +165,15 @@ async def job_status(request: Request) -> Response:
 background: set[asyncio.Task[None]] = set()
 
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>oauth_vault_mw demo</title>
-<style>body{{font-family:sans-serif;max-width:44rem;margin:2rem auto}}
-li{{margin:.4rem 0}}button{{margin-left:.3rem}}</style></head>
-<body><h1>oauth_vault_mw demo ({framework})</h1>
-<p>{status}</p><ul>{items}</ul>
-<p><a href="{prefix}/me">{prefix}/me</a> (your connections, as JSON){logout}</p>
-<script>
-async function send(method, url) {{
-  const r = await fetch(url, {{method, credentials: "same-origin"}});
-  if (!r.ok) alert(method + " " + url + ": " + r.status + " " + await r.text());
-  location.reload();
-}}
-document.querySelectorAll("button[data-url]").forEach(b =>
-  b.addEventListener("click", () => send(b.dataset.method, b.dataset.url)));
-</script></body></html>
-"""
-
-
-def render_home(framework: str, user_id: str | None) -> str:
-    """The home page; every dynamic value goes through ``html.escape``."""
-    e = html.escape
-    prefix = e(settings.prefix)
-    items = []
-    for conn in settings.connections:
-        cid = e(conn.id)
-        if user_id is None:
-            links = f'<a href="{prefix}/login/{cid}?return_to=/">Log in with {cid}</a>'
-        else:
-            links = (
-                f"<b>{cid}</b>: "
-                f'<a href="/demo/profile/{cid}">profile</a> · '
-                f'<a href="/demo/token/{cid}">token expiry</a> · '
-                f'<a href="{prefix}/connect/{cid}?return_to=/">connect</a>'
-                f'<button data-method="DELETE" data-url="{prefix}/connections/{cid}">'
-                "disconnect</button>"
-            )
-        items.append(f"<li>{links}</li>")
-    if user_id is None:
-        status, logout = "You are not logged in.", ""
-    else:
-        status = f"Logged in as user <code>{e(user_id)}</code>."
-        logout = f' <button data-method="POST" data-url="{prefix}/logout">log out</button>'
-    return PAGE.format(
-        framework=e(framework), status=status, items="".join(items), prefix=prefix, logout=logout
-    )
-
-
 async def home(request: Request) -> Response:
-    return HTMLResponse(render_home("Starlette", await current_user_id(request)))
+    """Who is logged in, each connection with its token's state, and the buttons."""
+    user = await current_user(request)
+    views = [
+        await connection_view(user.user_id, c.id) if user else pages.ConnectionView(c.id)
+        for c in settings.connections
+    ]
+    flash = request.query_params.get("flash")
+    return HTMLResponse(pages.home("Starlette", user, views, settings.prefix, flash))
 
 
 @contextlib.asynccontextmanager

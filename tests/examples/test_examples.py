@@ -57,7 +57,8 @@ async def test_async_example(
         assert done.status_code == 303
         profile = await client.get("/demo/profile/demo")
         assert profile.status_code == 200, profile.text
-        assert profile.json()["sub"]
+        assert '<table id="userinfo">' in profile.text  # the userinfo as a page
+        assert "<tr><th>sub</th><td>" in profile.text
         assert (await client.get("/demo/profile/nope")).status_code == 404
 
 
