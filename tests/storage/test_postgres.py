@@ -223,6 +223,33 @@ async def test_reads_waiting_for_a_connection_go_together(
         await store.close()
 
 
+async def test_closing_during_reads_leaves_no_connection_open(
+    private_server: PostgresServer,
+) -> None:
+    """The storage closed while a read runs and a batch waits: the batch ends, the running
+    read's connection is closed when it is done, and none is left open for the garbage
+    collector (psycopg warns about those)."""
+    store = AsyncSQLStorage(private_server.url(), pool_size=2, pool_timeout=2)  # 1 for reads
+    await store.setup()
+    await store.delete_credential(ALICE)
+    assert await store.save_credential(record(), 0)
+    reads = store._reads.get(asyncio.get_running_loop())
+    tasks = [asyncio.ensure_future(store.get_credential(ALICE)) for _ in range(6)]
+    for _ in range(10_000):
+        await asyncio.sleep(0)
+        reads = store._reads.get(asyncio.get_running_loop())
+        if reads is not None and reads.owned and reads.tasks:
+            break
+    assert reads is not None
+    assert reads.tasks  # a batch is waiting for the one read connection
+    held = list(reads.owned)
+    await store.close()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert not reads.owned
+    assert not reads.tasks
+    assert all(conn.closed for conn in held)
+
+
 async def test_read_connections_survive_a_database_restart(
     private_server: PostgresServer,
 ) -> None:

@@ -74,6 +74,13 @@ class _Batch:
 HELD_RECYCLE = 1800.0  # s: a read connection is replaced after this long (as pool_recycle)
 
 
+def _finish(conn: Any) -> None:
+    """Close a psycopg connection's socket without awaiting (no loop to await on, or none
+    left to wait for)."""
+    with contextlib.suppress(Exception):
+        conn.pgconn.finish()
+
+
 class _ReadConnections:
     """One event loop's psycopg connections for the per-request reads, next to the loop's
     SQLAlchemy pool (whose checkout, check-in and result handling cost more than the read):
@@ -82,7 +89,17 @@ class _ReadConnections:
     load that is cheaper than a SQLAlchemy checkout, and keeps the pool for the writes.
     """
 
-    __slots__ = ("batches", "connect", "idle", "limit", "opened", "owned", "tasks", "waiters")
+    __slots__ = (
+        "batches",
+        "closing",
+        "connect",
+        "idle",
+        "limit",
+        "opened",
+        "owned",
+        "tasks",
+        "waiters",
+    )
 
     def __init__(self, limit: int, connect: Callable[[], Awaitable[Any]]) -> None:
         self.limit = limit
@@ -95,6 +112,7 @@ class _ReadConnections:
         self.waiters = collections.deque()
         self.batches: dict[_Read, _Batch] = {}  # the reads waiting together, by statement
         self.tasks: set[asyncio.Task[None]] = set()  # the batches' reads under way
+        self.closing = False
 
     async def take(self, wait: float) -> tuple[Any, float]:
         """An idle connection, a new one while fewer than ``limit`` are open, else the next
@@ -133,8 +151,13 @@ class _ReadConnections:
                 return handed
 
     def give(self, conn: Any, opened_at: float) -> None:
-        """A read is done with ``conn``: to the first waiting read, else idle."""
-        if not self._wake((conn, opened_at)):
+        """A read is done with ``conn``: to the first waiting read, else idle (closed if the
+        storage was closed while the read ran)."""
+        if self.closing:
+            self.opened -= 1
+            self.owned.discard(conn)
+            _finish(conn)
+        elif not self._wake((conn, opened_at)):
             self.idle.append((conn, opened_at))
 
     def _wake(self, handed: tuple[Any, float] | None) -> bool:
@@ -149,10 +172,25 @@ class _ReadConnections:
         self.opened -= 1
         self.owned.discard(conn)
         self._wake(None)  # a waiting read may open a connection in its place
-        with contextlib.suppress(Exception):
+        try:
             await conn.close()
+        except BaseException as err:  # failed or cancelled: close the socket at least
+            _finish(conn)
+            if not isinstance(err, Exception):
+                raise
 
     async def close(self) -> None:
+        """Close the idle connections, end the batches under way; a read still running
+        closes its connection when it is done (:meth:`give`)."""
+        self.closing = True
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.close_idle()
+
+    async def close_idle(self) -> None:
         idle, self.idle = self.idle, []
         for conn, _at in idle:
             await self.drop(conn)
@@ -161,8 +199,7 @@ class _ReadConnections:
         """Close the sockets of a closed loop's connections (nothing there can be awaited):
         idle ones, and any a read or a waiter still held when the loop stopped."""
         for conn in self.owned:
-            with contextlib.suppress(Exception):
-                conn.pgconn.finish()
+            _finish(conn)
         self.owned.clear()
         self.idle.clear()
         self.waiters.clear()
@@ -376,7 +413,7 @@ class AsyncSQLStorage:
                     # A lost connection (a database restart, an idle timeout): the idle ones
                     # are likely gone too. The read is a SELECT: once more on a new
                     # connection, which fails as StorageUnavailable if the database is down.
-                    await reads.close()
+                    await reads.close_idle()
                     continue
                 if isinstance(err, psycopg.Error):
                     raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
