@@ -30,6 +30,9 @@ from ..core.token_requests import (
     revocation_request,
 )
 from .base import NewUserIdHook
+
+# unasync: sync-only: from .client import ConnectionClient, connection_client
+from .client import AsyncConnectionClient, connection_client  # unasync: remove
 from .login import AsyncLogin
 from .refresh import UNREAD, AsyncRefresher
 
@@ -175,6 +178,33 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
             urgent=True,
         )
         return revoked
+
+    async def client(
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        min_validity: float | None = None,
+        base_url: str | None = None,
+        **kwargs: Any,
+        # unasync: sync-only: ) -> ConnectionClient:
+    ) -> AsyncConnectionClient:  # unasync: remove
+        """An httpx client for the connection's API as ``user_id``, for background jobs:
+        it sends the user's current token and, on a 401, refreshes once and retries once
+        (``oauth_vault_mw._async.client``). ``kwargs`` go to httpx (``timeout=``...)::
+
+            async with await vault.client("github", user_id) as github:
+                repos = (await github.get("/user/repos")).json()
+        """
+
+        async def credentials(force_refresh: bool) -> Credentials:
+            return await self.get_connection_credentials(
+                connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh
+            )
+
+        return await connection_client(
+            self, connection_id, credentials, base_url=base_url, **kwargs
+        )
 
 
 def _last_login(

@@ -31,6 +31,7 @@ from ..core.token_requests import (
     revocation_request,
 )
 from .base import NewUserIdHook
+from .client import ConnectionClient, connection_client
 from .login import Login
 from .refresh import UNREAD, Refresher
 
@@ -176,6 +177,30 @@ class Vault(Login, Refresher):
             urgent=True,
         )
         return revoked
+
+    def client(
+        self,
+        connection_id: str,
+        user_id: str,
+        *,
+        min_validity: float | None = None,
+        base_url: str | None = None,
+        **kwargs: Any,
+    ) -> ConnectionClient:
+        """An httpx client for the connection's API as ``user_id``, for background jobs:
+        it sends the user's current token and, on a 401, refreshes once and retries once
+        (``oauth_vault_mw._async.client``). ``kwargs`` go to httpx (``timeout=``...)::
+
+            with vault.client("github", user_id) as github:
+                repos = (github.get("/user/repos")).json()
+        """
+
+        def credentials(force_refresh: bool) -> Credentials:
+            return self.get_connection_credentials(
+                connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh
+            )
+
+        return connection_client(self, connection_id, credentials, base_url=base_url, **kwargs)
 
 
 def _last_login(
