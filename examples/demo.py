@@ -16,12 +16,15 @@ Logging is at INFO: the vault's "credential refreshed connection=... user=..." l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import re
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import uvicorn
@@ -75,18 +78,24 @@ def app_environ(provider: OpenIDProvider, base_url: str) -> dict[str, str]:
     return {"OAUTH_VAULT_BASE_URL": base_url, "OAUTH_VAULT_CONNECTIONS": json.dumps(conns)}
 
 
-def serve_in_thread(app: Starlette, host: str, port: int) -> uvicorn.Server:
+@contextlib.contextmanager
+def serving(app: Any, host: str, port: int) -> Iterator[uvicorn.Server]:
+    """Serve an ASGI app with uvicorn from a daemon thread while the block runs."""
     # No log_level: uvicorn would set it on its loggers, for the app's server too.
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="demo-provider", daemon=True)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise SystemExit(f"demo: the provider did not start on {host}:{port} (port in use?)")
+            raise SystemExit(f"demo: nothing serves on {host}:{port} (is the port in use?)")
         time.sleep(0.02)
-    return server
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def main() -> None:
@@ -111,7 +120,12 @@ def main() -> None:
     base_url = f"http://{host}:{args.port}"
     os.environ.update(app_environ(provider, base_url))
     os.environ.setdefault("OAUTH_VAULT_STORAGE_URL", "sqlite:///.runtime/demo.db")
-    serve_in_thread(provider_app(provider), host, args.provider_port)
+    with serving(provider_app(provider), host, args.provider_port):
+        run_app(framework, host, args.port, ttl, issuer)
+
+
+def run_app(framework: str, host: str, port: int, ttl: int, issuer: str) -> None:
+    base_url = f"http://{host}:{port}"
     print(
         f"\n  Open {base_url} and log in with any name (no password).\n"
         f"  The provider is at {issuer}; its access tokens last {ttl} s, and the vault\n"
@@ -122,9 +136,9 @@ def main() -> None:
     if framework == "flask":
         from examples.flask_app.app import app as flask_app
 
-        flask_app.run(host=host, port=args.port, threaded=True)
+        flask_app.run(host=host, port=port, threaded=True)
     else:
-        uvicorn.run(APPS[framework], host=host, port=args.port, log_config=None)
+        uvicorn.run(APPS[framework], host=host, port=port, log_config=None)
 
 
 if __name__ == "__main__":

@@ -169,12 +169,15 @@ def home(
             parts.append(f'<li><a href="{href}">Log in with {cid}</a></li>')
         parts.append("</ul>")
     else:
-        name = display_name(user.profile, "a user without a profile")
         email = user.profile.get("email")
+        if user.profile:
+            name = display_name(user.profile, user.user_id)
+            who = f'Logged in as <strong id="user-name">{e(name)}</strong>'
+            who += f" ({e(str(email))})" if email else ""
+        else:  # their accounts are all disconnected: no profile left
+            who = "Logged in, with no account connected"
         parts.append(
-            f'<p>Logged in as <strong id="user-name">{e(name)}</strong>'
-            + (f" ({e(str(email))})" if email else "")
-            + f' <button data-method="POST" data-url="{e(prefix)}/logout" '
+            f'<p>{who} <button data-method="POST" data-url="{e(prefix)}/logout" '
             'data-then="/?flash=logged_out">log out</button></p>'
         )
         parts.append(connections_table(views, prefix))
