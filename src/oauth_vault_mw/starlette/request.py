@@ -11,6 +11,12 @@ Three equivalent ways, all needing :class:`OAuthVaultMiddleware`::
         creds = await request.connection_credentials("google", min_validity=120)
 
     routes = [VaultRoute("/profile", profile)]
+
+And an httpx client on the connection's API that sends the token and retries once after a
+refresh on a 401 (docs/client.md)::
+
+    async with await request.connection_client("github") as github:
+        user = (await github.get("/user")).json()
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .._async.client import AsyncConnectionClient
+from .._async.client import connection_client as _client_for
 from ..core.identity import CurrentUser
 from ..core.model import Credentials
 from ._context import context_of
@@ -30,6 +38,7 @@ from ._context import context_of
 __all__ = [
     "VaultRequest",
     "VaultRoute",
+    "connection_client",
     "connection_credentials",
     "current_user",
     "current_user_id",
@@ -53,6 +62,33 @@ async def connection_credentials(
     return await context_of(request.scope).credentials(connection_id, min_validity, force_refresh)
 
 
+async def connection_client(
+    request: HTTPConnection,
+    connection_id: str,
+    *,
+    min_validity: float | None = None,
+    base_url: str | None = None,
+    **kwargs: Any,
+) -> AsyncConnectionClient:
+    """An ``httpx.AsyncClient`` on ``connection_id``'s API as the current user: it sends the
+    token (valid ``min_validity`` s, the connection's setting by default) to the API's origin
+    only, and on a 401 refreshes once and retries once (a replayable body only).
+
+    The base URL is ``base_url``, else the connection's ``api_base_url`` (its preset's, or
+    from the login: Salesforce ``instance_url``). It borrows the vault's connection pool:
+    ``async with`` closes the client, not the pool, and one left open leaks nothing.
+    ``kwargs`` go to httpx (``timeout=``, ``headers=``...). Raises what
+    :func:`connection_credentials` raises, and ``ConfigurationError`` when no base URL is
+    known. See docs/client.md.
+    """
+    ctx = context_of(request.scope)
+
+    async def credentials(force_refresh: bool) -> Credentials:
+        return await ctx.credentials(connection_id, min_validity, force_refresh)
+
+    return await _client_for(ctx.vault, connection_id, credentials, base_url=base_url, **kwargs)
+
+
 async def current_user_id(request: HTTPConnection) -> str | None:
     """The logged-in user's id, or ``None``."""
     return await context_of(request.scope).user_id()
@@ -65,8 +101,8 @@ async def current_user(request: HTTPConnection) -> CurrentUser | None:
 
 
 class VaultRequest(Request):
-    """A Starlette request with ``connection_credentials()``, ``vault_user_id()`` and
-    ``current_user()``."""
+    """A Starlette request with ``connection_credentials()``, ``connection_client()``,
+    ``vault_user_id()`` and ``current_user()``."""
 
     async def connection_credentials(
         self,
@@ -77,6 +113,18 @@ class VaultRequest(Request):
     ) -> Credentials:
         return await connection_credentials(
             self, connection_id, min_validity=min_validity, force_refresh=force_refresh
+        )
+
+    async def connection_client(
+        self,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
+        base_url: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncConnectionClient:
+        return await connection_client(
+            self, connection_id, min_validity=min_validity, base_url=base_url, **kwargs
         )
 
     async def vault_user_id(self) -> str | None:
