@@ -58,7 +58,8 @@ ROUTES = (
 
 @dataclass(slots=True)
 class Reply:
-    """What a route answers: a JSON ``body``, or a redirect to ``location`` (no body), with
+    """What a route answers: a JSON ``body``, or a redirect to ``location`` (no body), or an
+    HTML ``page`` (``core/error_page.py``: ``headers`` carry its ``Content-Type``), with
     ``headers`` and the ``cookies`` to set, in that order. One per request: treat it as
     immutable (not frozen only because a frozen dataclass is slower to build)."""
 
@@ -67,6 +68,7 @@ class Reply:
     headers: Mapping[str, str]
     location: str | None = None
     cookies: tuple[CookieSpec, ...] = ()
+    page: str | None = None
 
 
 def json_reply(

@@ -74,10 +74,13 @@ def error_response(exc: VaultError) -> Response:
 
 
 def reply_response(reply: Reply) -> Response:
-    """A handler's reply as a Flask response, as the Starlette shell sends it: the same JSON;
+    """A handler's reply as a Flask response, as the Starlette shell sends it: the same JSON
+    (or HTML page);
     a redirect with no body, no ``Content-Type`` and ``Location`` quoted as Starlette's
     ``RedirectResponse`` does; its cookies last."""
-    if reply.location is None:
+    if reply.page is not None:  # an HTML page: its headers hold its Content-Type
+        response = Response(reply.page.encode("utf-8"), reply.status, Headers(reply.headers))
+    elif reply.location is None:
         response = json_response(reply.body, reply.status, reply.headers)
     else:
         location = quote(reply.location, safe=_LOCATION_SAFE)

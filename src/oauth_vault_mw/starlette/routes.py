@@ -48,20 +48,21 @@ def _json_body(body: Any) -> bytes:
 
 
 async def send_reply(reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
-    """Send ``reply``: a JSON reply straight as the two ASGI messages (the same bytes and
-    headers ``JSONResponse`` would send, without building one per request); a redirect
-    through :func:`_redirect_response`."""
+    """Send ``reply``: a JSON reply (or an HTML page) straight as the two ASGI messages (the
+    same bytes and headers ``JSONResponse`` would send, without building one per request); a
+    redirect through :func:`_redirect_response`."""
     if reply.location is not None:
         await _redirect_response(reply.location, reply)(scope, receive, send)
         return
-    body = _json_body(reply.body)
+    body = _json_body(reply.body) if reply.page is None else reply.page.encode("utf-8")
     headers = (
         list(_NO_STORE_RAW)
         if reply.headers is NO_STORE
         else [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
     )
     headers.append((b"content-length", str(len(body)).encode("latin-1")))
-    headers.append(_JSON_TYPE)
+    if reply.page is None:  # an HTML page's headers hold its Content-Type
+        headers.append(_JSON_TYPE)
     for cookie in reply.cookies:
         headers.append((b"set-cookie", cookie.header().encode("latin-1")))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})

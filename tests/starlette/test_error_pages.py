@@ -1,0 +1,187 @@
+"""A failed login or connect in a browser navigation: the readable page, or a redirect to
+``error_url``; the same failure asked by an API client keeps its JSON error. Against the
+suite's development provider (``tests/flask/test_error_pages.py`` is the Flask twin)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+
+from oauth_vault_mw import AsyncVault, ConfigurationError
+from oauth_vault_mw.starlette import OAuthVaultMiddleware
+from tests.support.oidc_provider import DevProvider, callback_path, complete_login_async
+from tests.support.suite import BASE, connection_settings, settings_for
+
+from .conftest import make_app
+
+NAVIGATE = {
+    "Sec-Fetch-Mode": "navigate",
+    "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+}
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+@asynccontextmanager
+async def site(
+    provider: DevProvider, base: str = BASE, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    vault = AsyncVault(settings_for(provider, **overrides))
+    transport = httpx.ASGITransport(app=make_app(vault))
+    async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+        yield client
+    await vault.aclose()
+
+
+async def denied_callback(client: httpx.AsyncClient, provider: DevProvider) -> tuple[str, str]:
+    """Start a login (as a navigation), and the callback the provider sends back when the
+    person refuses it (``error=access_denied``, with its ``state`` and ``iss``)."""
+    start = await client.get("/auth/login/demo", headers=NAVIGATE)
+    assert start.status_code == 302, start.text
+    state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+    query = urlencode({"error": "access_denied", "state": state, "iss": provider.issuer})
+    return f"/auth/callback/demo?{query}", state
+
+
+def assert_page(answer: httpx.Response, status: int, code: str) -> str:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "text/html; charset=utf-8"
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.headers["content-security-policy"] == CSP
+    assert f"<code>{code}</code>" in answer.text
+    return answer.text
+
+
+async def test_refused_login_shows_a_page(provider: DevProvider) -> None:
+    async with site(provider) as client:
+        callback, state = await denied_callback(client, provider)
+        answer = await client.get(callback, headers=NAVIGATE)
+        page = assert_page(answer, 400, "access_denied")
+        assert "cancelled or refused at the provider" in page
+        assert f'href="{BASE}/auth/login/demo"' in page  # try again
+        assert f'href="{BASE}/"' in page
+        assert state not in page
+        # the login is over: its state cookie is cleared
+        assert "Max-Age=0" in answer.headers["set-cookie"]
+        again = await client.get(callback, headers=NAVIGATE)
+        assert_page(again, 400, "invalid_state")
+
+
+async def test_refused_login_asked_by_an_api_client_keeps_its_json(provider: DevProvider) -> None:
+    async with site(provider) as client:
+        callback, _ = await denied_callback(client, provider)
+        for headers in ({}, {"Accept": "application/json"}, {"Sec-Fetch-Mode": "cors"}):
+            answer = await client.get(callback, headers=headers)
+            assert answer.status_code == 400
+            assert answer.headers["content-type"] == "application/json"
+            assert answer.json() == {
+                "error": "access_denied",
+                "error_description": "the provider refused the login: access_denied",
+            }
+            callback, _ = await denied_callback(client, provider)
+
+
+async def test_error_url_gets_the_code_and_description(provider: DevProvider) -> None:
+    async with site(provider, error_url="/login-failed?lang=en") as client:
+        callback, state = await denied_callback(client, provider)
+        answer = await client.get(callback, headers=NAVIGATE)
+        assert answer.status_code == 303
+        location = answer.headers["location"]
+        assert state not in location
+        parts = urlsplit(location)
+        assert parts.path == "/login-failed"
+        assert parse_qs(parts.query) == {
+            "lang": ["en"],
+            "error": ["access_denied"],
+            "error_description": ["the provider refused the login: access_denied"],
+        }
+        assert answer.headers["cache-control"] == "no-store"
+        assert "Max-Age=0" in answer.headers["set-cookie"]
+        # an API client still gets JSON
+        callback, _ = await denied_callback(client, provider)
+        assert (await client.get(callback)).json()["error"] == "access_denied"
+
+
+async def test_wrong_client_secret_shows_a_page(provider: DevProvider) -> None:
+    connections = connection_settings(provider)
+    connections[0]["client_secret"] = "not-the-secret"
+    async with site(provider, connections=connections) as client, httpx.AsyncClient() as browser:
+        start = await client.get("/auth/login/demo", headers=NAVIGATE)
+        back = await complete_login_async(browser, start.headers["location"], login="carol")
+        callback = callback_path(back, BASE)
+        answer = await client.get(callback, headers=NAVIGATE)
+        page = assert_page(answer, 400, "invalid_callback")
+        assert "invalid_client" in page
+        code = parse_qs(urlsplit(callback).query)["code"][0]
+        assert code not in page
+
+
+async def test_host_other_than_base_url_is_named(provider: DevProvider) -> None:
+    """The callback comes to ``localhost:8000`` while BASE_URL says ``127.0.0.1:8000``."""
+    async with site(provider) as client:
+        callback, _ = await denied_callback(client, provider)
+        other = "http://localhost:8000"
+        answer = await client.get(f"{other}{callback}")
+        description = answer.json()["error_description"]
+        assert answer.json()["error"] == "invalid_state"
+        assert "127.0.0.1:8000" in description
+        assert "localhost:8000" in description
+        assert "BASE_URL" in description
+        page = assert_page(
+            await client.get(f"{other}{callback}", headers=NAVIGATE), 400, "invalid_state"
+        )
+        assert "this request came to localhost:8000" in page
+        client.cookies.clear()  # sent to 127.0.0.1, whatever the Host header says
+        hostile = await client.get(callback, headers={**NAVIGATE, "Host": "<b>x</b>"})
+        assert "&lt;b&gt;x&lt;/b&gt;" in assert_page(hostile, 400, "invalid_state")
+
+
+async def test_callback_without_its_cookie_says_why(provider: DevProvider) -> None:
+    async with site(provider) as client:
+        callback, _ = await denied_callback(client, provider)
+        client.cookies.clear()
+        answer = await client.get(callback)
+        assert answer.json()["error"] == "invalid_state"
+        assert f"BASE_URL {BASE}" in answer.json()["error_description"]
+
+
+async def test_connect_without_a_session_shows_a_page(provider: DevProvider) -> None:
+    async with site(provider) as client:
+        page = assert_page(
+            await client.get("/auth/connect/demo", headers=NAVIGATE), 401, "not_authenticated"
+        )
+        assert "Connecting the account failed" in page
+        assert f'href="{BASE}/auth/connect/demo"' in page
+        assert_page(
+            await client.get("/auth/login/nope", headers=NAVIGATE), 404, "unknown_connection"
+        )
+        bad = await client.get("/auth/login/demo?return_to=https://evil.example", headers=NAVIGATE)
+        assert_page(bad, 400, "invalid_request")
+        assert (await client.get("/auth/connect/demo")).json()["error"] == "not_authenticated"
+
+
+@pytest.mark.parametrize("error_url", ["https://evil.example/oops", "//evil.example/oops"])
+def test_error_url_on_another_origin_fails_at_start_up(
+    provider: DevProvider, error_url: str
+) -> None:
+    settings = {
+        "secret_key": "s" * 48,
+        "encryption_keys": settings_for(provider).encryption_keys,
+        "base_url": BASE,
+        "storage_url": "memory://",
+        "connections": connection_settings(provider),
+        "error_url": error_url,
+    }
+    with pytest.raises(ConfigurationError, match=r"^OAUTH_VAULT_ERROR_URL: "):
+        OAuthVaultMiddleware(make_app_stub(), settings=settings)
+
+
+def make_app_stub() -> Callable[..., Any]:
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
+        raise AssertionError("not called")
+
+    return app
