@@ -26,9 +26,11 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
         "oauth_vault_mw.flask needs Flask: pip install 'oauth-vault-mw[flask]'"
     ) from _err
 
+from .._sync.client import ConnectionClient as ConnectionClient
 from .extension import OAuthVault as OAuthVault
 from .extension import settings_from_config as settings_from_config
 from .request import VaultRequest as VaultRequest
+from .request import connection_client as connection_client
 from .request import connection_credentials as connection_credentials
 from .request import current_user as current_user
 from .request import current_user_id as current_user_id
@@ -36,8 +38,10 @@ from .request import vault_request as vault_request
 from .routes import error_response as error_response
 
 __all__ = [
+    "ConnectionClient",
     "OAuthVault",
     "VaultRequest",
+    "connection_client",
     "connection_credentials",
     "current_user",
     "current_user_id",

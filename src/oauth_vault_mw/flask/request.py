@@ -14,6 +14,12 @@ Two equivalent ways, both needing :class:`~oauth_vault_mw.flask.OAuthVault` on t
 
     creds = request.connection_credentials("google")
     user_id = request.vault_user_id()
+
+And an httpx client on the connection's API that sends the token and retries once after a
+refresh on a 401 (docs/client.md)::
+
+    with request.connection_client("github") as github:
+        user = github.get("/user").json()
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from typing import Any, cast
 
 import flask
 
+from .._sync.client import ConnectionClient
+from .._sync.client import connection_client as _client_for
 from ..core.identity import CurrentUser
 from ..core.model import Credentials
 from ._context import context_of, service_of
 
 __all__ = [
     "VaultRequest",
+    "connection_client",
     "connection_credentials",
     "current_user",
     "current_user_id",
@@ -76,6 +85,44 @@ def connection_credentials(
     return _credentials_for(request, connection_id, min_validity, force_refresh)
 
 
+def _client_of(
+    request: flask.Request,
+    connection_id: str,
+    min_validity: float | None,
+    base_url: str | None,
+    kwargs: dict[str, Any],
+) -> ConnectionClient:
+    ctx = context_of(service_of(_current_app()), request)
+
+    def credentials(force_refresh: bool) -> Credentials:
+        return ctx.credentials(connection_id, min_validity, force_refresh)
+
+    return _client_for(ctx.vault, connection_id, credentials, base_url=base_url, **kwargs)
+
+
+def connection_client(
+    connection_id: str,
+    *,
+    min_validity: float | None = None,
+    base_url: str | None = None,
+    **kwargs: Any,
+) -> ConnectionClient:
+    """An ``httpx.Client`` on ``connection_id``'s API as the current user: it sends the
+    token (valid ``min_validity`` s, the connection's setting by default) to the API's origin
+    only, and on a 401 refreshes once and retries once (a replayable body only).
+
+    The base URL is ``base_url``, else the connection's ``api_base_url`` (its preset's, or
+    from the login: Salesforce ``instance_url``). It borrows the vault's connection pool:
+    ``with`` closes the client, not the pool, and one left open leaks nothing. Use it
+    within the request; a background job uses ``Vault.client(connection_id, user_id)``.
+    ``kwargs`` go to httpx (``timeout=``, ``headers=``...). Raises what
+    :func:`connection_credentials` raises, and ``ConfigurationError`` when no base URL is
+    known. See docs/client.md.
+    """
+    request = _current_request("connection_client")
+    return _client_of(request, connection_id, min_validity, base_url, kwargs)
+
+
 def current_user_id() -> str | None:
     """The logged-in user's id (session cookie or ``Authorization: Bearer`` app token), or
     ``None``; an invalid app token or a service access key there is ``NotAuthenticated``."""
@@ -91,8 +138,8 @@ def current_user() -> CurrentUser | None:
 
 
 class VaultRequest(flask.Request):
-    """A Flask request with ``connection_credentials()``, ``vault_user_id()`` and
-    ``current_user()``."""
+    """A Flask request with ``connection_credentials()``, ``connection_client()``,
+    ``vault_user_id()`` and ``current_user()``."""
 
     def connection_credentials(
         self,
@@ -102,6 +149,16 @@ class VaultRequest(flask.Request):
         force_refresh: bool = False,
     ) -> Credentials:
         return _credentials_for(self, connection_id, min_validity, force_refresh)
+
+    def connection_client(
+        self,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
+        base_url: str | None = None,
+        **kwargs: Any,
+    ) -> ConnectionClient:
+        return _client_of(self, connection_id, min_validity, base_url, kwargs)
 
     def vault_user_id(self) -> str | None:
         return context_of(service_of(_current_app()), self).user_id()
