@@ -4,8 +4,10 @@ suite's development provider (``tests/flask/test_error_pages.py`` is the Flask t
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -18,12 +20,16 @@ from tests.support.oidc_provider import DevProvider, callback_path, complete_log
 from tests.support.suite import BASE, connection_settings, settings_for
 
 from .conftest import make_app
+from .test_browser import CHROMIUM, CHROMIUM_ARGS, served_app
+
+__all__ = ["served_app"]  # the fixture the Chromium test shares with test_browser.py
 
 NAVIGATE = {
     "Sec-Fetch-Mode": "navigate",
     "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
 }
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
+SHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "error-page"
 
 
 @asynccontextmanager
@@ -149,6 +155,21 @@ async def test_callback_without_its_cookie_says_why(provider: DevProvider) -> No
         assert f"BASE_URL {BASE}" in answer.json()["error_description"]
 
 
+async def test_login_begun_at_another_host_is_logged_once(
+    provider: DevProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with site(provider) as client:
+        for _ in range(2):
+            start = await client.get("http://localhost:8765/auth/login/demo")
+            assert start.status_code == 302
+    lines = [r.getMessage() for r in caplog.records if "a login began at" in r.getMessage()]
+    assert lines == [
+        "a login began at 'localhost:8765' but OAUTH_VAULT_BASE_URL is http://127.0.0.1:8000: "
+        "the callback comes back to 127.0.0.1:8000 without this login's state cookie "
+        "(invalid_state); browse the app at its BASE_URL"
+    ]
+
+
 async def test_connect_without_a_session_shows_a_page(provider: DevProvider) -> None:
     async with site(provider) as client:
         page = assert_page(
@@ -185,3 +206,41 @@ def make_app_stub() -> Callable[..., Any]:
         raise AssertionError("not called")
 
     return app
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_refused_login_in_chromium_lands_on_the_page(
+    served_app: str, provider: DevProvider
+) -> None:
+    """Chromium starts a login, the provider sends it back refused: the person reads the page
+    (its inline style applies under the CSP). A screenshot goes to ``artifacts/error-page/``."""
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context()
+            # the login's start through the browser's own cookie jar (its state cookie kept)
+            start = context.request.get(f"{served_app}/auth/login/demo", max_redirects=0)
+            assert start.status == 302
+            state = parse_qs(urlsplit(start.headers["location"]).query)["state"][0]
+            query = urlencode({"error": "access_denied", "state": state, "iss": provider.issuer})
+            page = context.new_page()
+            answer = page.goto(f"{served_app}/auth/callback/demo?{query}")
+            assert answer is not None
+            assert answer.status == 400
+            assert page.title() == "Login failed"
+            assert page.inner_text("h1") == "Login failed"
+            assert "cancelled or refused at the provider" in page.inner_text("main")
+            assert page.inner_text("code") == "access_denied"
+            width = page.eval_on_selector("main", "e => getComputedStyle(e).maxWidth")
+            assert width != "none"  # the inline <style> is allowed by the CSP
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / "access-denied.png"), full_page=True)
+            page.click("text=Try again")
+            page.wait_for_url(f"{provider.issuer}/**", timeout=15_000)
+        finally:
+            browser.close()
