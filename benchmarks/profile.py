@@ -29,6 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from oauth_vault_mw.core.cookies import SESSION_COOKIE
+
 from ._common import CREDENTIALS_PATH
 from ._http import (
     HOST,
@@ -208,9 +210,11 @@ def profile_endpoint(
     rate: int = 200,
     loadgen: str = "auto",
     raw_out: Path | None = None,
+    users: int = 0,
 ) -> tuple[Profile, float, str]:
     """Serve ``app``, load it with :data:`MANY` connections, record it; (profile, req/s
-    under the profiler, load description)."""
+    under the profiler, load description). ``users``: that many users' cookies in turns
+    (as the PostgreSQL and Redis endpoint rows), else one user's."""
     load = Load.choose(loadgen, MANY)
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="oauth-vault-prof-")))
@@ -218,13 +222,16 @@ def profile_endpoint(
             url = f"sqlite:///{tmp / 'profile.db'}"
         else:
             url = stack.enter_context(throwaway(storage))
-        seeded = seeded_env(url)
+        seeded = seeded_env(url, users)
         cookie = seeded.cookie_header
         commands = {app: uvicorn_command(f"benchmarks._apps:{app}")}
         with serve(commands, seeded.env, tmp, CREDENTIALS_PATH, cookie) as servers:
             server = servers[app]
             target = Target(app, server, CREDENTIALS_PATH, cookie)
             check_same([target], seeded.body)
+            if users:
+                turns = tuple(f"{SESSION_COOKIE}={value}" for value in seeded.others)
+                target = Target(app, server, CREDENTIALS_PATH, {}, turns)
             load.run(target, 2)  # warm-up
             raw = raw_out or tmp / "profile.raw"
             result: list[float] = []
@@ -259,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw stacks in this file")
     parser.add_argument("--quick", action="store_true", help="3 s of sampling")
+    parser.add_argument(
+        "--users", type=int, default=0, help="that many users' cookies in turns (default: one)"
+    )
     args = parser.parse_args(argv)
     seconds = 3 if args.quick else args.seconds
     print(
@@ -273,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate,
         loadgen=args.loadgen,
         raw_out=args.raw,
+        users=args.users,
     )
     print(f"load: {loadgen}, {rps:.0f} req/s while sampled (the sampler pauses the process)")
     if "python" in loadgen:

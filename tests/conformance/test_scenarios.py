@@ -35,7 +35,8 @@ def test_login_me_credentials(site: Site, unique_user: Callable[[], str]) -> Non
     me = site.client.get("/auth/me")
     assert me.status_code == 200
     body = me.json()
-    assert set(body) == {"user_id", "connections"}
+    assert set(body) == {"user_id", "profile", "connections"}
+    assert set(body["profile"]) == {"name", "email", "email_verified", "preferred_username"}
     assert [c["connection_id"] for c in body["connections"]] == ["demo"]
     assert set(body["connections"][0]) == {
         "connection_id",
@@ -43,7 +44,9 @@ def test_login_me_credentials(site: Site, unique_user: Callable[[], str]) -> Non
         "expires_at",
         "scope",
         "reauthenticate_at",
+        "profile",
     }
+    assert body["connections"][0]["profile"] == body["profile"]
     creds = site.client.get("/auth/connections/demo/credentials")
     assert creds.status_code == 200
     assert creds.headers["cache-control"] == "no-store"
