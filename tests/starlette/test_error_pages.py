@@ -4,6 +4,7 @@ suite's development provider (``tests/flask/test_error_pages.py`` is the Flask t
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -112,9 +113,14 @@ async def test_error_url_gets_the_code_and_description(provider: DevProvider) ->
         assert (await client.get(callback)).json()["error"] == "access_denied"
 
 
-async def test_wrong_client_secret_shows_a_page(provider: DevProvider) -> None:
+async def test_wrong_client_secret_shows_a_page(
+    provider: DevProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong client secret: the page and the log name the connection's client settings;
+    the start-up log named the redirect URI to register."""
     connections = connection_settings(provider)
     connections[0]["client_secret"] = "not-the-secret"
+    caplog.set_level(logging.INFO, logger="oauth_vault_mw")
     async with site(provider, connections=connections) as client, httpx.AsyncClient() as browser:
         start = await client.get("/auth/login/demo", headers=NAVIGATE)
         back = await complete_login_async(browser, start.headers["location"], login="carol")
@@ -122,8 +128,16 @@ async def test_wrong_client_secret_shows_a_page(provider: DevProvider) -> None:
         answer = await client.get(callback, headers=NAVIGATE)
         page = assert_page(answer, 400, "invalid_callback")
         assert "invalid_client" in page
+        assert "client_secret" in page
         code = parse_qs(urlsplit(callback).query)["code"][0]
         assert code not in page
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"connection=demo redirect_uri={BASE}/auth/callback/demo" in messages
+    refused = [m for m in messages if "refused the client (invalid_client)" in m]
+    assert len(refused) == 1
+    assert "connection=demo" in refused[0]
+    assert "client_secret" in refused[0]
+    assert "not-the-secret" not in "\n".join(messages)
 
 
 async def test_host_other_than_base_url_is_named(provider: DevProvider) -> None:

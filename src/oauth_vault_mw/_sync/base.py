@@ -88,6 +88,10 @@ class VaultBase:
         if self._started:
             return
         self.storage.setup()
+        for conn in self.settings.connections:  # what to register at each provider
+            logger.info(
+                "connection=%s redirect_uri=%s", conn.id, self.settings.redirect_uri(conn.id)
+            )
         if not getattr(self.storage, "shared_across_processes", True):
             logger.warning(
                 "oauth_vault_mw: memory:// storage serves this process only; "

@@ -62,6 +62,9 @@ __all__ = ["Login"]
 
 logger = logging.getLogger("oauth_vault_mw")
 
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+"""Token endpoint errors about the app's own client settings, not the user's login."""
+
 
 class Login(VaultBase):
     """Logins and connects through a provider, and the sessions they open."""
@@ -136,6 +139,26 @@ class Login(VaultBase):
             raise ProviderUnavailable("the provider's token endpoint did not answer") from None
         outcome = self._token_outcome(conn, resp)
         if isinstance(outcome, TokenRejected):
+            if outcome.error in CLIENT_ERRORS:
+                logger.warning(
+                    "the token endpoint refused the client (%s) connection=%s client_id=%s: "
+                    "check the connection's client_id, client_secret and "
+                    "token_endpoint_auth_method in OAUTH_VAULT_CONNECTIONS",
+                    outcome.error,
+                    conn.id,
+                    conn.client_id,
+                )
+                raise CallbackError(
+                    f"the provider refused this app's client credentials ({outcome.error}): "
+                    f"check the client_id, client_secret and token_endpoint_auth_method of "
+                    f"connection {conn.id!r}",
+                    error="invalid_callback",
+                )
+            logger.warning(
+                "the token endpoint refused the authorization code (%s) connection=%s",
+                outcome.error,
+                conn.id,
+            )
             raise CallbackError(
                 f"the provider refused the authorization code: {outcome.error}",
                 error="invalid_grant" if outcome.error == "invalid_grant" else "invalid_callback",
