@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from examples import pages
@@ -36,7 +36,6 @@ from oauth_vault_mw.fastapi import ConnectionCredentials, VaultAPIRoute, VaultRe
 from oauth_vault_mw.starlette import OAuthVaultMiddleware
 
 settings = Settings.from_env()  # bad configuration fails here, at start-up
-vault = AsyncVault(settings)  # the middleware's, also read by the pages below
 FIRST = settings.connections[0].id  # the connection /demo/token reports on
 http = httpx.AsyncClient(timeout=10.0)  # one pooled client for the app's own API calls
 _userinfo_urls: dict[str, str] = {}
@@ -67,9 +66,21 @@ async def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
         raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
 
 
-async def connection_view(user_id: str, connection_id: str) -> pages.ConnectionView:
+def vault_of(request: Request) -> AsyncVault:
+    """The middleware's vault: it is built at start-up, where a bad storage URL stops the
+    server with one line (built here, at import, it would fail each uvicorn worker's import
+    instead). Read through a private module until the library exports an accessor."""
+    from oauth_vault_mw.starlette._context import context_of
+
+    return context_of(request.scope).vault
+
+
+async def connection_view(
+    request: Request, user_id: str, connection_id: str
+) -> pages.ConnectionView:
     """The state of the user's credential for the page: status, expiry, login time, refresh
     count; read from the vault's sealed record (the page never shows the tokens)."""
+    vault = vault_of(request)
     record = await vault.storage.get_credential(CredentialKey(connection_id, user_id))
     tokens = None if record is None else vault.opened.open(record)
     return pages.ConnectionView.of(connection_id, tokens)
@@ -84,7 +95,7 @@ async def home(request: VaultRequest, flash: str | None = None) -> HTMLResponse:
     """Who is logged in, each connection with its token's state, and the buttons."""
     user = await request.current_user()
     views = [
-        await connection_view(user.user_id, c.id) if user else pages.ConnectionView(c.id)
+        await connection_view(request, user.user_id, c.id) if user else pages.ConnectionView(c.id)
         for c in settings.connections
     ]
     return HTMLResponse(pages.home("FastAPI", user, views, settings.prefix, flash))
@@ -103,7 +114,7 @@ async def profile(connection_id: str, request: VaultRequest) -> HTMLResponse:
         claims: Any = resp.json()
     except ValueError:
         claims = {}
-    view = await connection_view(creds.user_id, connection_id)
+    view = await connection_view(request, creds.user_id, connection_id)
     body = pages.userinfo(
         connection_id,
         resp.status_code,
@@ -121,7 +132,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="oauth_vault_mw demo", lifespan=lifespan)
-app.add_middleware(OAuthVaultMiddleware, vault=vault)
+app.add_middleware(OAuthVaultMiddleware, settings=settings)
 app.include_router(vault_router)
 
 
