@@ -16,6 +16,7 @@ The tree::
     │   └── ForbiddenOrigin         403  forbidden_origin
     ├── NotAuthenticated            401  not_authenticated
     ├── PermissionDenied            403  forbidden
+    │   └── LoginRefused            403  login_refused (core/hooks.py: an on_login hook said no)
     ├── UnknownConnection           404  unknown_connection
     ├── CredentialNotFound          404  credential_not_found
     ├── IdentityConflict            409  identity_already_linked
