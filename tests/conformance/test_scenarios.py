@@ -45,6 +45,9 @@ def test_login_me_credentials(site: Site, unique_user: Callable[[], str]) -> Non
         "scope",
         "reauthenticate_at",
         "profile",
+        "login_at",
+        "refresh_count",
+        "refreshed_at",
     }
     assert body["connections"][0]["profile"] == body["profile"]
     creds = site.client.get("/auth/connections/demo/credentials")
@@ -72,7 +75,12 @@ def test_connect_second_and_disconnect(site: Site, unique_user: Callable[[], str
     assert sorted(c["connection_id"] for c in me["connections"]) == ["demo", "second"]
     assert all(c["status"] == "active" for c in me["connections"])
     assert "access_token" not in str(me)
-    assert "refresh" not in str(me)
+    assert "refresh_token" not in str(me)
+    for connection_id in ("demo", "second"):
+        stored = site.stored(connection_id, user_id)
+        assert stored.refresh_token
+        assert stored.refresh_token not in str(me)
+        assert stored.access_token not in str(me)
     before = site.provider.stats()["revocations"]
     answer = site.client.delete("/auth/connections/second", headers={"Origin": site.base})
     assert answer.status_code == 200

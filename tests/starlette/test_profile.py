@@ -15,7 +15,13 @@ from starlette.routing import Route
 
 from oauth_vault_mw import AsyncVault, CredentialKey
 from oauth_vault_mw.core.records import open_record
-from oauth_vault_mw.starlette import OAuthVaultMiddleware, VaultRequest, VaultRoute, current_user
+from oauth_vault_mw.starlette import (
+    OAuthVaultMiddleware,
+    VaultRequest,
+    VaultRoute,
+    current_user,
+    vault_of,
+)
 from tests.support.oidc_provider import DevProvider
 from tests.support.suite import BASE, settings_for
 
@@ -35,6 +41,8 @@ async def whoami(request: Request) -> Response:
 
 async def whoami_method(request: VaultRequest) -> Response:
     user = await request.current_user()
+    if user is not None:  # the middleware's vault, as a handler reaches it
+        assert (await vault_of(request).me(user.user_id))["profile"] == user.profile
     return JSONResponse({"name": None if user is None else user.profile.get("name")})
 
 
@@ -88,12 +96,20 @@ async def test_profile_is_sealed_and_survives_refreshes(
         assert tokens.refresh_count == n
         assert tokens.login_at == first.login_at
         assert tokens.profile == first.profile
-    assert (await h.client.get("/auth/me")).json()["profile"]["preferred_username"] == login
+    me = (await h.client.get("/auth/me")).json()
+    assert me["profile"]["preferred_username"] == login
+    (entry,) = me["connections"]
+    assert entry["refresh_count"] == 2
+    assert entry["login_at"] == int(first.login_at)
+    assert entry["refreshed_at"] is not None
+    assert entry["refreshed_at"] >= entry["login_at"]
     # A new login takes the profile of that login and starts counting again.
     h.client.cookies.clear()
     await h.login(user=login)
     again = open_record(h.vault.sealer, await h.vault.storage.get_credential(key))  # type: ignore[arg-type]
     assert again.refresh_count == 0
+    (entry,) = (await h.client.get("/auth/me")).json()["connections"]
+    assert (entry["refresh_count"], entry["refreshed_at"]) == (0, None)
     assert again.login_at is not None
     assert again.login_at >= first.login_at
     # Disconnecting deletes it with the credential.

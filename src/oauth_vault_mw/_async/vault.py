@@ -89,6 +89,7 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
             {key: tokens.refresh_expires_at for key, tokens in opened.items()},
             {key: tokens.profile for key, tokens in opened.items()},
             dict(last[1].profile) if last is not None else None,
+            opened,
         )
 
     async def current_user(self, user_id: str) -> CurrentUser:

@@ -88,6 +88,7 @@ class Vault(Login, Refresher):
             {key: tokens.refresh_expires_at for key, tokens in opened.items()},
             {key: tokens.profile for key, tokens in opened.items()},
             dict(last[1].profile) if last is not None else None,
+            opened,
         )
 
     def current_user(self, user_id: str) -> CurrentUser:

@@ -14,7 +14,7 @@ from .connections import ConnectionConfig
 from .cookies import CookieSpec
 from .dialect import ACCESS_TOKEN_SLOT, IdentitySpec
 from .errors import BadRequest, CallbackError, VaultError
-from .model import CredentialKey, StoredCredential
+from .model import CredentialKey, StoredCredential, TokenSet
 from .tokens import dig
 
 __all__ = [
@@ -183,9 +183,12 @@ def me_payload(
     refresh_expires: Mapping[CredentialKey, float | None] | None = None,
     profiles: Mapping[CredentialKey, Iterable[tuple[str, Any]]] | None = None,
     user_profile: Mapping[str, Any] | None = None,
+    histories: Mapping[CredentialKey, TokenSet] | None = None,
 ) -> dict[str, Any]:
     """``GET /me``: the user and each configured connection's state; never a token.
-    ``profile``: the display claims of the user's last login, and of each connection's.
+    ``profile``: the display claims of the user's last login, and of each connection's;
+    ``login_at``, ``refresh_count`` and ``refreshed_at`` (null before the first refresh): the
+    connection's last login and its refreshes since.
 
     ``reauthenticate_at`` is when the user must log in again because the refresh token stops
     working, where the provider says so, else null.
@@ -193,6 +196,7 @@ def me_payload(
     configured = set(known)
     ends = refresh_expires or {}
     shown = profiles or {}
+    history = histories or {}
     payload: dict[str, Any] = {
         "user_id": user_id,
         "profile": dict(user_profile) if user_profile is not None else {},
@@ -204,12 +208,23 @@ def me_payload(
                 "scope": r.scope,
                 "reauthenticate_at": _epoch(ends.get(r.key)),
                 "profile": dict(shown.get(r.key, ())),
+                **_history(history.get(r.key)),
             }
             for r in records
             if r.key.connection_id in configured
         ],
     }
     return payload
+
+
+def _history(tokens: TokenSet | None) -> dict[str, Any]:
+    if tokens is None:
+        return {"login_at": None, "refresh_count": 0, "refreshed_at": None}
+    return {
+        "login_at": _epoch(tokens.login_at),
+        "refresh_count": tokens.refresh_count,
+        "refreshed_at": _epoch(tokens.obtained_at) if tokens.refresh_count else None,
+    }
 
 
 def _epoch(at: float | None) -> int | None:

@@ -10,6 +10,7 @@ from .request import connection_client as connection_client
 from .request import connection_credentials as connection_credentials
 from .request import current_user as current_user
 from .request import current_user_id as current_user_id
+from .request import vault_of as vault_of
 from .routes import error_response as error_response
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "current_user",
     "current_user_id",
     "error_response",
+    "vault_of",
 ]

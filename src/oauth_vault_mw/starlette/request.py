@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from .._async.client import AsyncConnectionClient
 from .._async.client import connection_client as _client_for
+from .._async.vault import AsyncVault
 from ..core.identity import CurrentUser
 from ..core.model import Credentials
 from ._context import context_of
@@ -42,6 +43,7 @@ __all__ = [
     "connection_credentials",
     "current_user",
     "current_user_id",
+    "vault_of",
 ]
 
 
@@ -92,6 +94,12 @@ async def connection_client(
 async def current_user_id(request: HTTPConnection) -> str | None:
     """The logged-in user's id, or ``None``."""
     return await context_of(request.scope).user_id()
+
+
+def vault_of(request: HTTPConnection) -> AsyncVault:
+    """The middleware's vault, for handlers that use it directly (``await
+    vault_of(request).me(user_id)``, background work started from a request)."""
+    return context_of(request.scope).vault
 
 
 async def current_user(request: HTTPConnection) -> CurrentUser | None:
