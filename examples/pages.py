@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 if TYPE_CHECKING:
     from oauth_vault_mw import CurrentUser
-    from oauth_vault_mw.core.model import TokenSet
 
 FLASHES = {  # ?flash=... after a redirect; anything else is ignored, never echoed
     "logged_in": "You are logged in.",
@@ -35,24 +34,36 @@ class ConnectionView:
     connection_id: str
     status: str | None = None
     expires_at: float | None = None
-    obtained_at: float | None = None
+    refreshed_at: float | None = None
     login_at: float | None = None
     refresh_count: int = 0
     profile: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, connection_id: str, tokens: TokenSet | None) -> ConnectionView:
-        if tokens is None:
-            return cls(connection_id)
-        return cls(
-            connection_id,
-            tokens.status,
-            tokens.expires_at,
-            tokens.obtained_at,
-            tokens.login_at,
-            tokens.refresh_count,
-            dict(tokens.profile),
-        )
+    def all_of(
+        cls, me: Mapping[str, Any] | None, connection_ids: Iterable[str]
+    ) -> list[ConnectionView]:
+        """One view per configured connection, from ``vault.me(user_id)`` (the JSON of
+        ``GET /auth/me``: no token in it); not connected ones have no status."""
+        entries = {c["connection_id"]: c for c in (me or {}).get("connections", ())}
+        views = []
+        for connection_id in connection_ids:
+            c = entries.get(connection_id)
+            if c is None:
+                views.append(cls(connection_id))
+                continue
+            views.append(
+                cls(
+                    connection_id,
+                    c["status"],
+                    c["expires_at"],
+                    c["refreshed_at"],
+                    c["login_at"],
+                    c["refresh_count"],
+                    c["profile"],
+                )
+            )
+        return views
 
 
 def clock(at: float | None) -> str:
@@ -126,7 +137,7 @@ def connections_table(views: Sequence[ConnectionView], prefix: str, actions: boo
             account = e(who) + (f"<br><span class=muted>{e(str(email))}</span>" if email else "")
             times = "time" if view.refresh_count == 1 else "times"
             refreshed = (
-                f"{view.refresh_count} {times}, last at {clock(view.obtained_at)}"
+                f"{view.refresh_count} {times}, last at {clock(view.refreshed_at)}"
                 if view.refresh_count
                 else "not yet"
             )

@@ -25,15 +25,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from examples import pages
 from oauth_vault_mw import (
-    AsyncVault,
-    CredentialKey,
     Credentials,
     ProviderUnavailable,
     Settings,
     UnknownConnection,
 )
 from oauth_vault_mw.fastapi import ConnectionCredentials, VaultAPIRoute, VaultRequest
-from oauth_vault_mw.starlette import OAuthVaultMiddleware
+from oauth_vault_mw.starlette import OAuthVaultMiddleware, vault_of
 
 settings = Settings.from_env()  # bad configuration fails here, at start-up
 FIRST = settings.connections[0].id  # the connection /demo/token reports on
@@ -58,32 +56,11 @@ async def userinfo_url(connection_id: str) -> str:
     return _userinfo_urls[connection_id]
 
 
-async def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
-    headers = {"Authorization": creds.authorization_header, "Accept": "application/json"}
-    try:
-        return await http.get(url, headers=headers)
-    except httpx.HTTPError:
-        raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
-
-
-def vault_of(request: Request) -> AsyncVault:
-    """The middleware's vault: it is built at start-up, where a bad storage URL stops the
-    server with one line (built here, at import, it would fail each uvicorn worker's import
-    instead). Read through a private module until the library exports an accessor."""
-    from oauth_vault_mw.starlette._context import context_of
-
-    return context_of(request.scope).vault
-
-
-async def connection_view(
-    request: Request, user_id: str, connection_id: str
-) -> pages.ConnectionView:
-    """The state of the user's credential for the page: status, expiry, login time, refresh
-    count; read from the vault's sealed record (the page never shows the tokens)."""
-    vault = vault_of(request)
-    record = await vault.storage.get_credential(CredentialKey(connection_id, user_id))
-    tokens = None if record is None else vault.opened.open(record)
-    return pages.ConnectionView.of(connection_id, tokens)
+async def connection_views(request: Request, user_id: str | None) -> list[pages.ConnectionView]:
+    """Each connection's state for the page (status, expiry, login time, refreshes), from
+    the middleware's vault: what ``GET /auth/me`` shows, never a token."""
+    me = await vault_of(request).me(user_id) if user_id else None
+    return pages.ConnectionView.all_of(me, (c.id for c in settings.connections))
 
 
 # 1. A route class: handlers that take a VaultRequest get request.connection_credentials().
@@ -94,32 +71,32 @@ vault_router = APIRouter(route_class=VaultAPIRoute)
 async def home(request: VaultRequest, flash: str | None = None) -> HTMLResponse:
     """Who is logged in, each connection with its token's state, and the buttons."""
     user = await request.current_user()
-    views = [
-        await connection_view(request, user.user_id, c.id) if user else pages.ConnectionView(c.id)
-        for c in settings.connections
-    ]
+    views = await connection_views(request, user.user_id if user else None)
     return HTMLResponse(pages.home("FastAPI", user, views, settings.prefix, flash))
 
 
 @vault_router.get("/demo/profile/{connection_id}", response_class=HTMLResponse)
 async def profile(connection_id: str, request: VaultRequest) -> HTMLResponse:
-    """The provider's userinfo as a page; a 401 from the provider gets one forced refresh."""
+    """The provider's userinfo as a page, through the vault's client: it sends the current
+    token, and on a 401 from the provider refreshes once and retries once."""
     url = await userinfo_url(connection_id)
-    creds = await request.connection_credentials(connection_id)  # refreshed here when due
-    resp = await call_userinfo(url, creds)
-    if resp.status_code == 401:  # revoked or expired early: ask the vault for another token
-        creds = await request.connection_credentials(connection_id, force_refresh=True)
-        resp = await call_userinfo(url, creds)
+    conn = settings.connection(connection_id)
+    assert conn is not None  # userinfo_url checked it
+    async with await request.connection_client(connection_id, base_url=conn.issuer) as api:
+        try:
+            resp = await api.get(url, headers={"Accept": "application/json"})
+        except httpx.HTTPError:
+            raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
     try:
         claims: Any = resp.json()
     except ValueError:
         claims = {}
-    view = await connection_view(request, creds.user_id, connection_id)
+    views = await connection_views(request, await request.vault_user_id())
     body = pages.userinfo(
         connection_id,
         resp.status_code,
         claims if isinstance(claims, dict) else {},
-        view,
+        {v.connection_id: v for v in views}[connection_id],
         settings.prefix,
     )
     return HTMLResponse(body, status_code=200 if resp.is_success else 502)

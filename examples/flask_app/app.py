@@ -26,8 +26,6 @@ from flask import Flask, Response, jsonify
 
 from examples import pages
 from oauth_vault_mw import (
-    CredentialKey,
-    Credentials,
     ProviderUnavailable,
     Settings,
     UnknownConnection,
@@ -63,41 +61,34 @@ def userinfo_url(connection_id: str) -> str:
     return _userinfo_urls[issuer]
 
 
-def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
-    headers = {"Authorization": creds.authorization_header, "Accept": "application/json"}
-    try:
-        return http.get(url, headers=headers)
-    except httpx.HTTPError:
-        raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
-
-
-def connection_view(user_id: str, connection_id: str) -> pages.ConnectionView:
-    """The state of the user's credential for the page: status, expiry, login time, refresh
-    count; read from the vault's sealed record (the page never shows the tokens)."""
-    vault = vault_ext.get_vault()
-    record = vault.storage.get_credential(CredentialKey(connection_id, user_id))
-    tokens = None if record is None else vault.opened.open(record)
-    return pages.ConnectionView.of(connection_id, tokens)
+def connection_views(user_id: str | None) -> list[pages.ConnectionView]:
+    """Each connection's state for the page (status, expiry, login time, refreshes), from
+    ``vault.me``: what ``GET /auth/me`` shows, never a token."""
+    me = vault_ext.get_vault().me(user_id) if user_id else None
+    return pages.ConnectionView.all_of(me, (c.id for c in settings().connections))
 
 
 def profile(connection_id: str) -> tuple[str, int]:
-    """The provider's userinfo as a page; a 401 from the provider gets one forced refresh."""
+    """The provider's userinfo as a page, through the vault's client: it sends the current
+    token, and on a 401 from the provider refreshes once and retries once."""
     url = userinfo_url(connection_id)
-    creds = request.connection_credentials(connection_id)  # refreshed here when due
-    resp = call_userinfo(url, creds)
-    if resp.status_code == 401:  # revoked or expired early: ask the vault for another token
-        creds = request.connection_credentials(connection_id, force_refresh=True)
-        resp = call_userinfo(url, creds)
+    conn = settings().connection(connection_id)
+    assert conn is not None  # userinfo_url checked it
+    with request.connection_client(connection_id, base_url=conn.issuer) as api:
+        try:
+            resp = api.get(url, headers={"Accept": "application/json"})
+        except httpx.HTTPError:
+            raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
     try:
         claims: Any = resp.json()
     except ValueError:
         claims = {}
-    view = connection_view(creds.user_id, connection_id)
+    views = {v.connection_id: v for v in connection_views(request.vault_user_id())}
     body = pages.userinfo(
         connection_id,
         resp.status_code,
         claims if isinstance(claims, dict) else {},
-        view,
+        views[connection_id],
         settings().prefix,
     )
     return body, 200 if resp.is_success else 502
@@ -116,10 +107,7 @@ def token_status(connection_id: str) -> Response:
 def home() -> str:
     """Who is logged in, each connection with its token's state, and the buttons."""
     user = current_user()
-    views = [
-        connection_view(user.user_id, c.id) if user else pages.ConnectionView(c.id)
-        for c in settings().connections
-    ]
+    views = connection_views(user.user_id if user else None)
     flash = request.args.get("flash")
     return pages.home("Flask", user, views, settings().prefix, flash)
 

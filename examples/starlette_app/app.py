@@ -30,8 +30,6 @@ from starlette.routing import Route
 from examples import pages
 from oauth_vault_mw import (
     AsyncVault,
-    CredentialKey,
-    Credentials,
     ProviderUnavailable,
     Settings,
     UnknownConnection,
@@ -69,41 +67,36 @@ async def userinfo_url(connection_id: str) -> str:
     return _userinfo_urls[connection_id]
 
 
-async def call_userinfo(url: str, creds: Credentials) -> httpx.Response:
-    headers = {"Authorization": creds.authorization_header, "Accept": "application/json"}
-    try:
-        return await http.get(url, headers=headers)
-    except httpx.HTTPError:
-        raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
-
-
-async def connection_view(user_id: str, connection_id: str) -> pages.ConnectionView:
-    """The state of the user's credential for the page: status, expiry, login time, refresh
-    count; read from the vault's sealed record (the page never shows the tokens)."""
-    record = await vault.storage.get_credential(CredentialKey(connection_id, user_id))
-    tokens = None if record is None else vault.opened.open(record)
-    return pages.ConnectionView.of(connection_id, tokens)
+async def connection_views(user_id: str | None) -> list[pages.ConnectionView]:
+    """Each connection's state for the page (status, expiry, login time, refreshes), from
+    ``vault.me``: what ``GET /auth/me`` shows, never a token."""
+    me = await vault.me(user_id) if user_id else None
+    return pages.ConnectionView.all_of(me, (c.id for c in settings.connections))
 
 
 async def profile(request: VaultRequest) -> Response:
-    """The provider's userinfo as a page; a 401 from the provider gets one forced refresh."""
+    """The provider's userinfo as a page, through the vault's client: it sends the current
+    token, and on a 401 from the provider refreshes once and retries once."""
     connection_id: str = request.path_params["connection_id"]
     url = await userinfo_url(connection_id)
-    creds = await request.connection_credentials(connection_id)  # refreshed here when due
-    resp = await call_userinfo(url, creds)
-    if resp.status_code == 401:  # revoked or expired early: ask the vault for another token
-        creds = await request.connection_credentials(connection_id, force_refresh=True)
-        resp = await call_userinfo(url, creds)
+    conn = settings.connection(connection_id)
+    assert conn is not None  # userinfo_url checked it
+    async with await request.connection_client(connection_id, base_url=conn.issuer) as api:
+        try:
+            resp = await api.get(url, headers={"Accept": "application/json"})
+        except httpx.HTTPError:
+            raise ProviderUnavailable("the provider's userinfo endpoint did not answer") from None
     try:
         claims: Any = resp.json()
     except ValueError:
         claims = {}
-    view = await connection_view(creds.user_id, connection_id)
+    user_id = await request.vault_user_id()
+    views = {v.connection_id: v for v in await connection_views(user_id)}
     body = pages.userinfo(
         connection_id,
         resp.status_code,
         claims if isinstance(claims, dict) else {},
-        view,
+        views[connection_id],
         settings.prefix,
     )
     return HTMLResponse(body, status_code=200 if resp.is_success else 502)
@@ -129,11 +122,15 @@ async def run_job(job_id: str, connection_id: str, user_id: str, delay: float) -
     await asyncio.sleep(delay)
     try:
         url = await userinfo_url(connection_id)
-        creds = await vault.get_connection_credentials(connection_id, user_id, actor="job:demo")
-        resp = await call_userinfo(url, creds)
+        conn = settings.connection(connection_id)
+        assert conn is not None
+        async with await vault.client(connection_id, user_id, base_url=conn.issuer) as api:
+            resp = await api.get(url, headers={"Accept": "application/json"})
         jobs[job_id] = {"state": "done", "status": resp.status_code, "result": resp.json()}
     except VaultError as exc:  # e.g. reauthentication_required: tell the user next time
         jobs[job_id] = {"state": "failed", "error": exc.error}
+    except (httpx.HTTPError, ValueError):
+        jobs[job_id] = {"state": "failed", "error": "provider_unavailable"}
 
 
 async def start_job(request: Request) -> Response:
@@ -168,10 +165,7 @@ background: set[asyncio.Task[None]] = set()
 async def home(request: Request) -> Response:
     """Who is logged in, each connection with its token's state, and the buttons."""
     user = await current_user(request)
-    views = [
-        await connection_view(user.user_id, c.id) if user else pages.ConnectionView(c.id)
-        for c in settings.connections
-    ]
+    views = await connection_views(user.user_id if user else None)
     flash = request.query_params.get("flash")
     return HTMLResponse(pages.home("Starlette", user, views, settings.prefix, flash))
 
