@@ -12,12 +12,13 @@ import asyncio
 import collections
 import contextlib
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
-from sqlalchemy import exc
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..core.errors import ConfigurationError, StorageUnavailable
@@ -235,12 +236,12 @@ class AsyncSQLStorage:
         self._read_limit = size // 2
         self._options["pool_size"] = size - self._read_limit
         self._read_wait = float(self._options["pool_timeout"])  # as long as a pool checkout
+        self._opened: dict[AsyncEngine, weakref.WeakSet[Any]] = {}
         first = self._new_engine()  # a bad URL or a missing driver fails here, at start-up
         self._dialect = first.dialect.name
         self._sql = SQLStatements(self._dialect)
         self._unclaimed: AsyncEngine | None = first
         self._engines: dict[asyncio.AbstractEventLoop, AsyncEngine] = {}
-        self._retired: list[AsyncEngine] = []  # of closed loops, disposed of at the next step
         self._reads: dict[asyncio.AbstractEventLoop, _ReadConnections] = {}
         _args, kwargs = first.dialect.create_connect_args(first.url)
         kwargs.pop("context", None)  # SQLAlchemy's adapters: the reads use psycopg's own
@@ -251,11 +252,29 @@ class AsyncSQLStorage:
 
     def _new_engine(self) -> AsyncEngine:
         try:
-            return create_async_engine(self._url, **self._options)
+            engine = create_async_engine(self._url, **self._options)
         except (exc.ArgumentError, exc.InvalidRequestError) as err:  # e.g. a sync-only driver
             raise ConfigurationError(f"OAUTH_VAULT_STORAGE_URL: {err}") from None
         except ImportError as err:
             raise driver_missing(err) from None
+        # Every psycopg connection the engine's pool opens, to close the sockets of a loop
+        # that has stopped: its connections cannot be awaited any more (see _retire).
+        opened: weakref.WeakSet[Any] = weakref.WeakSet()
+
+        def remember(dbapi_connection: Any, _record: Any) -> None:
+            opened.add(dbapi_connection.driver_connection)
+
+        event.listen(engine.sync_engine, "connect", remember)
+        self._opened[engine] = opened
+        return engine
+
+    def _retire(self, engine: AsyncEngine) -> None:
+        """Let go of the engine of a loop that has stopped: close its connections' sockets
+        (nothing of that loop can be awaited) and drop its pool."""
+        for conn in list(self._opened.pop(engine, ())):
+            _finish(conn)
+        with contextlib.suppress(Exception):
+            engine.sync_engine.dispose(close=False)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -266,7 +285,7 @@ class AsyncSQLStorage:
         engine = self._engines.get(loop)
         if engine is None:
             for old_loop in [old for old in self._engines if old.is_closed()]:
-                self._retired.append(self._engines.pop(old_loop))
+                self._retire(self._engines.pop(old_loop))
                 reads = self._reads.pop(old_loop, None)
                 if reads is not None:
                     reads.abandon()
@@ -275,16 +294,8 @@ class AsyncSQLStorage:
             self._engines[loop] = engine
         return engine
 
-    async def _dispose(self, engines: list[AsyncEngine]) -> None:
-        for engine in engines:
-            with contextlib.suppress(Exception):
-                await engine.dispose()
-
     async def _run(self, op: Op[T]) -> T:
         engine = self.engine
-        if self._retired:
-            retired, self._retired = self._retired, []
-            await self._dispose(retired)
         with map_errors():
             conn: AsyncConnection
             if op.write:
@@ -306,14 +317,25 @@ class AsyncSQLStorage:
         for loop, reads in list(self._reads.items()):
             if loop is running:
                 await reads.close()
-            else:
+            elif loop.is_closed():
                 reads.abandon()
+            else:  # a loop running in another thread closes its own
+                asyncio.run_coroutine_threadsafe(reads.close(), loop)
         self._reads = {}
-        engines = [*self._retired, *self._engines.values()]
+        engines, self._engines = self._engines, {}
         if self._unclaimed is not None:
-            engines.append(self._unclaimed)
-        self._retired, self._engines, self._unclaimed = [], {}, None
-        await self._dispose(engines)
+            self._retire(self._unclaimed)
+            self._unclaimed = None
+        for loop, engine in engines.items():
+            if loop.is_closed():
+                self._retire(engine)  # nothing of a stopped loop can be awaited
+                continue
+            self._opened.pop(engine, None)
+            if loop is running:
+                with contextlib.suppress(Exception):
+                    await engine.dispose()
+            else:
+                asyncio.run_coroutine_threadsafe(engine.dispose(), loop)
 
     # -- credentials ----------------------------------------------------------------------
 
