@@ -264,7 +264,14 @@ class AsyncSQLStorage:
         def remember(dbapi_connection: Any, _record: Any) -> None:
             opened.add(dbapi_connection.driver_connection)
 
+        def invalidated(dbapi_connection: Any, _record: Any, _error: Any) -> None:
+            # Thrown away (a lost server, a failed statement): its graceful close may fail on
+            # a dead socket and leave it to the garbage collector; close the socket first.
+            if dbapi_connection is not None:
+                _finish(dbapi_connection.driver_connection)
+
         event.listen(engine.sync_engine, "connect", remember)
+        event.listen(engine.sync_engine, "invalidate", invalidated)
         self._opened[engine] = opened
         return engine
 
@@ -330,10 +337,13 @@ class AsyncSQLStorage:
             if loop.is_closed():
                 self._retire(engine)  # nothing of a stopped loop can be awaited
                 continue
-            self._opened.pop(engine, None)
+            opened = self._opened.pop(engine, ())
             if loop is running:
                 with contextlib.suppress(Exception):
                     await engine.dispose()
+                for conn in list(opened):  # any the pool no longer held (checked out, lost)
+                    if not conn.closed:
+                        _finish(conn)
             else:
                 asyncio.run_coroutine_threadsafe(engine.dispose(), loop)
 
