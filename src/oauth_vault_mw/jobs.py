@@ -45,18 +45,21 @@ from ._async.vault import AsyncVault
 from .core.crypto import Sealer, key_id
 from .core.errors import CredentialUnreadable, StorageUnavailable
 from .core.model import CredentialKey, StoredCredential
+from .core.records import open_record
 from .core.refresh import RefreshOutcome
 from .storage import AsyncStorage, Storage
 
 __all__ = [
     "DEFAULT_BATCH",
     "DEFAULT_CONCURRENCY",
+    "CredentialState",
     "Progress",
     "RefreshOutcome",
     "RotationReport",
     "SweepReport",
     "count_credentials",
     "count_expiring",
+    "credential_states",
     "rotate_keys",
     "sweep",
 ]
@@ -70,6 +73,76 @@ Progress = Callable[[int, int], None]
 
 def _no_progress(done: int, total: int) -> None:
     return None
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialState:
+    """One stored credential as ``credentials list`` shows it: never a token."""
+
+    key: CredentialKey
+    status: str
+    expires_at: float | None
+    """When the access token expires (the vault refreshes it before then)."""
+    login_needed_at: float | None
+    """When the user must log in again (see ``TokenSet.login_needed_at``); ``None`` when
+    nothing known ends the credential, or when it cannot be opened."""
+    refreshable: bool | None
+    """Whether it holds a refresh token; ``None`` when it cannot be opened."""
+    sealed_with: str
+    """The id of the key that sealed it."""
+    readable: bool
+
+
+def credential_states(
+    storage: Storage,
+    sealer: Sealer,
+    *,
+    connection_id: str | None = None,
+    status: str | None = None,
+    login_needed_within: float | None = None,
+    now: float | None = None,
+    batch: int = DEFAULT_BATCH,
+) -> Iterator[CredentialState]:
+    """The stored credentials in key order (one paged pass), those of ``connection_id``,
+    with ``status``, or whose user must log in again within ``login_needed_within`` seconds
+    (marked ones included): what an app reads to warn its users in time. A record no
+    configured key opens is listed from its clear copies (and left out by
+    ``login_needed_within``, which needs what is sealed)."""
+    at = time.time() if now is None else now
+    for page in _pages(storage, batch):
+        for record in page:
+            if connection_id is not None and record.key.connection_id != connection_id:
+                continue
+            state = _state(sealer, record)
+            if status is not None and state.status != status:
+                continue
+            if login_needed_within is not None and (
+                state.login_needed_at is None or state.login_needed_at > at + login_needed_within
+            ):
+                continue
+            yield state
+
+
+def _state(sealer: Sealer, record: StoredCredential) -> CredentialState:
+    sealed_with = sealer.kid_of(record.sealed) or "unknown"
+    try:
+        tokens = open_record(sealer, record)
+    except CredentialUnreadable:
+        return CredentialState(
+            record.key, record.status, record.expires_at, None, None, sealed_with, False
+        )
+    return CredentialState(
+        record.key,
+        tokens.status,
+        tokens.expires_at,
+        tokens.login_needed_at,
+        tokens.refresh_token is not None,
+        sealed_with,
+        True,
+    )
 
 
 # -- key rotation -------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``oauth-vault credentials refresh`` (the proactive sweep) and ``credentials show``.
+"""``oauth-vault credentials list``, ``credentials refresh`` (the proactive sweep) and
+``credentials show``.
 
 The sweep itself is :func:`oauth_vault_mw.jobs.sweep`; here are its options, its audit trail
 and its report. ``show`` prints what is known of one credential, never a token: when the
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import sys
 from collections.abc import Callable
 
 from .._async.audit import AsyncAuditTrail
@@ -20,7 +23,15 @@ from ..core.errors import CredentialUnreadable, VaultError
 from ..core.identity import check_user_id
 from ..core.model import CredentialKey, StoredCredential, TokenSet
 from ..core.records import open_record
-from ..jobs import DEFAULT_BATCH, DEFAULT_CONCURRENCY, SweepReport, count_expiring, sweep
+from ..jobs import (
+    DEFAULT_BATCH,
+    DEFAULT_CONCURRENCY,
+    CredentialState,
+    SweepReport,
+    count_expiring,
+    credential_states,
+    sweep,
+)
 from ..storage import storage_from_url
 from ._args import parse_duration, whole_number
 from ._words import counted, id_list, iso
@@ -32,9 +43,41 @@ __all__ = ["COMMANDS", "add_parsers", "unknown_connection"]
 def add_parsers(groups: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     creds = groups.add_parser(
         "credentials",
-        help="stored credentials: the refresh sweep, one credential's status",
-        description="Stored credentials: refresh those that expire soon, or show one.",
-    ).add_subparsers(dest="cmd", required=True, metavar="{refresh,show}")
+        help="stored credentials: list them, the refresh sweep, one credential's status",
+        description="Stored credentials: list them (who must log in again soon), refresh "
+        "those that expire soon, or show one.",
+    ).add_subparsers(dest="cmd", required=True, metavar="{list,refresh,show}")
+    listing = creds.add_parser(
+        "list",
+        help="the stored credentials, and whose user must log in again soon (never a token)",
+        description="One line per stored credential, in key order: connection, user, status, "
+        "when the access token expires (the vault refreshes it before then) and "
+        "login_needed_at, when the user must log in again: at once for a credential marked "
+        "reauthentication_required, else when the refresh token ends where the provider "
+        "said, or when the access token expires if there is no refresh token; 'unknown' "
+        "when nothing known ends it. Filters combine. The last line counts them (on stderr "
+        "with --json).",
+    )
+    listing.add_argument(
+        "--status",
+        choices=("active", "reauthentication_required"),
+        help="only the credentials with this status",
+    )
+    listing.add_argument(
+        "--connection",
+        metavar="ID",
+        help="only the credentials of this connection (an id of OAUTH_VAULT_CONNECTIONS)",
+    )
+    listing.add_argument(
+        "--expiring-within",
+        type=parse_duration,
+        metavar="DURATION",
+        help="only those whose user must log in again within this window (marked ones "
+        "included): 30s, 10m, 2h, 7d or seconds",
+    )
+    listing.add_argument(
+        "--json", action="store_true", help="one JSON object per line instead of columns"
+    )
     refresh = creds.add_parser(
         "refresh",
         help="refresh every credential that expires soon (proactive sweep)",
@@ -149,6 +192,74 @@ def _refresh(args: argparse.Namespace, settings: Settings) -> int:
     raise VaultError(f"{counted(report.failed, 'credential')} failed: {'; '.join(causes)}")
 
 
+# -- credentials list -----------------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    if args.connection is not None and settings.connection(args.connection) is None:
+        raise VaultError(unknown_connection(args.connection, settings))
+    storage = storage_from_url(settings.storage_url)
+    shown = 0
+    try:
+        states = credential_states(
+            storage,
+            Sealer(settings.encryption_keys),
+            connection_id=args.connection,
+            status=args.status,
+            login_needed_within=args.expiring_within,
+        )
+        for state in states:
+            print(_list_json(state) if args.json else _list_line(state))
+            shown += 1
+    finally:
+        storage.close()
+    summary = counted(shown, "credential")
+    if args.json:
+        print(summary, file=sys.stderr)
+    else:
+        print(summary)
+    return 0
+
+
+def _login_needed(state: CredentialState) -> str:
+    if not state.readable:
+        return f"unknown (sealed with {state.sealed_with}, not openable)"
+    if state.login_needed_at == 0.0:
+        return "now"
+    return iso(state.login_needed_at, "unknown")
+
+
+def _list_line(state: CredentialState) -> str:
+    return "  ".join(
+        [
+            state.key.connection_id,
+            state.key.user_id,
+            state.status,
+            f"expires_at={iso(state.expires_at, 'never')}",
+            f"login_needed_at={_login_needed(state)}",
+        ]
+    )
+
+
+def _list_json(state: CredentialState) -> str:
+    def epoch(at: float | None) -> int | None:
+        return None if at is None else int(at)
+
+    return json.dumps(
+        {
+            "connection_id": state.key.connection_id,
+            "user_id": state.key.user_id,
+            "status": state.status,
+            "expires_at": epoch(state.expires_at),
+            "login_needed_at": epoch(state.login_needed_at),
+            "refreshable": state.refreshable,
+            "readable": state.readable,
+            "sealed_with": state.sealed_with,
+        },
+        separators=(",", ":"),
+    )
+
+
 # -- credentials show -----------------------------------------------------------------------
 
 
@@ -210,6 +321,7 @@ def _show_lines(record: StoredCredential, tokens: TokenSet | None, sealed_with: 
 
 
 COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Settings], int]] = {
+    ("credentials", "list"): _list,
     ("credentials", "refresh"): _refresh,
     ("credentials", "show"): _show,
 }

@@ -107,6 +107,18 @@ class TokenSet:
             return None
         return max(0.0, self.expires_at - self.obtained_at)
 
+    @property
+    def login_needed_at(self) -> float | None:
+        """When the user must log in again to keep this credential: at once (0.0) once it
+        is marked ``reauthentication_required``; else when the refresh token ends, where
+        the provider said; with no refresh token, when the access token expires; ``None``
+        when nothing known ends it."""
+        if self.status == REAUTHENTICATION_REQUIRED:
+            return 0.0
+        if self.refresh_token is None:
+            return self.expires_at
+        return self.refresh_expires_at
+
     def with_status(self, status: str) -> TokenSet:
         return replace(self, status=status)
 
