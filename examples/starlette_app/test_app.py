@@ -6,13 +6,12 @@ Python OpenID provider (no Node, no network) and a logged-in test client.
 
 from __future__ import annotations
 
-import importlib
-import sys
+from collections.abc import Callable
 from types import ModuleType
 
 import pytest
 
-from oauth_vault_mw.testing import DEFAULT_BASE_URL, OpenIDProvider
+from oauth_vault_mw.testing import OpenIDProvider
 from oauth_vault_mw.testing.pytest_plugin import StarletteClientFactory
 
 pytestmark = pytest.mark.filterwarnings(  # Starlette's TestClient on httpx, not httpx2
@@ -20,22 +19,14 @@ pytestmark = pytest.mark.filterwarnings(  # Starlette's TestClient on httpx, not
 )
 
 
-@pytest.fixture
-def example(oauth_vault_provider: OpenIDProvider, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The app, configured from the environment as in production, on the test provider."""
-    for key, value in oauth_vault_provider.environ("demo", base_url=DEFAULT_BASE_URL).items():
-        monkeypatch.setenv(key, value)
-    sys.modules.pop("examples.starlette_app.app", None)
-    return importlib.import_module("examples.starlette_app.app")
-
-
 def test_home_greets_the_person_and_the_api_refreshes(
-    example: ModuleType,
+    load_example: Callable[[str], ModuleType],
     oauth_vault_provider: OpenIDProvider,
     oauth_vault_starlette_client: StarletteClientFactory,
 ) -> None:
+    app = load_example("examples.starlette_app.app").app
     oauth_vault_provider.login_as("ada", name="Ada Lovelace")
-    client = oauth_vault_starlette_client(example.app, "demo", login="ada")
+    client = oauth_vault_starlette_client(app, "demo", login="ada")
     assert "Ada Lovelace" in client.get("/").text
 
     oauth_vault_provider.expire_access_tokens()  # the provider now answers 401 to the token
