@@ -88,9 +88,8 @@ def test_a_refresh_carries_the_profile_and_counts_itself() -> None:
 def test_me_payload_shows_the_profiles() -> None:
     key = CredentialKey("demo", "u1")
     record = StoredCredential(key, 1, "sealed", expires_at=100.0)
-    payload = me_payload(
-        "u1", [record], ["demo"], {key: None}, {key: (("name", "Jane"),)}, {"name": "Jane"}
-    )
+    tokens = TokenSet("at", profile=(("name", "Jane"),), login_at=50.0)
+    payload = me_payload("u1", [record], ["demo"], {key: tokens})
     assert payload["profile"] == {"name": "Jane"}
     assert payload["connections"][0]["profile"] == {"name": "Jane"}
     assert me_payload("u1", [], ["demo"])["profile"] == {}

@@ -24,7 +24,7 @@ from ..core.connections import ConnectionConfig
 from ..core.errors import CredentialNotFound, CredentialUnreadable
 from ..core.hooks import DisconnectEvent
 from ..core.http import ProviderCallFailed
-from ..core.identity import CurrentUser, me_payload
+from ..core.identity import CurrentUser, last_login, me_payload
 from ..core.model import CredentialKey, Credentials, StoredCredential, TokenSet
 from ..core.records import open_record
 from ..core.token_requests import (
@@ -78,24 +78,14 @@ class Vault(Login, Refresher):
     def me(self, user_id: str) -> dict[str, Any]:
         """What ``GET /me`` shows: the user, their profile and connections, no token."""
         records = self.storage.list_credentials(user_id)
-        opened = self._opened_all(records)
-        known = {c.id for c in self.settings.connections}
-        last = _last_login(opened, known)
-        return me_payload(
-            user_id,
-            records,
-            known,
-            {key: tokens.refresh_expires_at for key, tokens in opened.items()},
-            {key: tokens.profile for key, tokens in opened.items()},
-            dict(last[1].profile) if last is not None else None,
-            opened,
-        )
+        known = (c.id for c in self.settings.connections)
+        return me_payload(user_id, records, known, self._opened_all(records))
 
     def current_user(self, user_id: str) -> CurrentUser:
         """``user_id`` with the display profile of their last login (``CurrentUser``)."""
         records = self.storage.list_credentials(user_id)
         known = {c.id for c in self.settings.connections}
-        last = _last_login(self._opened_all(records), known)
+        last = last_login(self._opened_all(records), known)
         if last is None:
             return CurrentUser(user_id)
         return CurrentUser(user_id, dict(last[1].profile), last[0].connection_id)
@@ -202,17 +192,3 @@ class Vault(Login, Refresher):
             )
 
         return connection_client(self, connection_id, credentials, base_url=base_url, **kwargs)
-
-
-def _last_login(
-    opened: dict[CredentialKey, TokenSet], known: set[str]
-) -> tuple[CredentialKey, TokenSet] | None:
-    """The credential of a configured connection logged in with last (its profile is the
-    user's)."""
-    best: tuple[CredentialKey, TokenSet] | None = None
-    for key, tokens in opened.items():
-        if key.connection_id not in known or tokens.login_at is None:
-            continue
-        if best is None or tokens.login_at > (best[1].login_at or 0.0):
-            best = (key, tokens)
-    return best

@@ -29,6 +29,7 @@ __all__ = [
     "check_user_id",
     "default_user_id",
     "display_profile",
+    "last_login",
     "me_payload",
     "subject_from_userinfo",
     "token_response_document",
@@ -180,47 +181,65 @@ def me_payload(
     user_id: str,
     records: Iterable[StoredCredential],
     known: Iterable[str],
-    refresh_expires: Mapping[CredentialKey, float | None] | None = None,
-    profiles: Mapping[CredentialKey, Iterable[tuple[str, Any]]] | None = None,
-    user_profile: Mapping[str, Any] | None = None,
-    histories: Mapping[CredentialKey, TokenSet] | None = None,
+    opened: Mapping[CredentialKey, TokenSet] | None = None,
 ) -> dict[str, Any]:
     """``GET /me``: the user and each configured connection's state; never a token.
-    ``profile``: the display claims of the user's last login, and of each connection's;
-    ``login_at``, ``refresh_count`` and ``refreshed_at`` (null before the first refresh): the
-    connection's last login and its refreshes since.
+    ``opened``: the records' token sets (a record no configured key opens is missing and
+    shows its state only). ``profile``: the display claims of the user's last login, and of
+    each connection's; ``login_at``, ``refresh_count`` and ``refreshed_at`` (null before the
+    first refresh): the connection's last login and its refreshes since.
 
     ``reauthenticate_at`` is when the user must log in again because the refresh token stops
     working, where the provider says so, else null.
     """
     configured = set(known)
-    ends = refresh_expires or {}
-    shown = profiles or {}
-    history = histories or {}
-    payload: dict[str, Any] = {
+    tokens_of = opened or {}
+    last = last_login(tokens_of, configured)
+    return {
         "user_id": user_id,
-        "profile": dict(user_profile) if user_profile is not None else {},
+        "profile": dict(last[1].profile) if last is not None else {},
         "connections": [
             {
                 "connection_id": r.key.connection_id,
                 "status": r.status,
                 "expires_at": _epoch(r.expires_at),
                 "scope": r.scope,
-                "reauthenticate_at": _epoch(ends.get(r.key)),
-                "profile": dict(shown.get(r.key, ())),
-                **_history(history.get(r.key)),
+                **_opened_state(tokens_of.get(r.key)),
             }
             for r in records
             if r.key.connection_id in configured
         ],
     }
-    return payload
 
 
-def _history(tokens: TokenSet | None) -> dict[str, Any]:
+def last_login(
+    opened: Mapping[CredentialKey, TokenSet], known: set[str]
+) -> tuple[CredentialKey, TokenSet] | None:
+    """The credential of a configured connection logged in with last (its profile is the
+    user's), or ``None``."""
+    best: tuple[CredentialKey, TokenSet] | None = None
+    for key, tokens in opened.items():
+        if key.connection_id not in known or tokens.login_at is None:
+            continue
+        if best is None or tokens.login_at > (best[1].login_at or 0.0):
+            best = (key, tokens)
+    return best
+
+
+def _opened_state(tokens: TokenSet | None) -> dict[str, Any]:
+    """What ``/me`` shows of a connection from its sealed token set (nothing known when it
+    cannot be opened)."""
     if tokens is None:
-        return {"login_at": None, "refresh_count": 0, "refreshed_at": None}
+        return {
+            "reauthenticate_at": None,
+            "profile": {},
+            "login_at": None,
+            "refresh_count": 0,
+            "refreshed_at": None,
+        }
     return {
+        "reauthenticate_at": _epoch(tokens.refresh_expires_at),
+        "profile": dict(tokens.profile),
         "login_at": _epoch(tokens.login_at),
         "refresh_count": tokens.refresh_count,
         "refreshed_at": _epoch(tokens.obtained_at) if tokens.refresh_count else None,
