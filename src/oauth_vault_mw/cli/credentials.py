@@ -63,11 +63,7 @@ def add_parsers(groups: argparse._SubParsersAction) -> None:  # type: ignore[typ
         choices=("active", "reauthentication_required"),
         help="only the credentials with this status",
     )
-    listing.add_argument(
-        "--connection",
-        metavar="ID",
-        help="only the credentials of this connection (an id of OAUTH_VAULT_CONNECTIONS)",
-    )
+    _connection_option(listing)
     listing.add_argument(
         "--expiring-within",
         type=parse_duration,
@@ -100,11 +96,7 @@ def add_parsers(groups: argparse._SubParsersAction) -> None:  # type: ignore[typ
         metavar="N",
         help=f"refreshes in flight at once, 1 to 256 (default {DEFAULT_CONCURRENCY})",
     )
-    refresh.add_argument(
-        "--connection",
-        metavar="ID",
-        help="only the credentials of this connection (an id of OAUTH_VAULT_CONNECTIONS)",
-    )
+    _connection_option(refresh)
     refresh.add_argument(
         "--batch",
         type=whole_number(10_000),
@@ -125,6 +117,20 @@ def add_parsers(groups: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "connection", metavar="CONNECTION", help="a connection id of OAUTH_VAULT_CONNECTIONS"
     )
     show.add_argument("user", metavar="USER", help="the user id (as the app's /auth/me shows it)")
+
+
+def _connection_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--connection",
+        metavar="ID",
+        help="only the credentials of this connection (an id of OAUTH_VAULT_CONNECTIONS)",
+    )
+
+
+def _check_connection_option(args: argparse.Namespace, settings: Settings) -> None:
+    """``--connection`` names a configured connection, or is not given."""
+    if args.connection is not None and settings.connection(args.connection) is None:
+        raise VaultError(f"--connection: {unknown_connection(args.connection, settings)}")
 
 
 def unknown_connection(connection_id: str, settings: Settings) -> str:
@@ -163,8 +169,7 @@ async def _sweep(settings: Settings, args: argparse.Namespace, bar: ProgressBar)
 
 
 def _refresh(args: argparse.Namespace, settings: Settings) -> int:
-    if args.connection is not None and settings.connection(args.connection) is None:
-        raise VaultError(f"--connection: {unknown_connection(args.connection, settings)}")
+    _check_connection_option(args, settings)
     bar = ProgressBar("credentials refresh", enabled=not args.quiet)
     try:
         report = asyncio.run(_sweep(settings, args, bar))
@@ -196,8 +201,7 @@ def _refresh(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
-    if args.connection is not None and settings.connection(args.connection) is None:
-        raise VaultError(unknown_connection(args.connection, settings))
+    _check_connection_option(args, settings)
     storage = storage_from_url(settings.storage_url)
     shown = 0
     try:
