@@ -200,6 +200,19 @@ def home(
     return page(f"oauth_vault_mw demo ({framework})", "".join(parts))
 
 
+def wants_page(accept: str | None, fetch_mode: str | None) -> bool:
+    """A browser navigating (``Sec-Fetch-Mode: navigate``) or a client asking for HTML: the
+    page; any other caller gets the provider's JSON, as the examples' API contract says."""
+    return fetch_mode == "navigate" or "text/html" in (accept or "")
+
+
+def userinfo_json(status: int, claims: Any) -> tuple[Any, int]:
+    """The provider's userinfo answer for an API caller: its JSON (a placeholder when it
+    sent none) and the status to answer with (502 when the provider failed)."""
+    body = claims if claims is not None else {"error": "bad_provider_response", "status": status}
+    return body, status if 200 <= status < 300 else 502
+
+
 def userinfo(
     connection_id: str, status: int, claims: Mapping[str, Any], view: ConnectionView, prefix: str
 ) -> str:

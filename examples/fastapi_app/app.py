@@ -7,7 +7,8 @@ one)::
 
 Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
 the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo, on an
-``APIRouter(route_class=VaultAPIRoute)``: ``request.connection_credentials``). The API
+``APIRouter(route_class=VaultAPIRoute)``: ``request.connection_client``; a page for a
+browser, the provider's JSON for an API caller). The API
 ``GET /demo/token`` takes the first connection's credentials as a dependency. The HTML is in
 ``examples/pages.py``; no page shows a token.
 """
@@ -21,7 +22,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from examples import pages
 from oauth_vault_mw import (
@@ -76,9 +77,10 @@ async def home(request: VaultRequest, flash: str | None = None) -> HTMLResponse:
 
 
 @vault_router.get("/demo/profile/{connection_id}", response_class=HTMLResponse)
-async def profile(connection_id: str, request: VaultRequest) -> HTMLResponse:
-    """The provider's userinfo as a page, through the vault's client: it sends the current
-    token, and on a 401 from the provider refreshes once and retries once."""
+async def profile(connection_id: str, request: VaultRequest) -> Response:
+    """The provider's userinfo, through the vault's client (it sends the current token, and
+    on a 401 from the provider refreshes once and retries once): a page for a browser, the
+    provider's JSON for an API caller."""
     url = await userinfo_url(connection_id)
     conn = settings.connection(connection_id)
     assert conn is not None  # userinfo_url checked it
@@ -90,7 +92,10 @@ async def profile(connection_id: str, request: VaultRequest) -> HTMLResponse:
     try:
         claims: Any = resp.json()
     except ValueError:
-        claims = {}
+        claims = None
+    if not pages.wants_page(request.headers.get("accept"), request.headers.get("sec-fetch-mode")):
+        data, status = pages.userinfo_json(resp.status_code, claims)
+        return JSONResponse(data, status_code=status)
     views = await connection_views(request, await request.vault_user_id())
     body = pages.userinfo(
         connection_id,

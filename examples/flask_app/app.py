@@ -7,8 +7,8 @@ Configured from the ``OAUTH_VAULT_*`` environment, copied into ``app.config`` (`
     waitress-serve --threads 8 --listen 127.0.0.1:8000 examples.flask_app.app:app
 
 Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
-the buttons) and ``GET /demo/profile/<connection_id>`` (the provider's userinfo, called with
-the vault's access token through ``request.connection_credentials``). The API
+the buttons) and ``GET /demo/profile/<connection_id>`` (the provider's userinfo through
+``request.connection_client``: a page for a browser, the provider's JSON for an API caller). The API
 ``GET /demo/token/<connection_id>`` uses the function form (JSON: expiry and scope). The HTML
 is in ``examples/pages.py``; no page shows a token.
 """
@@ -68,9 +68,10 @@ def connection_views(user_id: str | None) -> list[pages.ConnectionView]:
     return pages.ConnectionView.all_of(me, (c.id for c in settings().connections))
 
 
-def profile(connection_id: str) -> tuple[str, int]:
-    """The provider's userinfo as a page, through the vault's client: it sends the current
-    token, and on a 401 from the provider refreshes once and retries once."""
+def profile(connection_id: str) -> Response | tuple[str, int]:
+    """The provider's userinfo, through the vault's client (it sends the current token, and
+    on a 401 from the provider refreshes once and retries once): a page for a browser, the
+    provider's JSON for an API caller."""
     url = userinfo_url(connection_id)
     conn = settings().connection(connection_id)
     assert conn is not None  # userinfo_url checked it
@@ -82,7 +83,12 @@ def profile(connection_id: str) -> tuple[str, int]:
     try:
         claims: Any = resp.json()
     except ValueError:
-        claims = {}
+        claims = None
+    if not pages.wants_page(request.headers.get("accept"), request.headers.get("sec-fetch-mode")):
+        data, status = pages.userinfo_json(resp.status_code, claims)
+        answer = jsonify(data)
+        answer.status_code = status
+        return answer
     views = {v.connection_id: v for v in connection_views(request.vault_user_id())}
     body = pages.userinfo(
         connection_id,

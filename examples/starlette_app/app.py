@@ -5,8 +5,8 @@ Configured from the ``OAUTH_VAULT_*`` environment (``./scripts/demo`` sets an of
     uvicorn examples.starlette_app.app:app --host 127.0.0.1 --port 8000
 
 Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
-the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo, called with
-the vault's access token). APIs: ``GET /demo/token/{connection_id}`` (JSON: expiry and
+the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo through
+``request.connection_client``: a page for a browser, the provider's JSON for an API caller). APIs: ``GET /demo/token/{connection_id}`` (JSON: expiry and
 scope, through the plain accessor) and ``POST /demo/jobs/{connection_id}`` (a background
 job). The HTML is in ``examples/pages.py``; no page shows a token.
 """
@@ -75,8 +75,9 @@ async def connection_views(user_id: str | None) -> list[pages.ConnectionView]:
 
 
 async def profile(request: VaultRequest) -> Response:
-    """The provider's userinfo as a page, through the vault's client: it sends the current
-    token, and on a 401 from the provider refreshes once and retries once."""
+    """The provider's userinfo, through the vault's client (it sends the current token, and
+    on a 401 from the provider refreshes once and retries once): a page for a browser, the
+    provider's JSON for an API caller."""
     connection_id: str = request.path_params["connection_id"]
     url = await userinfo_url(connection_id)
     conn = settings.connection(connection_id)
@@ -89,7 +90,10 @@ async def profile(request: VaultRequest) -> Response:
     try:
         claims: Any = resp.json()
     except ValueError:
-        claims = {}
+        claims = None
+    if not pages.wants_page(request.headers.get("accept"), request.headers.get("sec-fetch-mode")):
+        data, status = pages.userinfo_json(resp.status_code, claims)
+        return JSONResponse(data, status_code=status)
     user_id = await request.vault_user_id()
     views = {v.connection_id: v for v in await connection_views(user_id)}
     body = pages.userinfo(

@@ -55,10 +55,13 @@ async def test_async_example(
         final = await complete_login_async(browser, start.headers["location"], unique_user())
         done = await client.get(callback_path(final, BASE))
         assert done.status_code == 303
-        profile = await client.get("/demo/profile/demo")
+        profile = await client.get("/demo/profile/demo")  # an API caller: the provider's JSON
         assert profile.status_code == 200, profile.text
-        assert '<table id="userinfo">' in profile.text  # the userinfo as a page
-        assert "<tr><th>sub</th><td>" in profile.text
+        assert profile.json()["sub"]
+        page = await client.get("/demo/profile/demo", headers={"Accept": "text/html"})
+        assert page.status_code == 200, page.text
+        assert '<table id="userinfo">' in page.text  # a browser: the userinfo as a page
+        assert "<tr><th>sub</th><td>" in page.text
         assert (await client.get("/demo/profile/nope")).status_code == 404
 
 

@@ -28,7 +28,7 @@ class Browser:
         self.client, self.flask = client, flask
 
     def get(self, path: str) -> tuple[int, str]:
-        resp = self.client.get(path)
+        resp = self.client.get(path, headers={"Accept": "text/html"})  # as a browser asks
         text = resp.get_data(as_text=True) if self.flask else resp.text
         return resp.status_code, text
 

@@ -40,7 +40,8 @@ def example(provider: DevProvider, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 def test_pages(example: ModuleType, provider: DevProvider, unique_user: Callable[[], str]) -> None:
     """The Flask example's own views on the real provider: the home page names the person,
-    the userinfo page goes through the vault's client, the JSON API shows no token, and a
+    the userinfo (JSON, or a page for a browser) goes through the vault's client, the JSON
+    API shows no token, and a
     grant revoked at the provider ends in 409 with a login_url (the pages' walk in a browser
     is tests/examples/test_pages.py)."""
     h = harness_for(example.app, provider)
@@ -53,10 +54,12 @@ def test_pages(example: ModuleType, provider: DevProvider, unique_user: Callable
         home = h.client.get("/")
         assert login[0].upper() + login[1:] in home.text  # the profile's name
 
-        profile = h.client.get("/demo/profile/demo")
+        profile = h.client.get("/demo/profile/demo")  # an API caller: the provider's JSON
         assert profile.status_code == 200, profile.text
-        assert "<table" in profile.text
-        assert login in profile.text  # the userinfo's sub and preferred_username
+        assert profile.json()["sub"] == login
+        page = h.client.get("/demo/profile/demo", headers={"Accept": "text/html"})
+        assert "<table" in page.text  # a browser: the userinfo as a page
+        assert login in page.text  # the userinfo's sub and preferred_username
         token = h.client.get("/demo/token/demo")
         body: dict[str, Any] = token.json()
         assert body["connection_id"] == "demo"
