@@ -6,8 +6,9 @@ Configured from the ``OAUTH_VAULT_*`` environment (``./scripts/demo`` sets an of
 
 Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
 the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo through
-``request.connection_client``: a page for a browser, the provider's JSON for an API caller). APIs: ``GET /demo/token/{connection_id}`` (JSON: expiry and
-scope, through the plain accessor) and ``POST /demo/jobs/{connection_id}`` (a background
+``request.connection_client``: a page for a browser, the provider's JSON for an API caller).
+APIs: ``GET /demo/token/{connection_id}`` (JSON: expiry and scope, through the plain
+accessor) and ``POST /demo/jobs/{connection_id}`` (a background
 job). The HTML is in ``examples/pages.py``; no page shows a token.
 """
 
