@@ -3,11 +3,11 @@ shared routes and the request-authentication policy read it (``_async/routes.py`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from starlette.datastructures import QueryParams
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope
 
 from .._async.routes import AsyncHttpInput
@@ -16,20 +16,20 @@ from .._async.vault import AsyncVault
 from ..core.errors import BadRequest, MiddlewareNotInstalled
 from ..core.inputs import MAX_FORM
 
-__all__ = ["SCOPE_KEY", "RequestContext", "context_of", "read_cookie", "read_header"]
+__all__ = ["SCOPE_KEY", "RequestContext", "context_of", "cookie_from_headers"]
 
 SCOPE_KEY = "oauth_vault"
 MAX_COOKIE_HEADER = 8192
 
 
-def read_cookie(scope: Mapping[str, Any], name: str) -> str | None:
-    """One cookie's value from the raw headers; oversized cookie headers are refused.
+def cookie_from_headers(headers: Iterable[tuple[bytes, bytes]], name: str) -> str | None:
+    """One cookie's value from raw ASGI headers; oversized cookie headers are refused.
 
     A plain split, not ``http.cookies``: the library's cookie values are URL-safe tokens,
     and this runs on every request.
     """
     wanted = name.encode("latin-1")
-    for key, value in scope.get("headers", ()):
+    for key, value in headers:
         if key != b"cookie":
             continue
         if len(value) > MAX_COOKIE_HEADER:
@@ -41,18 +41,17 @@ def read_cookie(scope: Mapping[str, Any], name: str) -> str | None:
     return None
 
 
-def read_header(scope: Mapping[str, Any], name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
-
-
 class RequestContext(AsyncHttpInput):
     """This request as the vault's routes and accessors read it, with its user once looked
-    up (the policy is :class:`~oauth_vault_mw._async.routes.AsyncRequestAuth`)."""
+    up (the policy is :class:`~oauth_vault_mw._async.routes.AsyncRequestAuth`).
 
-    __slots__ = ("_receive", "_scope")
+    It sits in the scope, so it keeps no reference back to the scope (that would be a
+    reference cycle per request, left to the garbage collector: under load its passes cost
+    more than the vault's read), only the scope's headers and query string, and the ASGI
+    ``receive`` until :meth:`release` at the end of the request.
+    """
+
+    __slots__ = ("_headers", "_query", "_receive")
 
     def __init__(
         self,
@@ -62,31 +61,44 @@ class RequestContext(AsyncHttpInput):
         receive: Receive | None = None,
     ) -> None:
         super().__init__(vault, service)
-        self._scope = scope
+        self._headers: Iterable[tuple[bytes, bytes]] = scope.get("headers", ())
+        self._query: bytes = scope.get("query_string", b"")
         self._receive = receive
 
+    def release(self) -> None:
+        """Drop ``receive`` (the server's request object, which holds the scope) once the
+        request is answered."""
+        self._receive = None
+
     def header(self, name: str) -> str | None:
-        return read_header(self._scope, name.encode("latin-1"))
+        wanted = name.encode("latin-1")
+        for key, value in self._headers:
+            if key == wanted:
+                return str(value.decode("latin-1"))
+        return None
 
     def cookie(self, name: str) -> str | None:
-        return read_cookie(self._scope, name)
+        return cookie_from_headers(self._headers, name)
 
     def query_string(self) -> bytes:
-        raw: bytes = self._scope.get("query_string", b"")
-        return raw
+        return self._query
 
     def query_items(self) -> list[tuple[str, str]]:
-        return QueryParams(self._scope["query_string"]).multi_items()
+        return QueryParams(self._query).multi_items()
 
     async def form_body(self) -> bytes:
-        if self._receive is None:
-            raise RuntimeError("this request context was made without the ASGI receive")
+        receive = self._receive
+        if receive is None:
+            raise RuntimeError("the request body is not readable here (request answered?)")
         body = b""
-        async for chunk in Request(self._scope, self._receive).stream():
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            chunk: bytes = message.get("body", b"")
             body += chunk
-            if len(body) > MAX_FORM:
-                break  # parse_form refuses it without reading the rest
-        return body
+            if len(body) > MAX_FORM or not message.get("more_body", False):
+                return body  # parse_form refuses an oversized one without the rest
 
 
 def context_of(scope: Mapping[str, Any]) -> RequestContext:

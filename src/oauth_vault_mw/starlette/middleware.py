@@ -115,14 +115,17 @@ class OAuthVaultMiddleware:
             return
         if not self.vault._started:
             await self._ensure_started()
-        scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service, receive)
+        ctx = scope[SCOPE_KEY] = RequestContext(self.vault, scope, self.service, receive)
         path: str = scope["path"]
-        if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
-            await self.router(scope, receive, send)  # renders its own errors
-        elif kind == "http":
-            await self._serve_app(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+        try:
+            if kind == "http" and (path == self.prefix or path.startswith(self.prefix + "/")):
+                await self.router(scope, receive, send)  # renders its own errors
+            elif kind == "http":
+                await self._serve_app(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            ctx.release()  # no reference cycle through the server's request object
 
     async def _serve_app(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The host app, with a ``VaultError`` its handler raises before responding (from
