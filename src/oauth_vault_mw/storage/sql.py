@@ -207,6 +207,31 @@ def upgrade_schema(conn: sa.Connection) -> None:
 # -- the SQLite fast read path ------------------------------------------------------------
 
 
+DATA_VERSION_SQL = "PRAGMA data_version"
+READ_CACHE_SIZE = 256
+"""Rows each thread's read connection keeps (:class:`_SQLiteReads`); past it, they are dropped
+and the cache fills again."""
+
+
+def _versioned(sql: str) -> str:
+    """``sql`` (a ``SELECT``) with the connection's ``data_version`` as its first column,
+    read in the same statement and so of the same snapshot as the row."""
+    assert sql.startswith("SELECT ")
+    head = "SELECT (SELECT data_version FROM pragma_data_version), "  # sql: our constants
+    return head + sql[len("SELECT ") :]
+
+
+class _ThreadReads(threading.local):
+    """One thread's read connection and the rows it read at ``version``."""
+
+    conn: sqlite3.Connection | None = None
+    version: int = -1
+    rows: dict[tuple[str, tuple[str, ...]], tuple[Any, ...]]
+
+    def __init__(self) -> None:
+        self.rows = {}
+
+
 class _SQLiteReads:
     """The reads on every request (credential, session; access key and client on the
     service route), on a plain ``sqlite3`` connection per thread.
@@ -214,29 +239,62 @@ class _SQLiteReads:
     A SQLAlchemy checkout, statement cache and result proxy cost ~40 us per read; a held
     connection with fixed SQL ~5 us. In WAL mode readers never wait for writers, and each
     SELECT sees the last committed write. Writes stay on SQLAlchemy.
+
+    Each thread keeps the rows its connection read, valid while SQLite's ``data_version``
+    of that connection is unchanged: it changes whenever any other connection, in this
+    process or another, commits to the database (this connection never writes). A row is
+    read with the version of its snapshot (one statement); a row read again is answered
+    from the cache after ``PRAGMA data_version`` (one read transaction, no table lookup)
+    shows nothing was committed since, so a cached answer is the one the query would give.
+    The first commit seen drops every cached row. Rows not found are not kept.
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._local = threading.local()
+        self._local = _ThreadReads()
         self._lock = threading.Lock()
         self._opened: list[sqlite3.Connection] = []
+        self._versioned: dict[str, str] = {}
+        self.cached = True
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        conn = self._local.conn
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout=10000")
+            try:  # a SQLite built without the pragma functions reads without the cache
+                conn.execute("SELECT data_version FROM pragma_data_version").fetchone()
+            except sqlite3.DatabaseError:
+                self.cached = False
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)
         return conn
 
     def one(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
+        local = self._local
+        key = (sql, params)
         try:
-            row: tuple[Any, ...] | None = self._conn().execute(sql, params).fetchone()
+            conn = self._conn()
+            if not self.cached:
+                plain: tuple[Any, ...] | None = conn.execute(sql, params).fetchone()
+                return plain
+            if key in local.rows:
+                version = conn.execute(DATA_VERSION_SQL).fetchone()[0]
+                if version == local.version:
+                    return local.rows[key]
+            versioned = self._versioned.get(sql) or self._versioned.setdefault(sql, _versioned(sql))
+            found: tuple[Any, ...] | None = conn.execute(versioned, params).fetchone()
         except sqlite3.Error as err:
             raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+        if found is None:
+            return None
+        version, row = found[0], found[1:]
+        rows = local.rows
+        if version != local.version or len(rows) >= READ_CACHE_SIZE:
+            rows.clear()
+            local.version = version
+        rows[key] = row
         return row
 
     def close(self) -> None:
@@ -244,7 +302,7 @@ class _SQLiteReads:
             for conn in self._opened:
                 conn.close()
             self._opened.clear()
-        self._local = threading.local()
+        self._local = _ThreadReads()
 
 
 # -- the sync storage ---------------------------------------------------------------------
