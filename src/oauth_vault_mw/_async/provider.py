@@ -28,6 +28,7 @@ from urllib.parse import quote
 import httpx
 
 # unasync: sync-only: from .._deadline import call_deadline, check_deadline, with_deadlines
+from .._streams import with_cheap_idle_checks  # unasync: remove
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
 from ..core.discovery import (
@@ -115,6 +116,7 @@ class AsyncProviderClient:
             follow_redirects=False,
             headers={"User-Agent": "oauth-vault-mw"},
         )
+        with_cheap_idle_checks(client)  # unasync: remove
         # unasync: sync-only: with_deadlines(client)
         return client
 
