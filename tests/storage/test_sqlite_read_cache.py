@@ -192,3 +192,20 @@ def test_without_the_pragma_functions_reads_go_to_the_table(
         assert seen[0].startswith("SELECT version")
     finally:
         store.close()
+
+
+def test_a_refresh_saved_on_the_lease_connection_is_seen_by_the_cached_read(
+    store: SQLStorage,
+) -> None:
+    """The refresh path's writes go on a connection of their own (``_SQLiteLeaseWrites``);
+    its commit is another connection's, so the read connection's cache is dropped."""
+    assert store.save_credential(record(1, "sealed-1"), 0)
+    assert store.get_credential(KEY).sealed == "sealed-1"  # type: ignore[union-attr]
+    [taken] = store.acquire_leases_reading([(KEY, "owner-a")], 30.0, 1000.0)
+    assert taken is not None
+    assert taken.version == 1
+    assert not store.acquire_lease(KEY, "owner-b", 30.0, 1001.0)  # held, seen on the engine
+    assert store.save_credentials_releasing([(record(2, "sealed-2"), 1, "owner-a")]) == [True]
+    assert store.get_credential(KEY).sealed == "sealed-2"  # type: ignore[union-attr]
+    assert store.acquire_lease(KEY, "owner-b", 30.0, 1002.0)  # let go with the save
+    assert store.save_credentials_releasing([(record(3, "sealed-3"), 1, "owner-a")]) == [False]

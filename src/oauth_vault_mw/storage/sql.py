@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 try:
@@ -305,6 +305,97 @@ class _SQLiteReads:
         self._local = _ThreadReads()
 
 
+class _SQLiteLeaseWrites:
+    """The refresh path's two writes, on a plain ``sqlite3`` connection per thread: leases
+    taken with their records read (:meth:`SQLStorage.acquire_leases_reading`) and refreshed
+    records saved with their leases let go (:meth:`SQLStorage.save_credentials_releasing`).
+
+    The statements are SQLAlchemy's own (:class:`SQLStatements`), compiled once for SQLite, so
+    the SQL is the same as on the engine; what goes is SQLAlchemy's checkout, compile-cache
+    and result work around each (measured: 178 us against 45 us for a lease and a save). Each
+    batch is one ``BEGIN IMMEDIATE`` transaction. These connections never serve reads: a
+    commit here changes the read connections' ``data_version``, which drops their cached rows.
+    """
+
+    def __init__(self, path: str, statements: SQLStatements, dialect: sa.Dialect) -> None:
+        self.path = path
+        self._statements = statements
+        self._acquire = self._compiled(statements._acquire, dialect)
+        self._save = self._compiled(statements._update_releasing, dialect)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+
+    @staticmethod
+    def _compiled(statement: Any, dialect: sa.Dialect) -> tuple[str, tuple[str, ...]]:
+        compiled = statement.compile(dialect=dialect)
+        assert compiled.positiontup is not None
+        return compiled.string, tuple(compiled.positiontup)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=10, check_same_thread=False, isolation_level=None
+            )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+
+    def leases_reading(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]:
+        sql, names = self._acquire
+        found: list[StoredCredential | None] = []
+        with self._transaction() as conn:
+            for key, owner in leases:
+                params = self._statements.acquire_lease(key, owner, ttl, now).params
+                assert isinstance(params, dict)
+                if conn.execute(sql, [params[name] for name in names]).rowcount != 1:
+                    found.append(None)
+                    continue
+                row = conn.execute(CREDENTIAL_SQL, key.parts()).fetchone()
+                found.append(None if row is None else credential_from_row(key, row))
+        return found
+
+    def saves_releasing(self, saves: Sequence[tuple[StoredCredential, int, str]]) -> list[bool]:
+        """Saves of records already stored (``expected_version`` > 0)."""
+        sql, names = self._save
+        written: list[bool] = []
+        with self._transaction() as conn:
+            for record, expected_version, owner in saves:
+                op = self._statements.save_credential_releasing(record, expected_version, owner)
+                params = op.params
+                assert isinstance(params, dict)
+                assert expected_version > 0
+                written.append(conn.execute(sql, [params[n] for n in names]).rowcount == 1)
+        return written
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = threading.local()
+
+
 # -- the sync storage ---------------------------------------------------------------------
 
 
@@ -330,8 +421,10 @@ class SQLStorage:
         self._sql = SQLStatements(self.engine.dialect.name)
         database = self.engine.url.database
         self._fast: _SQLiteReads | None = None
+        self._leases: _SQLiteLeaseWrites | None = None
         if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._fast = _SQLiteReads(database)
+            self._leases = _SQLiteLeaseWrites(database, self._sql, self.engine.dialect)
 
     def __repr__(self) -> str:
         return f"SQLStorage(dialect={self.engine.dialect.name!r})"
@@ -354,6 +447,8 @@ class SQLStorage:
     def close(self) -> None:
         if self._fast is not None:
             self._fast.close()
+        if self._leases is not None:
+            self._leases.close()
         self.engine.dispose()
 
     # -- credentials ----------------------------------------------------------------------
@@ -377,6 +472,8 @@ class SQLStorage:
     ) -> list[StoredCredential | None]:
         """:class:`~oauth_vault_mw.storage.LeaseBatches`: each lease and, where taken, the
         read of its record, in one transaction (SQLite) or one connection (PostgreSQL)."""
+        if self._leases is not None:
+            return self._leases.leases_reading(leases, ttl, now)
         found: list[StoredCredential | None] = []
         with map_errors(), self.engine.begin() as conn:
             for key, owner in leases:
@@ -393,6 +490,8 @@ class SQLStorage:
     ) -> list[bool]:
         """:class:`~oauth_vault_mw.storage.LeaseBatches`: the saves in one transaction
         (SQLite) or one connection (PostgreSQL)."""
+        if self._leases is not None and all(save[1] > 0 for save in saves):
+            return self._leases.saves_releasing(saves)
         with map_errors(), self.engine.begin() as conn:
             return [
                 op.result(conn.execute(op.statement, op.params))
