@@ -105,7 +105,9 @@ const ACCESS_TOKEN_TTL = envInt('DEVPROVIDER_ACCESS_TOKEN_TTL', 3600, { min: 1 }
 const ROTATE_REFRESH_TOKEN = envBool('DEVPROVIDER_ROTATE_REFRESH_TOKEN', true);
 const LOG = envBool('DEVPROVIDER_LOG', false);
 
-const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
+// Besides the OpenID Connect scopes, two API-like scopes (named after Google's) that
+// incremental authorization tests ask for later, and that a user may decline.
+const SCOPES = ['openid', 'profile', 'email', 'offline_access', 'calendar.readonly', 'drive.file'];
 const DAY = 24 * 60 * 60;
 
 // --------------------------------------------------------------- storage --
@@ -252,6 +254,45 @@ function bump(map, code) {
 // Failure injection for the token endpoint (see POST /__dev/fail).
 let failure = { count: 0 };
 
+// Scopes an account declines at its next consent, as a user unticking boxes on a
+// consent page (see POST /__dev/decline): account id -> Set(scope), used once.
+const declines = new Map();
+
+function takeDeclined(accountId) {
+  const declined = declines.get(accountId) ?? new Set();
+  declines.delete(accountId);
+  return declined;
+}
+
+// A consent that grants what is asked except what the account declines now; a
+// declined scope is rejected on the grant (so no consent prompt loops on it).
+function grantScopes(grant, scopes, accountId) {
+  const declined = takeDeclined(accountId);
+  const granted = scopes.filter((s) => !declined.has(s) || s === 'openid');
+  const rejected = scopes.filter((s) => declined.has(s) && s !== 'openid');
+  if (granted.length) grant.addOIDCScope(granted.join(' '));
+  if (grant.rejected?.openid?.scope) {
+    const still = grant.rejected.openid.scope.split(' ').filter((s) => !granted.includes(s));
+    grant.rejected.openid.scope = still.join(' ');
+  }
+  if (rejected.length) grant.rejectOIDCScope(rejected.join(' '));
+}
+
+// The session's grant, as oidc-provider loads it, except that a scope declined before
+// and asked for again is no longer taken as answered: the consent prompt asks for it
+// again (as Google does), where the account may grant or decline it.
+async function loadExistingGrant(ctx) {
+  const grantId = ctx.oidc.result?.consent?.grantId
+    || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
+  if (!grantId) return undefined;
+  const grant = await ctx.oidc.provider.Grant.find(grantId);
+  if (!grant || ctx.oidc.result?.consent || !grant.rejected?.openid?.scope) return grant;
+  const asked = new Set((ctx.oidc.params.scope ?? '').split(' '));
+  const kept = grant.rejected.openid.scope.split(' ').filter((s) => !asked.has(s));
+  grant.rejected.openid.scope = kept.join(' ');
+  return grant;
+}
+
 // ------------------------------------------------------------- accounts --
 
 function accountFor(accountId) {
@@ -331,6 +372,7 @@ function configuration() {
       email: ['email', 'email_verified'],
     },
     findAccount: async (_ctx, sub) => accountFor(sub),
+    loadExistingGrant,
     jwks: { keys: [signingKey] },
     cookies: {
       keys: [crypto.randomBytes(32).toString('base64url'), crypto.randomBytes(32).toString('base64url')],
@@ -481,6 +523,14 @@ async function handleDev(ctx, provider) {
       const revoked = await revokeGrantsOfAccount(body.account_id);
       return sendJson(ctx, 200, { revoked_grants: revoked });
     }
+    case 'POST /__dev/decline': {
+      const body = await readJson(ctx);
+      if (typeof body.account_id !== 'string' || body.account_id === '') ctx.throw(400, 'account_id must be a non-empty string');
+      if (!Array.isArray(body.scopes) || !body.scopes.every((s) => typeof s === 'string')) ctx.throw(400, 'scopes must be a list of strings');
+      if (body.scopes.length) declines.set(body.account_id, new Set(body.scopes));
+      else declines.delete(body.account_id);
+      return sendJson(ctx, 200, { account_id: body.account_id, scopes: body.scopes });
+    }
     case 'GET /__dev/config':
       return sendJson(ctx, 200, {
         issuer: provider.issuer,
@@ -537,7 +587,7 @@ async function handleInteraction(ctx, provider, uid, action) {
     let grant = details.grantId ? await provider.Grant.find(details.grantId) : undefined;
     grant ??= new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
     const d = prompt.details;
-    if (d.missingOIDCScope) grant.addOIDCScope(d.missingOIDCScope.join(' '));
+    if (d.missingOIDCScope) grantScopes(grant, d.missingOIDCScope, session.accountId);
     if (d.missingOIDCClaims) grant.addOIDCClaims(d.missingOIDCClaims);
     if (d.missingResourceScopes) {
       for (const [indicator, scope] of Object.entries(d.missingResourceScopes)) {
@@ -568,7 +618,7 @@ async function handleInteraction(ctx, provider, uid, action) {
     if (details.grantId && session?.accountId === login) grant = await provider.Grant.find(details.grantId);
     grant ??= new provider.Grant({ accountId: login, clientId: params.client_id });
     const requested = (params.scope ?? '').split(' ').filter((s) => SCOPES.includes(s));
-    if (requested.length) grant.addOIDCScope(requested.join(' '));
+    if (requested.length) grantScopes(grant, requested, login);
     if (typeof params.claims === 'string') {
       try {
         const claims = JSON.parse(params.claims);

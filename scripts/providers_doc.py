@@ -89,6 +89,7 @@ def tags(preset: Preset) -> list[str]:
     if preset.token_endpoint_auth_method != "client_secret_basic":
         found.append(AUTH[preset.token_endpoint_auth_method])
     found.extend(f"`{k}={v}`" for k, v in preset.authorize_params)
+    found.extend(f"`{k}={v}`" for k, v in preset.incremental_params)
     if preset.refresh_url:
         found.append("own refresh URL")
     if preset.default_expires_in is None:
@@ -166,6 +167,12 @@ def section(preset: Preset) -> list[str]:
     if preset.authorize_params:
         params = [f"{k}={v}" for k, v in preset.authorize_params]
         lines.append(f"| `authorize_params` | {_code(params)} |")
+    if preset.incremental_params:
+        params = [f"{k}={v}" for k, v in preset.incremental_params]
+        lines.append(f"| incremental consent | {_code(params)} (keeps earlier grants) |")
+    if preset.scope_aliases:
+        aliases = [f"`{asked}` = `{reported}`" for asked, reported in preset.scope_aliases]
+        lines.append(f"| scopes reported as | {', '.join(aliases)} |")
     lines.append(
         f"| `token_endpoint_auth_method` | `{preset.token_endpoint_auth_method}` "
         f"({AUTH[preset.token_endpoint_auth_method]}) |"

@@ -21,6 +21,7 @@ from .core.errors import CredentialNotFound as CredentialNotFound
 from .core.errors import CredentialUnreadable as CredentialUnreadable
 from .core.errors import ForbiddenOrigin as ForbiddenOrigin
 from .core.errors import IdentityConflict as IdentityConflict
+from .core.errors import InsufficientScope as InsufficientScope
 from .core.errors import InvalidState as InvalidState
 from .core.errors import MiddlewareNotInstalled as MiddlewareNotInstalled
 from .core.errors import NotAuthenticated as NotAuthenticated
@@ -62,6 +63,7 @@ __all__ = [
     "ForbiddenOrigin",
     "Hooks",
     "IdentityConflict",
+    "InsufficientScope",
     "InvalidState",
     "LoginEvent",
     "LoginRefused",

@@ -43,6 +43,8 @@ def test_login_me_credentials(site: Site, unique_user: Callable[[], str]) -> Non
         "status",
         "expires_at",
         "scope",
+        "granted_scopes",
+        "declined_scopes",
         "reauthenticate_at",
         "profile",
         "login_at",
@@ -506,3 +508,34 @@ def test_service_route_does_not_reveal_connection_ids(
     ]
     for answer in answers:
         error(answer, 403, "forbidden")
+
+
+def test_incremental_authorization(site: Site, unique_user: Callable[[], str]) -> None:
+    """A credential read needing a scope not granted: 403 ``insufficient_scope`` with the
+    missing scopes and a connect URL; after that consent the read succeeds and the scopes
+    granted before stay granted; a narrowed grant shows in ``/auth/me``."""
+    user = unique_user()
+    site.provider.decline_scopes(user, "email")
+    site.login(user=user)
+    entry = site.client.get("/auth/me").json()["connections"][0]
+    assert entry["declined_scopes"] == ["email"]
+    assert "email" not in entry["granted_scopes"]
+    route = "/auth/connections/demo/credentials"
+    body = error(site.client.get(route, params={"scope": "profile drive.file"}), 403,
+                 "insufficient_scope")  # fmt: skip
+    assert body["missing_scopes"] == ["drive.file"]
+    login_url = str(body["login_url"])
+    assert login_url == f"{site.base}/auth/connect/demo?scope=drive.file"
+    start = site.client.get(login_url.removeprefix(site.base) + "&return_to=/done")
+    assert start.status_code == 302
+    done = site.client.get(site.authorize(start.headers["location"], user))
+    assert (done.status_code, done.headers["location"]) == (303, "/done")
+    granted = site.client.get(route, params={"scope": "drive.file profile email"})
+    assert granted.status_code == 200, granted.text
+    assert {"drive.file", "profile", "email"} <= set(granted.json()["scope"].split())
+    entry = site.client.get("/auth/me").json()["connections"][0]
+    assert entry["declined_scopes"] == []
+    for bad in ("", "a a", 'x"y'):
+        error(site.client.get("/auth/connect/demo", params={"scope": bad}), 400, "invalid_request")
+        error(site.client.get(route, params={"scope": bad}), 400, "invalid_request")
+    error(site.client.get("/auth/login/demo", params={"scope": "x"}), 400, "invalid_request")

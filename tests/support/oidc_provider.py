@@ -330,6 +330,12 @@ class DevProvider:
     def clear_failures(self) -> None:
         self._request("POST", "/__dev/fail", {"count": 0})
 
+    def decline_scopes(self, account_id: str, *scopes: str) -> None:
+        """At its next consent (a login, or a prompt for scopes not answered yet),
+        ``account_id`` declines ``scopes``, as a user unticking them on a consent page:
+        the grant and its tokens leave them out. No scopes: cancel."""
+        self._request("POST", "/__dev/decline", {"account_id": account_id, "scopes": list(scopes)})
+
     def revoke_grants(self, account_id: str) -> int:
         """Revoke every grant (and its tokens) of ``account_id``; return how many."""
         result = self._request("POST", "/__dev/revoke_grants", {"account_id": account_id})

@@ -14,13 +14,14 @@ from __future__ import annotations
 import inspect  # unasync: remove
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieSpec, hash_id
 from ..core.errors import (
+    BadRequest,
     CallbackError,
     CredentialUnreadable,
     IdentityConflict,
@@ -46,6 +47,7 @@ from ..core.idtoken import UnknownSigningKey, validate_id_token
 from ..core.model import CredentialKey, TokenSet
 from ..core.purge import PurgeSchedule
 from ..core.records import open_transaction, seal_transaction
+from ..core.scopes import connect_scopes, login_scope
 from ..core.token_requests import (
     code_exchange_request,
 )
@@ -75,11 +77,26 @@ class AsyncLogin(AsyncVaultBase):
     """When logins purge expired sessions (made at the first login; set one to change it)."""
 
     async def begin_login(
-        self, connection_id: str, *, return_to: str, user_id: str | None = None
+        self,
+        connection_id: str,
+        *,
+        return_to: str,
+        user_id: str | None = None,
+        scopes: Sequence[str] = (),
     ) -> tuple[str, CookieSpec]:
         """Start a login (``user_id`` None) or a connect; return the provider URL and the
-        state cookie that holds the login. Nothing is stored."""
+        state cookie that holds the login. Nothing is stored.
+
+        A login asks for the connection's scopes. A connect asks for those, the scopes the
+        user's credential holds already, and ``scopes`` (incremental authorization: see
+        ``core/scopes.py``)."""
         conn = self.connection(connection_id)
+        asked: tuple[str, ...] | None = None
+        if user_id is not None:
+            stored = await self.storage.get_credential(CredentialKey(conn.id, user_id))
+            asked = connect_scopes(conn, stored.scope if stored else None, scopes)
+        elif scopes:
+            raise BadRequest(f"more scopes are asked for at {self.settings.prefix}/connect")
         endpoints = await self.provider.endpoints(conn)
         tx = new_transaction(
             conn,
@@ -87,6 +104,7 @@ class AsyncLogin(AsyncVaultBase):
             return_to=return_to,
             user_id=user_id,
             now=self.clock(),
+            scope=asked,
         )
         cookie = self.cookies.state_cookie(tx.state, seal_transaction(self.sealer, tx))
         url = authorization_url(
@@ -180,6 +198,9 @@ class AsyncLogin(AsyncVaultBase):
         else:
             user_id = await self._propose_user_id(conn, subject, claims)
         tokens = outcome.tokens
+        asked = tx.asked(conn)
+        granted = login_scope(tokens.scope, params.get("scope"), " ".join(asked))
+        tokens = replace(tokens, scope=granted, asked_scope=" ".join(asked))
         kept = callback_extra(conn.callback_keep, params) + await self._extra_document(conn, tokens)
         if kept:
             tokens = replace(tokens, extra=(*tokens.extra, *kept))

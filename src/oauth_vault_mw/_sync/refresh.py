@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,7 @@ from ..core.refresh import (
     sweep_start,
     under_lease,
 )
+from ..core.scopes import insufficient_scope, missing_scopes
 from ..core.token_requests import (
     refresh_request,
 )
@@ -136,16 +137,22 @@ class Refresher(VaultBase):
         min_validity: float | None = None,
         force_refresh: bool = False,
         actor: str = "app",
+        scopes: Iterable[str] | None = None,
     ) -> Credentials:
         """A token valid for ``min_validity`` seconds, refreshed once however many ask.
 
         ``force_refresh=True`` asks for a token other than the stored one (after the
         provider answered 401 to it). ``actor`` names the reader in the audit trail
         (``user:<id>``, ``client:<name>/<key id>``; default ``app``: the host's own code).
+        ``scopes``: the scopes the caller needs; where the stored grant lacks one,
+        :class:`InsufficientScope` (403, with a ``login_url`` asking for more), checked
+        before any refresh (a refresh cannot add scopes).
         Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
-        :class:`CredentialNotFound`, :class:`UnknownConnection`.
+        :class:`CredentialNotFound`, :class:`UnknownConnection`, :class:`InsufficientScope`.
         """
-        return self._credentials(connection_id, user_id, min_validity, force_refresh, actor, UNREAD)
+        return self._credentials(
+            connection_id, user_id, min_validity, force_refresh, actor, UNREAD, scopes
+        )
 
     def _credentials(
         self,
@@ -155,6 +162,7 @@ class Refresher(VaultBase):
         force_refresh: bool,
         actor: str,
         fetched: object,
+        scopes: Iterable[str] | None = None,
     ) -> Credentials:
         """:meth:`get_connection_credentials`, with the record already read (``fetched``:
         the row or ``None``) or ``UNREAD``."""
@@ -168,6 +176,11 @@ class Refresher(VaultBase):
                 raise CredentialNotFound()
             record = fetched
             tokens = self.opened.open(record)
+            if scopes is not None:  # before any refresh: a refresh cannot add scopes
+                missing = missing_scopes(conn, tokens, scopes)
+                if missing:
+                    base = f"{self.settings.base_url}{self.settings.prefix}"
+                    raise insufficient_scope(base, conn, tokens, missing)
             verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
             if verdict == "refresh":
                 tokens = self._flight.run(

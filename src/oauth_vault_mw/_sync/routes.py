@@ -18,12 +18,13 @@ from typing import Any
 
 from ..core.cookies import CookieSpec
 from ..core.error_page import error_page_reply, error_redirect_reply, host_mismatch, is_navigation
-from ..core.errors import InvalidState, NotAuthenticated, VaultError
+from ..core.errors import BadRequest, InvalidState, NotAuthenticated, VaultError
 from ..core.flow import check_return_to
 from ..core.identity import CurrentUser
 from ..core.inputs import check_form_type, check_origin, check_query_size, parse_form, unique_params
 from ..core.model import Credentials
 from ..core.routes import Reply, error_reply, json_reply, redirect_reply
+from ..core.scopes import parse_scope_param
 from .service import ServiceAccess
 from .vault import Vault
 
@@ -87,17 +88,22 @@ class RequestAuth(ABC):
         return None if user is None else self.vault.current_user(user)
 
     def credentials(
-        self, connection_id: str, min_validity: float | None = None, force_refresh: bool = False
+        self,
+        connection_id: str,
+        min_validity: float | None = None,
+        force_refresh: bool = False,
+        scopes: Iterable[str] | None = None,
     ) -> Credentials:
-        """The user's credential for ``connection_id``. A request on a session cookie (no
-        ``Authorization``) whose user is not looked up yet gets both from the vault at once:
-        one storage read."""
+        """The user's credential for ``connection_id`` (holding ``scopes``, when given). A
+        request on a session cookie (no ``Authorization``) whose user is not looked up yet
+        gets both from the vault at once: one storage read."""
         if self.user is _UNSET and not self.header("authorization"):
             found = self.vault.session_credentials(
                 self.cookie(self.vault.cookies.session_name),
                 connection_id,
                 min_validity=min_validity,
                 force_refresh=force_refresh,
+                scopes=scopes,
             )
             if found is None:
                 self.user = None
@@ -111,6 +117,7 @@ class RequestAuth(ABC):
             min_validity=min_validity,
             force_refresh=force_refresh,
             actor=f"user:{user}",
+            scopes=scopes,
         )
 
 
@@ -159,9 +166,15 @@ class RouteHandlers:
             params = _query(request)
             self.vault.connection(connection_id)
             return_to = check_return_to(params.get("return_to"))
+            scopes = self._scope_param(params, connection_id)
+            if scopes and not connect:
+                raise BadRequest(
+                    f"scope: a login asks for the connection's scopes; ask for more at "
+                    f"{self.vault.settings.prefix}/connect/{connection_id} once logged in"
+                )
             user_id = request.require_user_id() if connect else None
             url, cookie = self.vault.begin_login(
-                connection_id, return_to=return_to, user_id=user_id
+                connection_id, return_to=return_to, user_id=user_id, scopes=scopes
             )
         except VaultError as exc:
             page = self._browser_error(request, exc, (), connection_id, connect=connect)
@@ -172,6 +185,14 @@ class RouteHandlers:
         # one cookie per login in flight (several tabs); the oldest make room
         evicted = self.vault.cookies.evict_states(request.header("cookie"), len(cookie.value))
         return redirect_reply(url, 302, (*evicted, cookie))
+
+    def _scope_param(self, params: Mapping[str, str], connection_id: str) -> tuple[str, ...]:
+        """The ``scope`` parameter's scopes (none when absent); a bad one is a 400."""
+        value = params.get("scope")
+        if value is None:
+            return ()
+        separator = self.vault.connection(connection_id).scope_separator
+        return parse_scope_param(value, separator=separator)
 
     def _warn_host(self, request: HttpInput) -> None:
         """Log, once per host, a login begun at a host BASE_URL does not name: its state
@@ -283,7 +304,10 @@ class RouteHandlers:
     def credentials(self, request: HttpInput, path_params: PathParams) -> Reply:
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)  # an unknown connection is a 404 before any 401
-        creds = request.credentials(connection_id)
+        scopes = None
+        if request.query_string():  # ?scope=a+b: the scopes the caller needs
+            scopes = self._scope_param(_query(request), connection_id) or None
+        creds = request.credentials(connection_id, scopes=scopes)
         return json_reply(creds.to_dict())
 
     def service_credentials(self, request: HttpInput, path_params: PathParams) -> Reply:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from ..core.connections import ConnectionConfig
@@ -50,11 +51,12 @@ class Vault(Login, Refresher):
         *,
         min_validity: float | None = None,
         force_refresh: bool = False,
+        scopes: Iterable[str] | None = None,
     ) -> tuple[str, Credentials] | None:
         """The user of a session cookie and their credential for ``connection_id``: the
         request path's two lookups in one storage read where the storage offers it
         (``get_session_credential``). ``None`` when the cookie holds no live session;
-        otherwise raises as :meth:`get_connection_credentials` does.
+        otherwise raises as :meth:`get_connection_credentials` does (``scopes`` too).
         """
         session_hash = self.cookies.session_hash(cookie_value)
         if session_hash is None:
@@ -71,14 +73,14 @@ class Vault(Login, Refresher):
                 return None
             user_id, record = found
         creds = self._credentials(
-            connection_id, user_id, min_validity, force_refresh, f"user:{user_id}", record
+            connection_id, user_id, min_validity, force_refresh, f"user:{user_id}", record, scopes
         )
         return user_id, creds
 
     def me(self, user_id: str) -> dict[str, Any]:
         """What ``GET /me`` shows: the user, their profile and connections, no token."""
         records = self.storage.list_credentials(user_id)
-        known = (c.id for c in self.settings.connections)
+        known = {c.id: c for c in self.settings.connections}
         return me_payload(user_id, records, known, self._opened_all(records))
 
     def current_user(self, user_id: str) -> CurrentUser:
@@ -176,11 +178,13 @@ class Vault(Login, Refresher):
         *,
         min_validity: float | None = None,
         base_url: str | None = None,
+        scopes: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> ConnectionClient:
         """An httpx client for the connection's API as ``user_id``, for background jobs:
         it sends the user's current token and, on a 401, refreshes once and retries once
-        (``oauth_vault_mw._async.client``). ``kwargs`` go to httpx (``timeout=``...)::
+        (``oauth_vault_mw._async.client``); ``scopes``: as :meth:`get_connection_credentials`
+        takes them, checked at each request. ``kwargs`` go to httpx (``timeout=``...)::
 
             with vault.client("github", user_id) as github:
                 repos = (github.get("/user/repos")).json()
@@ -188,7 +192,11 @@ class Vault(Login, Refresher):
 
         def credentials(force_refresh: bool) -> Credentials:
             return self.get_connection_credentials(
-                connection_id, user_id, min_validity=min_validity, force_refresh=force_refresh
+                connection_id,
+                user_id,
+                min_validity=min_validity,
+                force_refresh=force_refresh,
+                scopes=scopes,
             )
 
         return connection_client(self, connection_id, credentials, base_url=base_url, **kwargs)

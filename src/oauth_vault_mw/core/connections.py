@@ -90,6 +90,11 @@ class ConnectionConfig:
     refresh_redirect_uri: bool = False
     user_agent: str | None = None
     callback_keep: tuple[str, ...] = ()
+    incremental_params: tuple[tuple[str, str], ...] = ()
+    """Authorization parameters that make a new grant keep the earlier scopes (the preset's;
+    a connection's own ``authorize_params`` of the same name win)."""
+    scope_aliases: tuple[tuple[str, str], ...] = ()
+    """``(asked, reported)``: scopes the provider reports under another name (the preset's)."""
     extra_url: str | None = None
     extra_keep: tuple[tuple[str, str], ...] = ()
     params: tuple[tuple[str, str], ...] = ()
@@ -486,6 +491,8 @@ def parse_connection(index: int, raw: object) -> ConnectionConfig:
         refresh_redirect_uri=preset.refresh_redirect_uri if preset else False,
         user_agent=user_agent,
         callback_keep=preset.callback_keep if preset else (),
+        incremental_params=preset.incremental_params if preset else (),
+        scope_aliases=preset.scope_aliases if preset else (),
         params=tuple(sorted(values.items())),
         dialect=preset.dialect if preset else STANDARD,
         identity=identity,

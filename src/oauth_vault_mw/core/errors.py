@@ -16,7 +16,8 @@ The tree::
     │   └── ForbiddenOrigin         403  forbidden_origin
     ├── NotAuthenticated            401  not_authenticated
     ├── PermissionDenied            403  forbidden
-    │   └── LoginRefused            403  login_refused (core/hooks.py: an on_login hook said no)
+    │   ├── LoginRefused            403  login_refused (core/hooks.py: an on_login hook said no)
+    │   └── InsufficientScope       403  insufficient_scope (+ missing_scopes, login_url)
     ├── UnknownConnection           404  unknown_connection
     ├── CredentialNotFound          404  credential_not_found
     ├── IdentityConflict            409  identity_already_linked
@@ -33,6 +34,7 @@ A message never contains a token, a secret or a key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "CredentialUnreadable",
     "ForbiddenOrigin",
     "IdentityConflict",
+    "InsufficientScope",
     "InvalidState",
     "MiddlewareNotInstalled",
     "NotAuthenticated",
@@ -127,6 +130,38 @@ class PermissionDenied(VaultError):
     error = "forbidden"
     status_code = 403
     default_description = "not granted"
+
+
+class InsufficientScope(PermissionDenied):
+    """The stored grant lacks a scope the caller needs: the user must consent to more.
+
+    ``missing_scopes``: the scopes lacking; ``login_url``: the connect route asking the
+    provider for them (``core/scopes.py``), to send the user to. A refresh cannot add
+    scopes, so none is tried.
+    """
+
+    error = "insufficient_scope"
+    default_description = "the stored grant lacks a scope this call needs"
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        connection_id: str,
+        missing_scopes: Sequence[str],
+        login_url: str,
+    ) -> None:
+        super().__init__(description)
+        self.connection_id = connection_id
+        self.missing_scopes = tuple(missing_scopes)
+        self.login_url = login_url
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **super().to_dict(),
+            "missing_scopes": list(self.missing_scopes),
+            "login_url": self.login_url,
+        }
 
 
 class UnknownConnection(VaultError):

@@ -46,24 +46,34 @@ class LoginTransaction:
     mode: Mode
     user_id: str | None
     created_at: float
+    scope: tuple[str, ...] | None = None
+    """The scopes asked for (``None``: the connection's, as a cookie made before this was
+    carried says)."""
 
     @property
     def code_challenge(self) -> str:
         digest = hashlib.sha256(self.code_verifier.encode("ascii")).digest()
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
+    def asked(self, conn: ConnectionConfig) -> tuple[str, ...]:
+        """The scopes this login asks for."""
+        return conn.scopes if self.scope is None else self.scope
+
     def to_bytes(self) -> bytes:
+        data: dict[str, Any] = {
+            "s": self.state,
+            "c": self.connection_id,
+            "v": self.code_verifier,
+            "n": self.nonce,
+            "r": self.return_to,
+            "m": self.mode,
+            "u": self.user_id,
+            "t": self.created_at,
+        }
+        if self.scope is not None:
+            data["sc"] = " ".join(self.scope)
         return json.dumps(
-            {
-                "s": self.state,
-                "c": self.connection_id,
-                "v": self.code_verifier,
-                "n": self.nonce,
-                "r": self.return_to,
-                "m": self.mode,
-                "u": self.user_id,
-                "t": self.created_at,
-            },
+            data,
             separators=(",", ":"),
             ensure_ascii=False,  # UTF-8, not \uXXXX escapes: a cookie has ~4 KB
         ).encode()
@@ -80,6 +90,7 @@ class LoginTransaction:
             mode=raw["m"],
             user_id=raw["u"],
             created_at=raw["t"],
+            scope=tuple(raw["sc"].split()) if isinstance(raw.get("sc"), str) else None,
         )
 
 
@@ -110,7 +121,9 @@ def new_transaction(
     user_id: str | None,
     now: float,
     token: Callable[[int], str] = secrets.token_urlsafe,
+    scope: tuple[str, ...] | None = None,
 ) -> LoginTransaction:
+    """A new login; ``scope``: the scopes to ask for (default: the connection's)."""
     return LoginTransaction(
         state=token(32),
         connection_id=conn.id,
@@ -120,13 +133,15 @@ def new_transaction(
         mode=mode,
         user_id=user_id,
         created_at=now,
+        scope=scope,
     )
 
 
 def authorization_url(
     conn: ConnectionConfig, endpoint: str, redirect_uri: str, tx: LoginTransaction
 ) -> str:
-    params: dict[str, str] = dict(conn.authorize_params)
+    params: dict[str, str] = dict(conn.incremental_params)
+    params.update(conn.authorize_params)  # the connection's own win
     params.update(
         response_type="code",
         client_id=conn.client_id,
@@ -135,8 +150,9 @@ def authorization_url(
         code_challenge=tx.code_challenge,
         code_challenge_method="S256",
     )
-    if conn.scopes:
-        params["scope"] = conn.scope_separator.join(conn.scopes)
+    scopes = tx.asked(conn)
+    if scopes:
+        params["scope"] = conn.scope_separator.join(scopes)
     if tx.nonce is not None:
         params["nonce"] = tx.nonce
     parts = urlsplit(endpoint)

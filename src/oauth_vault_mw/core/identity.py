@@ -15,6 +15,7 @@ from .cookies import CookieSpec
 from .dialect import ACCESS_TOKEN_SLOT, IdentitySpec
 from .errors import BadRequest, CallbackError, VaultError
 from .model import CredentialKey, StoredCredential, TokenSet
+from .scopes import declined_scopes, scope_list
 from .tokens import dig
 
 __all__ = [
@@ -180,18 +181,25 @@ def callback_extra(names: Iterable[str], params: Mapping[str, str]) -> tuple[tup
 def me_payload(
     user_id: str,
     records: Iterable[StoredCredential],
-    known: Iterable[str],
+    known: Iterable[str] | Mapping[str, ConnectionConfig],
     opened: Mapping[CredentialKey, TokenSet] | None = None,
 ) -> dict[str, Any]:
     """``GET /me``: the user and each configured connection's state; never a token.
+    ``known``: the configured connections (their ids, or their configs by id: then a scope
+    the provider reports under another name counts as granted under either).
     ``opened``: the records' token sets (a record no configured key opens is missing and
     shows its state only). ``profile``: the display claims of the user's last login, and of
     each connection's; ``login_at``, ``refresh_count`` and ``refreshed_at`` (null before the
     first refresh): the connection's last login and its refreshes since.
 
     ``reauthenticate_at`` is when the user must log in again because the refresh token stops
-    working, where the provider says so, else null.
+    working, where the provider says so, else null. ``scope`` is the granted scope as the
+    provider wrote it (space-separated), ``granted_scopes`` the same as a list, and
+    ``declined_scopes`` the scopes the last login or connect asked for and did not get (the
+    user unticked them at the consent), empty when all were granted or when what was asked
+    is not known.
     """
+    configs = known if isinstance(known, Mapping) else {}
     configured = set(known)
     tokens_of = opened or {}
     last = last_login(tokens_of, configured)
@@ -204,7 +212,7 @@ def me_payload(
                 "status": r.status,
                 "expires_at": _epoch(r.expires_at),
                 "scope": r.scope,
-                **_opened_state(tokens_of.get(r.key)),
+                **_opened_state(tokens_of.get(r.key), r, configs.get(r.key.connection_id)),
             }
             for r in records
             if r.key.connection_id in configured
@@ -226,11 +234,15 @@ def last_login(
     return best
 
 
-def _opened_state(tokens: TokenSet | None) -> dict[str, Any]:
+def _opened_state(
+    tokens: TokenSet | None, record: StoredCredential, conn: ConnectionConfig | None
+) -> dict[str, Any]:
     """What ``/me`` shows of a connection from its sealed token set (nothing known when it
-    cannot be opened)."""
+    cannot be opened but the granted scope, kept in clear)."""
     if tokens is None:
         return {
+            "granted_scopes": scope_list(record.scope),
+            "declined_scopes": [],
             "reauthenticate_at": None,
             "profile": {},
             "login_at": None,
@@ -238,6 +250,8 @@ def _opened_state(tokens: TokenSet | None) -> dict[str, Any]:
             "refreshed_at": None,
         }
     return {
+        "granted_scopes": scope_list(tokens.scope),
+        "declined_scopes": declined_scopes(conn, tokens),
         "reauthenticate_at": _epoch(tokens.refresh_expires_at),
         "profile": dict(tokens.profile),
         "login_at": _epoch(tokens.login_at),

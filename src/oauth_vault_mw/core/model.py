@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from .crypto import associated_data
@@ -100,6 +101,15 @@ class TokenSet:
     """When the account last logged in or connected (the token set was granted by a code)."""
     refresh_count: int = 0
     """Refreshes since that login."""
+    asked_scope: str | None = None
+    """The scope that login or connect asked for (space-separated; ``scope`` is what was
+    granted): the scopes asked for and missing from ``scope`` were declined. ``None`` on
+    credentials stored before it was recorded."""
+
+    @cached_property
+    def granted_scopes(self) -> frozenset[str]:
+        """``scope`` as a set, made once per token set (the opened records are reused)."""
+        return frozenset(self.scope.split()) if self.scope else frozenset()
 
     @property
     def lifetime(self) -> float | None:
@@ -142,6 +152,8 @@ class TokenSet:
             data["li"] = self.login_at
         if self.refresh_count:
             data["rc"] = self.refresh_count
+        if self.asked_scope is not None:
+            data["as"] = self.asked_scope
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -160,6 +172,7 @@ class TokenSet:
             profile=tuple(raw["pf"].items()) if "pf" in raw else (),
             login_at=raw.get("li"),
             refresh_count=raw.get("rc") or 0,
+            asked_scope=raw.get("as"),
         )
 
 

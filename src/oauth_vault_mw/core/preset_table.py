@@ -61,6 +61,11 @@ TABLE: tuple[Preset, ...] = (
         api_base_url="https://www.googleapis.com",
         scopes=("openid", "email", "profile"),
         authorize_params=(("access_type", "offline"), ("prompt", "consent")),
+        incremental_params=(("include_granted_scopes", "true"),),
+        scope_aliases=(
+            ("email", "https://www.googleapis.com/auth/userinfo.email"),
+            ("profile", "https://www.googleapis.com/auth/userinfo.profile"),
+        ),
         token_endpoint_auth_method=POST,
         identity=OIDC,
         refresh_tokens="requested",
@@ -74,6 +79,10 @@ TABLE: tuple[Preset, ...] = (
         ),
         quirks=(
             "A refresh reply carries no refresh token: the stored one is kept.",
+            "Granular consent: the user may untick scopes; the granted ones come back in "
+            "the reply's `scope` (and the callback's), `email` and `profile` named "
+            "`https://www.googleapis.com/auth/userinfo.email` and `.profile`. "
+            "`include_granted_scopes=true` (set) makes each new grant keep the earlier ones.",
             "Refresh tokens die after six months unused, on revocation, on a password change "
             "when Gmail scopes were granted, and silently when the user holds too many; apps "
             "whose consent screen is in *Testing* get refresh tokens that last about 7 days.",
@@ -82,6 +91,8 @@ TABLE: tuple[Preset, ...] = (
             "The issuer and the revocation URL are unverified in the catalogue: discovery "
             "checks the issuer (the document must name it), and a failed revocation only "
             "leaves the grant at Google (logged).",
+            "The catalogue does not name the reply's long names of `email` and `profile` "
+            "(seen in Google's replies): `scope_aliases` counts either name as granted.",
         ),
     ),
     Preset(

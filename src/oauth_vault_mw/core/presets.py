@@ -167,6 +167,10 @@ class Preset:
     - ``token_endpoint_auth_method``; ``default_expires_in`` (``None``: tokens without
       ``expires_in`` never expire); ``refresh_redirect_uri`` (a refresh sends the redirect
       URI too); ``user_agent`` (the provider refuses requests without a descriptive one);
+    - ``incremental_params``: authorization request parameters that make a new grant keep
+      the scopes granted before (Google's ``include_granted_scopes=true``), sent with every
+      login and connect; ``scope_aliases``: ``(asked, reported)`` names of scopes the
+      provider reports under another name in the granted ``scope`` (``core/scopes.py``);
     - ``callback_keep``: callback query parameters kept as ``Credentials.extra``;
     - ``extra_url`` and ``extra_keep``: a JSON document read with the new access token at
       login, and the ``(name, dotted.path)`` values kept from it (Xero's tenants, listed by
@@ -201,6 +205,8 @@ class Preset:
     default_expires_in: int | None = 3600
     refresh_redirect_uri: bool = False
     user_agent: bool = False
+    incremental_params: tuple[tuple[str, str], ...] = ()
+    scope_aliases: tuple[tuple[str, str], ...] = ()
     callback_keep: tuple[str, ...] = ()
     extra_url: str | None = None
     extra_keep: tuple[tuple[str, str], ...] = ()
@@ -299,6 +305,13 @@ def _check_preset(preset: Preset) -> None:
     keys = [k for k, _ in preset.authorize_params]
     if len(set(keys)) != len(keys) or RESERVED_AUTHORIZE_PARAMS & set(keys):
         raise ValueError(f"{where}.authorize_params: duplicate or set by the library")
+    keys = [k for k, _ in (*preset.authorize_params, *preset.incremental_params)]
+    if len(set(keys)) != len(keys) or RESERVED_AUTHORIZE_PARAMS & set(keys):
+        raise ValueError(f"{where}.incremental_params: duplicate or set by the library")
+    asked = [a for a, _ in preset.scope_aliases]
+    names = [name for pair in preset.scope_aliases for name in pair]
+    if len(set(asked)) != len(asked) or any(" " in name or not name for name in names):
+        raise ValueError(f"{where}.scope_aliases: one scope name each, each asked name once")
     keys = [k for k, _ in preset.token_params]
     if len(set(keys)) != len(keys) or RESERVED_TOKEN_PARAMS & set(keys):
         raise ValueError(f"{where}.token_params: duplicate or set by the library")

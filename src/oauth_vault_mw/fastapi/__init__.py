@@ -16,7 +16,7 @@ or a dependency::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 try:
@@ -48,15 +48,26 @@ class VaultAPIRoute(APIRoute):
 
 
 class ConnectionCredentials:
-    """Dependency: ``Depends(ConnectionCredentials("google", min_validity=120))``."""
+    """Dependency: ``Depends(ConnectionCredentials("google", min_validity=120))``;
+    ``scopes=["drive.file"]``: the scopes the handler needs (403 ``insufficient_scope`` with
+    a ``login_url`` when the user has not granted one)."""
 
-    def __init__(self, connection_id: str, *, min_validity: float | None = None) -> None:
+    def __init__(
+        self,
+        connection_id: str,
+        *,
+        min_validity: float | None = None,
+        scopes: Iterable[str] | None = None,
+    ) -> None:
         self.connection_id = connection_id
         self.min_validity = min_validity
+        if isinstance(scopes, str):
+            scopes = scopes.split()
+        self.scopes = None if scopes is None else tuple(scopes)
 
     async def __call__(self, request: Request) -> Credentials:
         return await connection_credentials(
-            request, self.connection_id, min_validity=self.min_validity
+            request, self.connection_id, min_validity=self.min_validity, scopes=self.scopes
         )
 
 

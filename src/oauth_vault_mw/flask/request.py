@@ -7,6 +7,9 @@ Two equivalent ways, both needing :class:`~oauth_vault_mw.flask.OAuthVault` on t
 
     creds = connection_credentials("google", min_validity=120)
 
+    # a scope the user may not have granted yet: 403 insufficient_scope with a login_url
+    creds = connection_credentials("google", scopes=["drive.file"])
+
     # 2. request.connection_credentials(...): OAuthVault makes VaultRequest the app's
     #    request class (unless the app has its own). ``vault_request`` is ``flask.request``
     #    typed as VaultRequest, for mypy.
@@ -24,14 +27,17 @@ refresh on a 401 (docs/client.md)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 import flask
 
 from .._sync.client import ConnectionClient
 from .._sync.client import connection_client as _client_for
+from ..core.errors import InsufficientScope
 from ..core.identity import CurrentUser
 from ..core.model import Credentials
+from ..core.scopes import add_return_to
 from ._context import context_of, service_of
 
 __all__ = [
@@ -50,10 +56,28 @@ _NO_REQUEST = (
 
 
 def _credentials_for(
-    request: flask.Request, connection_id: str, min_validity: float | None, force_refresh: bool
+    request: flask.Request,
+    connection_id: str,
+    min_validity: float | None,
+    force_refresh: bool,
+    scopes: Iterable[str] | None = None,
 ) -> Credentials:
     ctx = context_of(service_of(_current_app()), request)
-    return ctx.credentials(connection_id, min_validity, force_refresh)
+    if scopes is None:
+        return ctx.credentials(connection_id, min_validity, force_refresh)
+    try:
+        return ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+    except InsufficientScope as exc:
+        _come_back(exc, request)
+        raise
+
+
+def _come_back(exc: InsufficientScope, request: flask.Request) -> None:
+    """Send the user back to this request's page after the consent, for a GET."""
+    if request.method in ("GET", "HEAD"):
+        path = request.script_root + request.path
+        query = request.query_string.decode("latin-1")
+        add_return_to(exc, f"{path}?{query}" if query else path)
 
 
 def _current_app() -> flask.Flask:
@@ -71,18 +95,25 @@ def _current_request(name: str) -> flask.Request:
 
 
 def connection_credentials(
-    connection_id: str, *, min_validity: float | None = None, force_refresh: bool = False
+    connection_id: str,
+    *,
+    min_validity: float | None = None,
+    force_refresh: bool = False,
+    scopes: Iterable[str] | None = None,
 ) -> Credentials:
     """The current user's access token for ``connection_id``, valid ``min_validity`` s.
 
     ``min_validity`` defaults to the connection's setting. ``force_refresh=True`` after the
-    provider answered 401 to the token. Raises ``NotAuthenticated`` (no session),
+    provider answered 401 to the token. ``scopes``: the scopes the view needs; when the user
+    has not granted one, ``InsufficientScope`` (403 ``insufficient_scope`` with
+    ``missing_scopes`` and a ``login_url`` that asks for them and, for a GET, comes back to
+    this request's path). Raises ``NotAuthenticated`` (no session),
     ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
     ``UnknownConnection``; the extension's error handler renders each as its JSON error.
     ``MiddlewareNotInstalled`` when ``OAuthVault`` was not set up on the current app.
     """
     request = _current_request("connection_credentials")
-    return _credentials_for(request, connection_id, min_validity, force_refresh)
+    return _credentials_for(request, connection_id, min_validity, force_refresh, scopes)
 
 
 def _client_of(
@@ -91,11 +122,16 @@ def _client_of(
     min_validity: float | None,
     base_url: str | None,
     kwargs: dict[str, Any],
+    scopes: Iterable[str] | None = None,
 ) -> ConnectionClient:
     ctx = context_of(service_of(_current_app()), request)
 
     def credentials(force_refresh: bool) -> Credentials:
-        return ctx.credentials(connection_id, min_validity, force_refresh)
+        try:
+            return ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+        except InsufficientScope as exc:
+            _come_back(exc, request)
+            raise
 
     return _client_for(ctx.vault, connection_id, credentials, base_url=base_url, **kwargs)
 
@@ -105,11 +141,13 @@ def connection_client(
     *,
     min_validity: float | None = None,
     base_url: str | None = None,
+    scopes: Iterable[str] | None = None,
     **kwargs: Any,
 ) -> ConnectionClient:
     """An ``httpx.Client`` on ``connection_id``'s API as the current user: it sends the
-    token (valid ``min_validity`` s, the connection's setting by default) to the API's origin
-    only, and on a 401 refreshes once and retries once (a replayable body only).
+    token (valid ``min_validity`` s, the connection's setting by default; holding ``scopes``
+    as :func:`connection_credentials` checks them) to the API's origin only, and on a 401
+    refreshes once and retries once (a replayable body only).
 
     The base URL is ``base_url``, else the connection's ``api_base_url`` (its preset's, or
     from the login: Salesforce ``instance_url``). It borrows the vault's connection pool:
@@ -120,7 +158,7 @@ def connection_client(
     known. See docs/client.md.
     """
     request = _current_request("connection_client")
-    return _client_of(request, connection_id, min_validity, base_url, kwargs)
+    return _client_of(request, connection_id, min_validity, base_url, kwargs, scopes)
 
 
 def current_user_id() -> str | None:
@@ -147,8 +185,9 @@ class VaultRequest(flask.Request):
         *,
         min_validity: float | None = None,
         force_refresh: bool = False,
+        scopes: Iterable[str] | None = None,
     ) -> Credentials:
-        return _credentials_for(self, connection_id, min_validity, force_refresh)
+        return _credentials_for(self, connection_id, min_validity, force_refresh, scopes)
 
     def connection_client(
         self,
@@ -156,9 +195,10 @@ class VaultRequest(flask.Request):
         *,
         min_validity: float | None = None,
         base_url: str | None = None,
+        scopes: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> ConnectionClient:
-        return _client_of(self, connection_id, min_validity, base_url, kwargs)
+        return _client_of(self, connection_id, min_validity, base_url, kwargs, scopes)
 
     def vault_user_id(self) -> str | None:
         return context_of(service_of(_current_app()), self).user_id()

@@ -10,6 +10,9 @@ Three equivalent ways, all needing :class:`OAuthVaultMiddleware`::
     async def profile(request: VaultRequest) -> Response:
         creds = await request.connection_credentials("google", min_validity=120)
 
+    # a scope the user may not have granted yet: 403 insufficient_scope with a login_url
+    creds = await connection_credentials(request, "google", scopes=["drive.file"])
+
     routes = [VaultRoute("/profile", profile)]
 
 And an httpx client on the connection's API that sends the token and retries once after a
@@ -22,7 +25,7 @@ refresh on a 401 (docs/client.md)::
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.requests import HTTPConnection, Request
@@ -32,8 +35,10 @@ from starlette.routing import Route
 from .._async.client import AsyncConnectionClient
 from .._async.client import connection_client as _client_for
 from .._async.vault import AsyncVault
+from ..core.errors import InsufficientScope
 from ..core.identity import CurrentUser
 from ..core.model import Credentials
+from ..core.scopes import add_return_to
 from ._context import context_of
 
 __all__ = [
@@ -53,15 +58,33 @@ async def connection_credentials(
     *,
     min_validity: float | None = None,
     force_refresh: bool = False,
+    scopes: Iterable[str] | None = None,
 ) -> Credentials:
     """The current user's access token for ``connection_id``, valid ``min_validity`` s.
 
     ``min_validity`` defaults to the connection's setting. ``force_refresh=True`` after the
-    provider answered 401 to the token. Raises ``NotAuthenticated`` (no session),
+    provider answered 401 to the token. ``scopes``: the scopes the handler needs; when the
+    user has not granted one, ``InsufficientScope`` (403 ``insufficient_scope`` with
+    ``missing_scopes`` and a ``login_url`` that asks for them and, for a GET, comes back to
+    this request's path). Raises ``NotAuthenticated`` (no session),
     ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
     ``UnknownConnection``; the middleware renders each as its JSON error.
     """
-    return await context_of(request.scope).credentials(connection_id, min_validity, force_refresh)
+    ctx = context_of(request.scope)
+    if scopes is None:
+        return await ctx.credentials(connection_id, min_validity, force_refresh)
+    try:
+        return await ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+    except InsufficientScope as exc:
+        _come_back(exc, request)
+        raise
+
+
+def _come_back(exc: InsufficientScope, request: HTTPConnection) -> None:
+    """Send the user back to this request's page after the consent, for a GET."""
+    if request.scope.get("method") in ("GET", "HEAD"):
+        url = request.url
+        add_return_to(exc, f"{url.path}?{url.query}" if url.query else url.path)
 
 
 async def connection_client(
@@ -70,11 +93,13 @@ async def connection_client(
     *,
     min_validity: float | None = None,
     base_url: str | None = None,
+    scopes: Iterable[str] | None = None,
     **kwargs: Any,
 ) -> AsyncConnectionClient:
     """An ``httpx.AsyncClient`` on ``connection_id``'s API as the current user: it sends the
-    token (valid ``min_validity`` s, the connection's setting by default) to the API's origin
-    only, and on a 401 refreshes once and retries once (a replayable body only).
+    token (valid ``min_validity`` s, the connection's setting by default; holding ``scopes``
+    as :func:`connection_credentials` checks them) to the API's origin only, and on a 401
+    refreshes once and retries once (a replayable body only).
 
     The base URL is ``base_url``, else the connection's ``api_base_url`` (its preset's, or
     from the login: Salesforce ``instance_url``). It borrows the vault's connection pool:
@@ -86,7 +111,11 @@ async def connection_client(
     ctx = context_of(request.scope)
 
     async def credentials(force_refresh: bool) -> Credentials:
-        return await ctx.credentials(connection_id, min_validity, force_refresh)
+        try:
+            return await ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+        except InsufficientScope as exc:
+            _come_back(exc, request)
+            raise
 
     return await _client_for(ctx.vault, connection_id, credentials, base_url=base_url, **kwargs)
 
@@ -118,9 +147,14 @@ class VaultRequest(Request):
         *,
         min_validity: float | None = None,
         force_refresh: bool = False,
+        scopes: Iterable[str] | None = None,
     ) -> Credentials:
         return await connection_credentials(
-            self, connection_id, min_validity=min_validity, force_refresh=force_refresh
+            self,
+            connection_id,
+            min_validity=min_validity,
+            force_refresh=force_refresh,
+            scopes=scopes,
         )
 
     async def connection_client(
@@ -129,10 +163,16 @@ class VaultRequest(Request):
         *,
         min_validity: float | None = None,
         base_url: str | None = None,
+        scopes: Iterable[str] | None = None,
         **kwargs: Any,
     ) -> AsyncConnectionClient:
         return await connection_client(
-            self, connection_id, min_validity=min_validity, base_url=base_url, **kwargs
+            self,
+            connection_id,
+            min_validity=min_validity,
+            base_url=base_url,
+            scopes=scopes,
+            **kwargs,
         )
 
     async def vault_user_id(self) -> str | None:

@@ -85,6 +85,8 @@ class ProviderEndpoints:
         self.issue_refresh_tokens = issue_refresh_tokens
         self.clock = clock
         self.down = False
+        self.scope_on_callback = False
+        self.scope_in_reply = True
         self._lock = threading.RLock()
         self._clients: dict[str, Client] = {}
         self._users: dict[str, User] = {}
@@ -95,6 +97,7 @@ class ProviderEndpoints:
         self._grants: list[Grant] = []
         self._refuse_login: list[tuple[str, str]] = []
         self._refuse_refresh: list[tuple[str, str]] = []
+        self._declines: list[frozenset[str]] = []
         self._tally = Tally()
 
     # ------------------------------------------------------------------ dispatch
@@ -216,11 +219,17 @@ class ProviderEndpoints:
         user = self._user(login or params.get("login_hint") or self._current)
         now = self.clock()
         code = secrets.token_urlsafe(32)
+        scope = params.get("scope", "")
+        if self._declines:  # the user unticks these at the consent
+            declined = self._declines.pop(0)
+            scope = " ".join(s for s in scope.split() if s not in declined or s == "openid")
+        if self.scope_on_callback:
+            back["scope"] = scope
         self._codes[code] = Code(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
             code_challenge=challenge,
-            scope=params.get("scope", ""),
+            scope=scope,
             nonce=params.get("nonce"),
             user=user,
             expires_at=now + self.code_ttl,
@@ -323,7 +332,9 @@ class ProviderEndpoints:
         expires_at = now + ttl if ttl is not None else float("inf")
         self._access[access] = AccessToken(grant, scope, expires_at)
         grant.access_tokens.add(access)
-        body: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "scope": scope}
+        body: dict[str, Any] = {"access_token": access, "token_type": "Bearer"}
+        if self.scope_in_reply:
+            body["scope"] = scope
         if ttl is not None:
             body["expires_in"] = ttl
         if rotate and self.issue_refresh_tokens:

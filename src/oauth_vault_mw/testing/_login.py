@@ -13,6 +13,7 @@ must be ``https`` too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -31,6 +32,13 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 def _start_path(prefix: str, connection_id: str, connect: bool) -> str:
     return f"{prefix}/{'connect' if connect else 'login'}/{connection_id}"
+
+
+def _start_params(return_to: str, scopes: Sequence[str]) -> dict[str, str]:
+    params = {"return_to": return_to}
+    if scopes:
+        params["scope"] = " ".join(scopes)
+    return params
 
 
 def _callback(location: str, connection_id: str, client_scheme: str | None) -> str:
@@ -56,15 +64,18 @@ def log_in(
     prefix: str = "/auth",
     return_to: str = "/",
     connect: bool = False,
+    scopes: Sequence[str] = (),
 ) -> httpx.Response:
     """Log ``client`` in through ``provider`` (see the module docstring): a
     ``starlette.testclient.TestClient``, or any ``httpx.Client`` on the app (an
     ``httpx.WSGITransport`` for Flask). ``login``: who the provider approves (default: its
-    current user). ``connect=True`` links the account to the logged-in user instead.
-    Returns the app's answer to the callback (``303`` to ``return_to``); raises
-    :class:`LoginFailed` at any other answer."""
+    current user). ``connect=True`` links the account to the logged-in user instead;
+    ``scopes`` (with ``connect=True``) asks for more scopes (``?scope=``, incremental
+    authorization). Returns the app's answer to the callback (``303`` to ``return_to``);
+    raises :class:`LoginFailed` at any other answer."""
     start_url = _start_path(prefix, connection_id, connect)
-    start = client.get(start_url, params={"return_to": return_to}, follow_redirects=False)
+    params = _start_params(return_to, scopes)
+    start = client.get(start_url, params=params, follow_redirects=False)
     if start.status_code not in _REDIRECTS:
         raise LoginFailed(f"GET {start_url} answered {start.status_code}: {start.text[:500]}")
     location = provider.approve(start.headers["location"], login=login)
@@ -84,11 +95,13 @@ async def log_in_async(
     prefix: str = "/auth",
     return_to: str = "/",
     connect: bool = False,
+    scopes: Sequence[str] = (),
 ) -> httpx.Response:
     """:func:`log_in` for an ``httpx.AsyncClient`` on the app (``httpx.ASGITransport``), for
     async test suites."""
     start_url = _start_path(prefix, connection_id, connect)
-    start = await client.get(start_url, params={"return_to": return_to}, follow_redirects=False)
+    params = _start_params(return_to, scopes)
+    start = await client.get(start_url, params=params, follow_redirects=False)
     if start.status_code not in _REDIRECTS:
         raise LoginFailed(f"GET {start_url} answered {start.status_code}: {start.text[:500]}")
     location = provider.approve(start.headers["location"], login=login)
@@ -108,10 +121,11 @@ def log_in_flask(
     prefix: str = "/auth",
     return_to: str = "/",
     connect: bool = False,
+    scopes: Sequence[str] = (),
 ) -> TestResponse:
     """:func:`log_in` for Flask's test client (``app.test_client()``)."""
     start_url = _start_path(prefix, connection_id, connect)
-    start = client.get(start_url, query_string={"return_to": return_to})
+    start = client.get(start_url, query_string=_start_params(return_to, scopes))
     if start.status_code not in _REDIRECTS:
         text = start.get_data(as_text=True)[:500]
         raise LoginFailed(f"GET {start_url} answered {start.status_code}: {text}")

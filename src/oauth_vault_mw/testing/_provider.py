@@ -55,6 +55,11 @@ class OpenIDProvider(ProviderEndpoints):
     Reach it in-process with :meth:`transport` (httpx, sync and async: no socket), as an
     ASGI app (:attr:`app`), or on a loopback port with :meth:`serve`. Its clock is ``clock``
     (default ``time.time``). Thread-safe: one lock around every request and control.
+
+    How it reports the granted scope: ``scope_in_reply`` (default ``True``: the token reply
+    names it; ``False``: it leaves it out, so the granted scope is the asked one, RFC 6749
+    5.1) and ``scope_on_callback`` (default ``False``; ``True``: the redirect back names it
+    too, as Google and Strava do). :meth:`decline_next_scopes` narrows a grant.
     """
 
     def __init__(
@@ -249,6 +254,13 @@ class OpenIDProvider(ProviderEndpoints):
         """The next authorization redirects back with ``error`` instead of a code."""
         with self._lock:
             self._refuse_login.append((error, description))
+
+    def decline_next_scopes(self, *scopes: str) -> None:
+        """At the next authorization the user unticks ``scopes`` (all but ``openid``): the
+        grant and its tokens leave them out, as with Google's granular consent. Each call
+        narrows one authorization."""
+        with self._lock:
+            self._declines.append(frozenset(scopes))
 
     def refuse_next_refresh(
         self,
