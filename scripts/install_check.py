@@ -4,7 +4,7 @@ Run by ``./scripts/install-check`` (and so by ``./scripts/test``, after pytest):
 
     .venv/bin/python -m scripts.install_check [--source PATH] [--keep]
 
-One wheel is built from the checkout (``pip wheel``: what PyPI would serve), then four
+One wheel is built from the checkout (``pip wheel``: what PyPI would serve), then five
 clean venvs get it with one extra each, never the dev extra, plus the server a user of that
 extra installs (no extra brings one):
 
@@ -16,16 +16,20 @@ venv                    server installed with it        served
 ``[fastapi]``           uvicorn                         FastAPI and Starlette examples: SQLite
 ``[flask]``             waitress, gunicorn              Flask example: ``flask run``,
                                                         waitress, gunicorn: SQLite
+``[otel]``              uvicorn                         Starlette example: SQLite
 ======================  ==============================  ====================================
 
-Each served app must answer ``GET /`` with 200 and ``GET /auth/me`` with 401
-``not_authenticated`` JSON: an import that fails for a missing runtime dependency fails the
-check. Then, in the fastapi and flask venvs, a ``postgresql://`` storage URL (their driver
-really is missing there) must stop the server at start-up with one line naming
-``OAUTH_VAULT_STORAGE_URL``. PostgreSQL and Redis are throwaway servers on 127.0.0.1, as the
-tests start them (tests/support). The examples run from a copy of ``examples/`` in a temp
-dir, so nothing is imported from the checkout. pip's cache is reused; the venvs are made
-afresh in a temp dir each run (``--keep`` leaves it for a look).
+Each served app must answer ``GET /`` with 200, ``GET /auth/me`` with 401
+``not_authenticated`` JSON and ``GET /metrics`` with the Prometheus text: an import that fails
+for a missing runtime dependency fails the check. In each venv, ``OpenTelemetryMetrics`` must
+be enabled exactly where ``opentelemetry-api`` is installed (the ``[otel]`` venv, and any
+other whose extra brings it) and otherwise stay off with one warning. Then, in the fastapi
+and flask venvs, a ``postgresql://`` storage URL (their driver really is missing there) must
+stop the server at start-up with one line naming ``OAUTH_VAULT_STORAGE_URL``. PostgreSQL and
+Redis are throwaway servers on 127.0.0.1, as the tests start them (tests/support). The
+examples run from a copy of ``examples/`` in a temp dir, so nothing is imported from the
+checkout. pip's cache is reused; the venvs are made afresh in a temp dir each run
+(``--keep`` leaves it for a look).
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class Venv:
     servers: tuple[str, ...]  # what a user of the extra installs to serve the app
     runs: tuple[tuple[tuple[str, str], str], ...]  # (server, storage: sqlite/postgresql/redis)
     refuses: tuple[str, str] | None = None  # must stop at start-up on postgresql://
+    otel: bool = False  # opentelemetry-api must be installed (the [otel] extra)
 
 
 VENVS = (
@@ -95,7 +100,16 @@ VENVS = (
         ((FLASK_RUN, "sqlite"), (WAITRESS, "sqlite"), (GUNICORN, "sqlite")),
         refuses=GUNICORN,
     ),
+    Venv("otel", ("uvicorn",), ((STARLETTE, "sqlite"),), otel=True),
 )
+# What a venv's python prints: is opentelemetry installed, is the bridge on, did it warn.
+OTEL_PROBE = """
+import importlib.util, logging
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+from oauth_vault_mw.metrics import OpenTelemetryMetrics
+installed = importlib.util.find_spec("opentelemetry") is not None
+print("installed" if installed else "absent", OpenTelemetryMetrics().enabled)
+"""
 
 
 @dataclass
@@ -224,13 +238,15 @@ def tail(server: ServerProcess) -> str:
 
 
 def serves(server: ServerProcess) -> tuple[bool, str]:
-    """It serves ``/`` (200) and ``/auth/me`` (401 ``not_authenticated`` JSON)."""
+    """It serves ``/`` (200), ``/auth/me`` (401 ``not_authenticated`` JSON) and ``/metrics``
+    (the Prometheus text)."""
     try:
         if server.wait(timeout=60) != "serving":
             return False, f"exited with status {server.returncode}:\n{tail(server)}"
         base = f"http://127.0.0.1:{server.port}"
         home = httpx.get(base + "/", timeout=10)
         me = httpx.get(base + "/auth/me", timeout=10)
+        scraped = httpx.get(base + "/metrics", timeout=10)
     except (TimeoutError, httpx.HTTPError) as exc:
         return False, f"{exc!r}\n{tail(server)}"
     ok = (
@@ -238,8 +254,14 @@ def serves(server: ServerProcess) -> tuple[bool, str]:
         and me.status_code == 401
         and me.headers.get("content-type", "").startswith("application/json")
         and me.json().get("error") == "not_authenticated"
+        and scraped.status_code == 200
+        and scraped.headers.get("content-type", "").startswith("text/plain; version=0.0.4")
+        and "# TYPE oauth_vault_refreshes_total counter" in scraped.text
     )
-    answers = f"GET / {home.status_code}, GET /auth/me {me.status_code} {me.text[:200]}"
+    answers = (
+        f"GET / {home.status_code}, GET /auth/me {me.status_code} {me.text[:200]}, "
+        f"GET /metrics {scraped.status_code} {scraped.text[:200]}"
+    )
     return ok, f"{answers}\n{tail(server)}"
 
 
@@ -250,11 +272,39 @@ def stops(server: ServerProcess) -> tuple[bool, str]:
     return status not in (None, 0) and named, f"status {status}:\n{tail(server)}"
 
 
+def otel_bridge(venv: Venv, bin_dir: Path) -> tuple[bool, str]:
+    """``OpenTelemetryMetrics`` is on where ``opentelemetry-api`` is installed (it must be in
+    the ``[otel]`` venv), else off with one warning naming the extra."""
+    done = subprocess.run(  # noqa: S603 - the venv's own python
+        [str(bin_dir / "python"), "-c", OTEL_PROBE],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=clean_environ({}),
+    )
+    out = done.stdout.split()
+    installed = out[:1] == ["installed"]
+    enabled = out[1:] == ["True"]
+    warned = "pip install 'oauth-vault-mw[otel]'" in done.stderr
+    ok = (
+        done.returncode == 0
+        and len(out) == 2
+        and installed == enabled
+        and (installed or warned)
+        and (installed or not venv.otel)
+    )
+    return ok, f"status {done.returncode}: {done.stdout}{done.stderr}"
+
+
 def check_venv(venv: Venv, bin_dir: Path, stores: Stores, apps: Apps, report: Report) -> None:
+    ok, detail = otel_bridge(venv, bin_dir)
+    report.check(ok, f"[{venv.extra}] OpenTelemetryMetrics on exactly with opentelemetry", detail)
     for (name, command), storage in venv.runs:
         with start(command, bin_dir, stores.url(storage), apps.new()) as server:
             ok, detail = serves(server)
-        report.check(ok, f"[{venv.extra}] {name}, {storage}: serves / and /auth/me", detail)
+        report.check(
+            ok, f"[{venv.extra}] {name}, {storage}: serves /, /auth/me and /metrics", detail
+        )
     if venv.refuses:
         name, command = venv.refuses
         with start(command, bin_dir, MISSING_DRIVER_URL, apps.new()) as server:

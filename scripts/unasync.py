@@ -32,6 +32,7 @@ REPLACEMENTS = [
     ("AsyncServiceAccess", "ServiceAccess"),
     ("AsyncAuditTrail", "AuditTrail"),
     ("AsyncAuditSink", "AuditSink"),
+    ("AsyncInstrumentedStorage", "InstrumentedStorage"),
     ("AsyncStorage", "Storage"),
     ("async_storage_from_url", "storage_from_url"),
     ("AsyncProviderClient", "ProviderClient"),

@@ -15,6 +15,7 @@ import oauth_vault_mw.cli
 import oauth_vault_mw.fastapi
 import oauth_vault_mw.flask
 import oauth_vault_mw.jobs
+import oauth_vault_mw.metrics
 import oauth_vault_mw.starlette
 import oauth_vault_mw.storage
 import oauth_vault_mw.testing
@@ -26,6 +27,7 @@ PUBLIC_PACKAGES = [
     oauth_vault_mw.fastapi,
     oauth_vault_mw.flask,
     oauth_vault_mw.jobs,
+    oauth_vault_mw.metrics,
     oauth_vault_mw.starlette,
     oauth_vault_mw.storage,
     oauth_vault_mw.testing,

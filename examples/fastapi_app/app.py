@@ -9,7 +9,8 @@ Pages: ``GET /`` (who is logged in, each connection with its token's expiry and 
 the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo, on an
 ``APIRouter(route_class=VaultAPIRoute)``: ``request.connection_client``; a page for a
 browser, the provider's JSON for an API caller). The API
-``GET /demo/token`` takes the first connection's credentials as a dependency. The HTML is in
+``GET /demo/token`` takes the first connection's credentials as a dependency. ``GET /metrics``:
+the vault's metrics for Prometheus (``oauth_vault_mw.metrics``). The HTML is in
 ``examples/pages.py``; no page shows a token.
 """
 
@@ -32,9 +33,11 @@ from oauth_vault_mw import (
     UnknownConnection,
 )
 from oauth_vault_mw.fastapi import ConnectionCredentials, VaultAPIRoute, VaultRequest
+from oauth_vault_mw.metrics import CONTENT_TYPE, PrometheusMetrics
 from oauth_vault_mw.starlette import OAuthVaultMiddleware, vault_of
 
 settings = Settings.from_env()  # bad configuration fails here, at start-up
+metrics = PrometheusMetrics()  # refreshes, provider errors, lease waits... (GET /metrics)
 FIRST = settings.connections[0].id  # the connection /demo/token reports on
 http = httpx.AsyncClient(timeout=10.0)  # one pooled client for the app's own API calls
 _userinfo_urls: dict[str, str] = {}
@@ -114,7 +117,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="oauth_vault_mw demo", lifespan=lifespan)
-app.add_middleware(OAuthVaultMiddleware, settings=settings)
+app.add_middleware(OAuthVaultMiddleware, settings=settings, metrics=metrics)
 app.include_router(vault_router)
 
 
@@ -129,3 +132,9 @@ async def token_status(
         {"connection_id": creds.connection_id, "expires_in": left, "scope": creds.scope},
         headers={"Cache-Control": "no-store"},
     )
+
+
+# 3. The vault's metrics, for Prometheus to scrape; in production, let only the scraper in.
+@app.get("/metrics", include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE)

@@ -9,8 +9,9 @@ Configured from the ``OAUTH_VAULT_*`` environment, copied into ``app.config`` (`
 Pages: ``GET /`` (who is logged in, each connection with its token's expiry and refreshes,
 the buttons) and ``GET /demo/profile/<connection_id>`` (the provider's userinfo through
 ``request.connection_client``: a page for a browser, the provider's JSON for an API caller). The API
-``GET /demo/token/<connection_id>`` uses the function form (JSON: expiry and scope). The HTML
-is in ``examples/pages.py``; no page shows a token.
+``GET /demo/token/<connection_id>`` uses the function form (JSON: expiry and scope). ``GET
+/metrics``: the vault's metrics for Prometheus (``oauth_vault_mw.metrics``). The HTML is in
+``examples/pages.py``; no page shows a token.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from oauth_vault_mw import (
 )
 from oauth_vault_mw.flask import OAuthVault, connection_credentials, current_user
 from oauth_vault_mw.flask import vault_request as request
+from oauth_vault_mw.metrics import CONTENT_TYPE, PrometheusMetrics
 
-vault_ext = OAuthVault()
+metrics = PrometheusMetrics()  # refreshes, provider errors, lease waits... (GET /metrics)
+vault_ext = OAuthVault(metrics=metrics)
 http = httpx.Client(timeout=10.0)  # one pooled, thread-safe client for the app's own API calls
 atexit.register(http.close)
 _userinfo_urls: dict[str, str] = {}  # issuer -> its discovery's userinfo_endpoint
@@ -118,6 +121,11 @@ def home() -> str:
     return pages.home("Flask", user, views, settings().prefix, flash)
 
 
+def prometheus_metrics() -> Response:
+    """The vault's metrics, for Prometheus to scrape; in production, let only the scraper in."""
+    return Response(metrics.render(), content_type=CONTENT_TYPE)
+
+
 def config_from_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The ``OAUTH_VAULT_*`` variables, as Flask config keys of the same names."""
     env = os.environ if environ is None else environ
@@ -132,6 +140,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.add_url_rule("/", view_func=home)
     app.add_url_rule("/demo/profile/<connection_id>", view_func=profile)
     app.add_url_rule("/demo/token/<connection_id>", view_func=token_status)
+    app.add_url_rule("/metrics", view_func=prometheus_metrics)
     return app
 
 

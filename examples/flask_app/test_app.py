@@ -27,3 +27,25 @@ def test_home_greets_the_person_and_the_api_refreshes(
     page = client.get("/demo/profile/demo")  # the vault's client refreshes once and retries
     assert page.status_code == 200
     assert oauth_vault_provider.counts.refreshes == 1
+
+
+def test_metrics_count_the_refresh_and_show_no_token(
+    load_example: Callable[[str], ModuleType],
+    oauth_vault_provider: OpenIDProvider,
+    oauth_vault_flask_client: FlaskClientFactory,
+) -> None:
+    app = load_example("examples.flask_app.app").app
+    client = oauth_vault_flask_client(app, "demo", login="ada")
+    me = client.get("/auth/me").get_json()
+    seen = {me["user_id"]}
+    seen.add(client.get("/auth/connections/demo/credentials").get_json()["access_token"])
+    oauth_vault_provider.expire_access_tokens()
+    assert client.get("/demo/profile/demo").status_code == 200  # one refresh
+    seen.add(client.get("/auth/connections/demo/credentials").get_json()["access_token"])
+
+    scraped = client.get("/metrics")
+    text = scraped.get_data(as_text=True)
+    assert scraped.status_code == 200
+    assert scraped.content_type.startswith("text/plain; version=0.0.4")
+    assert 'oauth_vault_refreshes_total{connection="demo",outcome="refreshed"} 1.0' in text
+    assert not [secret for secret in seen if secret in text]

@@ -9,7 +9,8 @@ the buttons) and ``GET /demo/profile/{connection_id}`` (the provider's userinfo 
 ``request.connection_client``: a page for a browser, the provider's JSON for an API caller).
 APIs: ``GET /demo/token/{connection_id}`` (JSON: expiry and scope, through the plain
 accessor) and ``POST /demo/jobs/{connection_id}`` (a background
-job). The HTML is in ``examples/pages.py``; no page shows a token.
+job). ``GET /metrics``: the vault's metrics for Prometheus (``oauth_vault_mw.metrics``). The
+HTML is in ``examples/pages.py``; no page shows a token.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from oauth_vault_mw import (
     UnknownConnection,
     VaultError,
 )
+from oauth_vault_mw.metrics import PrometheusMetrics
 from oauth_vault_mw.starlette import (
     OAuthVaultMiddleware,
     VaultRequest,
@@ -46,7 +48,8 @@ from oauth_vault_mw.starlette import (
 )
 
 settings = Settings.from_env()  # bad configuration fails here, at start-up
-vault = AsyncVault(settings)  # shared by the middleware and the background jobs below
+metrics = PrometheusMetrics()  # refreshes, provider errors, lease waits... (GET /metrics)
+vault = AsyncVault(settings, metrics=metrics)  # the middleware's and the background jobs'
 http = httpx.AsyncClient(timeout=10.0)  # one pooled client for the app's own API calls
 _userinfo_urls: dict[str, str] = {}
 
@@ -188,6 +191,8 @@ app = Starlette(
         Route("/demo/token/{connection_id}", token_status),
         Route("/demo/jobs/{connection_id}", start_job, methods=["POST"]),
         Route("/demo/job/{job_id}", job_status),
+        # for Prometheus to scrape; in production, let only the scraper reach it
+        Route("/metrics", metrics.asgi_app()),
     ],
     middleware=[Middleware(OAuthVaultMiddleware, vault=vault)],
     lifespan=lifespan,

@@ -3,6 +3,9 @@
 ``AsyncSingleFlight`` runs the call as its own task, so a caller that goes away (a client
 disconnect cancels its request) neither cancels the refresh others wait for nor loses a
 rotated refresh token half-way. ``SingleFlight`` is the thread twin for the sync shell.
+
+``on_join(key)``, when given, is told of each caller that found the call already running
+(the vault's metrics count them); without it nothing is added to any call.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["AsyncSingleFlight", "SingleFlight"]
 
@@ -19,8 +22,9 @@ T = TypeVar("T")
 
 
 class AsyncSingleFlight(Generic[T]):
-    def __init__(self) -> None:
+    def __init__(self, *, on_join: Callable[[Any], None] | None = None) -> None:
         self._running: dict[Hashable, asyncio.Task[T]] = {}
+        self._on_join = on_join
 
     async def run(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         task = self._running.get(key)
@@ -32,6 +36,8 @@ class AsyncSingleFlight(Generic[T]):
             task = asyncio.ensure_future(wrapped())
             self._running[key] = task
             task.add_done_callback(lambda t: self._forget(key, t))
+        elif self._on_join is not None:
+            self._on_join(key)
         return await asyncio.shield(task)
 
     def _forget(self, key: Hashable, task: asyncio.Task[T]) -> None:
@@ -42,9 +48,10 @@ class AsyncSingleFlight(Generic[T]):
 
 
 class SingleFlight(Generic[T]):
-    def __init__(self) -> None:
+    def __init__(self, *, on_join: Callable[[Any], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._running: dict[Hashable, Future[T]] = {}
+        self._on_join = on_join
 
     def run(self, key: Hashable, call: Callable[[], T]) -> T:
         with self._lock:
@@ -53,6 +60,8 @@ class SingleFlight(Generic[T]):
             if future is None:
                 future = self._running[key] = Future()
         if not leader:
+            if self._on_join is not None:
+                self._on_join(key)
             return future.result()
         try:
             future.set_result(call())

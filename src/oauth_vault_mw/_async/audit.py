@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..core.errors import VaultError
 from ..core.service import AuditEvent
+from ..metrics import NO_METRICS, Metrics
 from ..storage import AsyncStorage
 
 __all__ = ["AsyncAuditSink", "AsyncAuditTrail"]
@@ -58,13 +59,22 @@ class AsyncAuditTrail:
     events within a window become one entry with a ``count``, written once the window is a
     second old or holds 50 distinct entries, and on ``flush()``. The async trail writes a due
     window in a task of its own, off the request path; the sync trail writes it in the call
-    that finds it due.
+    that finds it due. ``metrics`` counts the events a failed write loses; the vault's
+    metrics read :meth:`backlog` when they are collected.
     """
 
-    def __init__(self, storage: AsyncStorage, *, batch: int = 50, max_delay: float = 1.0) -> None:
+    def __init__(
+        self,
+        storage: AsyncStorage,
+        *,
+        batch: int = 50,
+        max_delay: float = 1.0,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.storage = storage
         self.batch = batch
         self.max_delay = max_delay
+        self.metrics = metrics
         self._window: dict[tuple[str, str, str, str | None, str | None], list[float]] = {}
         self._opened = 0.0
         self._lock = threading.Lock()
@@ -145,6 +155,11 @@ class AsyncAuditTrail:
         task.add_done_callback(self._flushing.discard)  # unasync: remove
         # unasync: sync-only: self.flush()
 
+    def backlog(self) -> int:
+        """Events counted and not yet handed to storage (the ``audit.backlog`` gauge)."""
+        with self._lock:
+            return int(sum(count for _first, count in self._window.values()))
+
     def _take(self) -> list[AuditEvent]:
         with self._lock:
             window, self._window = self._window, {}
@@ -162,6 +177,7 @@ class AsyncAuditTrail:
             await self.storage.append_events([(e.at, e.to_bytes()) for e in events])
         except VaultError:
             logger.warning("audit trail: storage unavailable, %d events lost", len(events))
+            self.metrics.audit_events_lost(sum(e.count for e in events))
 
     async def read(self, since: float, limit: int = 1000) -> list[AuditEvent]:
         await self.flush()

@@ -10,6 +10,10 @@ refresh past its lease. The reply is read as a stream and refused past ``MAX_REP
 without reading the rest. Transport failures become
 :class:`~oauth_vault_mw.core.http.ProviderCallFailed` for the vault to classify; what a
 response means is decided in ``core`` (``core.tokens``, ``core.discovery``, ``core.http``).
+
+Each call is one step of the vault's metrics (``metrics.provider_call``: its latency, its
+error class from ``core.telemetry``, a span), labelled with the connection and what the call
+is for (``operation``: ``refresh``, ``code_exchange``, ``userinfo``, ``discovery``...).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import time
 import weakref  # unasync: remove
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -48,6 +52,8 @@ from ..core.http import (
     json_headers,
     json_value,
 )
+from ..core.telemetry import reply_error_class
+from ..metrics import NO_METRICS, Metrics
 
 __all__ = ["AsyncProviderClient", "masked_in_http_logs"]
 
@@ -94,10 +100,15 @@ class AsyncProviderClient:
     """Sends the core's requests; caches discovery and JWKS, each behind a per-connection lock."""
 
     def __init__(
-        self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.settings = settings
         self._transport = transport
+        self._metrics = metrics
         self._clients: weakref.WeakKeyDictionary[Any, httpx.AsyncClient]  # unasync: remove
         self._clients = weakref.WeakKeyDictionary()  # unasync: remove
         # unasync: sync-only: self._client = self._new_client()
@@ -137,9 +148,17 @@ class AsyncProviderClient:
             await client.aclose()  # unasync: remove
         # unasync: sync-only: self._client.close()
 
-    async def send(self, request: HttpRequest) -> ProviderResponse:
+    async def send(
+        self, request: HttpRequest, *, connection_id: str = "", operation: str = "other"
+    ) -> ProviderResponse:
+        """Send ``request``; ``connection_id`` and ``operation`` label it in the metrics."""
         return await self._exchange(
-            request.method, request.url, headers=request.headers, form=request.form or None
+            request.method,
+            request.url,
+            headers=request.headers,
+            form=request.form or None,
+            connection_id=connection_id,
+            operation=operation,
         )
 
     def _deadline(self, seconds: float) -> contextlib.AbstractAsyncContextManager[object]:
@@ -155,20 +174,33 @@ class AsyncProviderClient:
         *,
         headers: Mapping[str, str],
         form: Mapping[str, str] | None = None,
+        connection_id: str = "",
+        operation: str = "other",
     ) -> ProviderResponse:
         """One request and its whole reply within ``provider_timeout``, at most ``MAX_REPLY``
         bytes of it; else :class:`ProviderCallFailed`."""
         timeout = self.settings.provider_timeout
-        try:
-            async with (
-                self._deadline(timeout),
-                self.client.stream(method, url, headers=headers, data=form) as resp,
-            ):
-                body = await _read_capped(resp)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-                raise ProviderCallFailed(f"no complete reply within {timeout:g} s") from None
-            raise ProviderCallFailed(type(exc).__name__) from None
+        metrics = self._metrics
+        with metrics.provider_call(connection_id, operation, _host(url)) as step:
+            try:
+                async with (
+                    self._deadline(timeout),
+                    self.client.stream(method, url, headers=headers, data=form) as resp,
+                ):
+                    body = await _read_capped(resp)
+            except ProviderCallFailed:
+                step.note("too_large")
+                raise
+            except (httpx.HTTPError, TimeoutError) as exc:
+                if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+                    step.note("timeout")
+                    raise ProviderCallFailed(f"no complete reply within {timeout:g} s") from None
+                step.note("connect" if isinstance(exc, httpx.ConnectError) else "transport")
+                raise ProviderCallFailed(type(exc).__name__) from None
+            if metrics.enabled:
+                content_type = resp.headers.get("content-type", "")
+                failure = reply_error_class(operation, resp.status_code, content_type, body)
+                step.note(failure or "ok", status_code=resp.status_code)
         return ProviderResponse(
             resp.status_code,
             resp.headers.get("content-type", ""),
@@ -183,10 +215,20 @@ class AsyncProviderClient:
         headers: Mapping[str, str] | None = None,
         label: str | None = None,
         hidden: str | None = None,
+        connection_id: str = "",
+        operation: str = "other",
     ) -> dict[str, Any]:
         """A provider's JSON object; ``label`` names it in failures instead of the URL (a URL
-        may hold a token: ``hidden``, masked in the HTTP client's own log records)."""
-        data = await self.get_json_value(url, headers=headers, label=label, hidden=hidden)
+        may hold a token: ``hidden``, masked in the HTTP client's own log records);
+        ``connection_id`` and ``operation`` label the call in the metrics."""
+        data = await self.get_json_value(
+            url,
+            headers=headers,
+            label=label,
+            hidden=hidden,
+            connection_id=connection_id,
+            operation=operation,
+        )
         if not isinstance(data, dict):
             raise ProviderCallFailed(f"{label or url.split('?', 1)[0]}: not a JSON object")
         return data
@@ -198,10 +240,18 @@ class AsyncProviderClient:
         headers: Mapping[str, str] | None = None,
         label: str | None = None,
         hidden: str | None = None,
+        connection_id: str = "",
+        operation: str = "other",
     ) -> Any:
         """:meth:`get_json` for a document that may be any JSON value (an array)."""
         with masked_in_http_logs(hidden):
-            resp = await self._exchange("GET", url, headers=json_headers(headers))
+            resp = await self._exchange(
+                "GET",
+                url,
+                headers=json_headers(headers),
+                connection_id=connection_id,
+                operation=operation,
+            )
         return json_value(resp.status, resp.body, label or url.split("?", 1)[0])
 
     def _lock(self, name: str) -> asyncio.Lock:
@@ -224,22 +274,30 @@ class AsyncProviderClient:
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
             try:
-                doc = await self.get_json(discovery_url(conn.issuer))
+                doc = await self.get_json(
+                    discovery_url(conn.issuer), connection_id=conn.id, operation="discovery"
+                )
             except ProviderCallFailed as exc:
                 raise ProviderUnavailable(
                     f"connection {conn.id}: discovery failed ({exc})"
                 ) from None
             if conn.revocation_url is None and "revocation_endpoint" not in doc:
-                doc = with_oauth_metadata(doc, await self._oauth_metadata(conn.issuer), conn.issuer)
+                metadata = await self._oauth_metadata(conn.id, conn.issuer)
+                doc = with_oauth_metadata(doc, metadata, conn.issuer)
             value = endpoints_from_metadata(conn, doc)
             self._endpoints[conn.id] = (time.monotonic() + METADATA_TTL, value)
             return value
 
-    async def _oauth_metadata(self, issuer: str) -> dict[str, Any] | None:
+    async def _oauth_metadata(self, connection_id: str, issuer: str) -> dict[str, Any] | None:
         """The issuer's RFC 8414 metadata, where it publishes one (else None: optional)."""
         for url in oauth_metadata_urls(issuer):
             try:
-                return await self.get_json(url, label="authorization server metadata")
+                return await self.get_json(
+                    url,
+                    label="authorization server metadata",
+                    connection_id=connection_id,
+                    operation="metadata",
+                )
             except ProviderCallFailed:
                 continue
         return None
@@ -252,13 +310,24 @@ class AsyncProviderClient:
             raise ProviderUnavailable(f"connection {conn.id}: the issuer publishes no jwks_uri")
         async with self._lock("jwks:" + conn.id):
             try:
-                doc = await self.get_json(endpoints.jwks_uri)
+                doc = await self.get_json(
+                    endpoints.jwks_uri, connection_id=conn.id, operation="jwks"
+                )
             except ProviderCallFailed as exc:
                 raise ProviderUnavailable(
                     f"connection {conn.id}: JWKS fetch failed ({exc})"
                 ) from None
             self._jwks[conn.id] = doc
             return doc
+
+
+def _host(url: str) -> str:
+    """A provider URL's host name: all of it a span may show (a path or a query may hold a
+    token: HubSpot's token information endpoint names the token in its path)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:

@@ -77,6 +77,7 @@ from ..core.tokens import (
     TokenRejected,
     TokenRetryable,
 )
+from ..metrics import Step
 from .base import AsyncVaultBase
 
 __all__ = ["UNREAD", "AsyncRefresher"]
@@ -182,7 +183,9 @@ class AsyncRefresher(AsyncVaultBase):
                 raise CredentialNotFound()
             record = fetched
             tokens = self.opened.open(record)
-            if scopes is not None:  # before any refresh: a refresh cannot add scopes
+            # Before any refresh (a refresh cannot add scopes); one C-level set check when
+            # every scope is granted by name.
+            if scopes is not None and not tokens.granted_scopes.issuperset(scopes):
                 missing = missing_scopes(conn, tokens, scopes)
                 if missing:
                     base = f"{self.settings.base_url}{self.settings.prefix}"
@@ -270,10 +273,24 @@ class AsyncRefresher(AsyncVaultBase):
         half_life: bool = True,
     ) -> TokenSet:
         """Refresh under the credential's lease; one refresh across processes. A record
-        opened before (``seen``, or the re-read when unchanged) is not decrypted again."""
+        opened before (``seen``, or the re-read when unchanged) is not decrypted again.
+        One step of the metrics: timed, and noted with how it ended (``REFRESH_OUTCOMES``)."""
+        with self.metrics.refresh(key.connection_id) as step:
+            return await self._refresh_leased(key, seen, min_validity, force, half_life, step)
+
+    async def _refresh_leased(
+        self,
+        key: CredentialKey,
+        seen: StoredCredential,
+        min_validity: float,
+        force: bool,
+        half_life: bool,
+        step: Step,
+    ) -> TokenSet:
         now = self.clock()
         blocked = self._backoff.blocked_for(key, now)
         if blocked > 0:
+            step.note("backoff")
             return fallback(self.opened.open(seen), now=now, retry_after=blocked)
         lease = _Lease(secrets.token_hex(12), 0.0, False)
         leased, waited, read = await self._take_lease(key, lease, seen)
@@ -296,12 +313,15 @@ class AsyncRefresher(AsyncVaultBase):
                 holder_failed=waited and record.version == seen.version,
             )
             if verdict == "use":
+                step.note("superseded")
                 return tokens
             if verdict == "reauthenticate":
+                step.note("reauthentication_required")
                 raise ReauthenticationRequired(login_url=self.settings.login_url(key.connection_id))
             if verdict in ("lease_missed", "holder_failed"):
+                step.note("lease_missed")
                 return fallback(tokens, now=now, retry_after=LEASE_MISSED_RETRY_AFTER)
-            return await self._call_provider(key, record, tokens, lease)
+            return await self._call_provider(key, record, tokens, lease, step)
         finally:
             if lease.held:
                 await self.storage.release_lease(key, lease.owner)
@@ -333,7 +353,8 @@ class AsyncRefresher(AsyncVaultBase):
         ``UNREAD``)."""
         ttl = self.settings.lease_ttl
         budget, pauses = lease_pauses(ttl)
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
+        deadline = started + budget
         waited = False
         batches = self._lease_batches()
         for pause in pauses:
@@ -347,8 +368,11 @@ class AsyncRefresher(AsyncVaultBase):
                 taken = await self.storage.acquire_lease(key, lease.owner, ttl, self.clock())
             if taken:
                 lease.until, lease.held = asked + ttl, True
+                if waited:
+                    self._lease_waited(key, "acquired", started)
                 return True, waited, read
             if time.monotonic() >= deadline:
+                self._lease_waited(key, "timed_out", started)
                 return False, True, UNREAD
             waited = True
             await asyncio.sleep(pause)
@@ -356,8 +380,12 @@ class AsyncRefresher(AsyncVaultBase):
                 continue
             current = await self.storage.get_credential(key)
             if current is None or current.version != seen.version:
+                self._lease_waited(key, "superseded", started)
                 return False, True, UNREAD
         return False, True, UNREAD  # pragma: no cover - lease_pauses never ends
+
+    def _lease_waited(self, key: CredentialKey, outcome: str, started: float) -> None:
+        self.metrics.lease_waited(key.connection_id, outcome, time.monotonic() - started)
 
     async def _call_provider(
         self,
@@ -365,6 +393,7 @@ class AsyncRefresher(AsyncVaultBase):
         record: StoredCredential,
         tokens: TokenSet,
         lease: _Lease,
+        step: Step,
     ) -> TokenSet:
         conn = self.connection(key.connection_id)
         assert tokens.refresh_token is not None
@@ -374,12 +403,16 @@ class AsyncRefresher(AsyncVaultBase):
         if verdict == "store":
             assert isinstance(outcome, TokenGranted)
             self._backoff.succeeded(key)
-            return await self._store_refreshed(key, record, outcome.tokens, lease)
+            stored = await self._store_refreshed(key, record, outcome.tokens, lease)
+            step.note("refreshed")
+            return stored
         if verdict == "reauthenticate":
             reason = outcome.error if isinstance(outcome, TokenRejected) else "invalid_grant"
             newer = await self._mark_reauthentication(key, record, tokens, reason)
             if newer is not None:
+                step.note("superseded")
                 return newer
+            step.note("reauthentication_required")
             raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
         delay = self._backoff.failed(key, now)
         logger.warning(
@@ -389,6 +422,7 @@ class AsyncRefresher(AsyncVaultBase):
             failure_reason(outcome),
         )
         await self._audit("system", "credentials.refresh", "failed", *key.parts()[:2])
+        step.note("failed")
         return fallback(tokens, now=now, retry_after=delay)
 
     async def _ask_token_endpoint(
@@ -422,7 +456,7 @@ class AsyncRefresher(AsyncVaultBase):
                     return TokenRetryable("lease lost")
                 lease.until = renewed + ttl
             try:
-                resp = await self.provider.send(request)
+                resp = await self.provider.send(request, connection_id=conn.id, operation="refresh")
             except ProviderCallFailed as exc:
                 outcome = TokenRetryable(str(exc))
             else:
@@ -518,6 +552,7 @@ class AsyncRefresher(AsyncVaultBase):
                 )
                 return newer
             return None  # marked by another process already
+        self.metrics.reauthentication_marked(key.connection_id)
         logger.warning(
             "refresh token refused (%s) connection=%s user=%s",
             reason,

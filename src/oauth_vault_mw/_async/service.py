@@ -55,7 +55,7 @@ class AsyncServiceAccess:
     def __init__(self, vault: AsyncVault, *, audit: AsyncAuditTrail | None = None) -> None:
         self.vault = vault
         self.storage = vault.storage
-        self.audit = audit or AsyncAuditTrail(vault.storage)
+        self.audit = audit or AsyncAuditTrail(vault.storage, metrics=vault.metrics)
         if vault.audit is None:
             vault.audit = self.audit
         settings = vault.settings

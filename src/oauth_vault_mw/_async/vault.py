@@ -150,7 +150,9 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
                         tokens,
                         now=self.clock(),
                         signer=self.client_signer,
-                    )
+                    ),
+                    connection_id=connection_id,
+                    operation="revocation",
                 )
                 revoked = resp.status == 200
             except ProviderCallFailed:

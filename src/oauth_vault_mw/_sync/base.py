@@ -12,8 +12,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -32,9 +33,11 @@ from ..core.model import CredentialKey, TokenSet
 from ..core.records import OpenedRecords, seal_record
 from ..core.refresh import Backoff
 from ..core.tokens import TokenOutcome, parse_token_response
+from ..metrics import NO_METRICS, Metrics
 from ..storage import Storage, storage_from_url
 from .audit import AuditSink
 from .provider import ProviderClient
+from .telemetry import InstrumentedStorage
 
 __all__ = ["NewUserIdHook", "VaultBase"]
 
@@ -55,10 +58,17 @@ class VaultBase:
         http_transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         hooks: Hooks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.hooks = hooks if hooks is not None else Hooks()
+        # what the vault reports (oauth_vault_mw.metrics); the default records nothing and
+        # is never asked on the request path
+        self.metrics: Metrics = metrics if metrics is not None and metrics.enabled else NO_METRICS
         self.storage = storage if storage is not None else storage_from_url(settings.storage_url)
+        if self.metrics.enabled:  # chosen here: without metrics, storage is called directly
+            self.storage = cast(Storage, InstrumentedStorage(self.storage, self.metrics))
+            self.metrics.watch_audit_backlog(_audit_backlog(self))
         # optional (SessionCredentialReads): the request path's session and credential at once
         self._session_credential: Any = getattr(self.storage, "get_session_credential", None)
         self.sealer = Sealer(settings.encryption_keys)
@@ -70,12 +80,14 @@ class VaultBase:
             session_max_age=settings.session_max_age,
             state_max_age=settings.state_max_age,
         )
-        self.provider = ProviderClient(settings, transport=http_transport)
+        self.provider = ProviderClient(settings, transport=http_transport, metrics=self.metrics)
         self.clock = clock
         self._new_user_id = new_user_id or default_user_id
         self._backoff = Backoff(settings.failure_backoff)
         self.client_signer = ClientSigner()  # JWTs for private_key_jwt and signed secrets
-        self._flight: SingleFlight[TokenSet] = SingleFlight()
+        self._flight: SingleFlight[TokenSet] = SingleFlight(
+            on_join=_joined(self.metrics) if self.metrics.enabled else None
+        )
         self.audit: AuditSink | None = None  # the service layer attaches its trail
         self._started = False
 
@@ -162,3 +174,27 @@ class VaultBase:
             retry_after=resp.retry_after,
             dialect=conn.dialect,
         )
+
+
+def _joined(metrics: Metrics) -> Callable[[Any], None]:
+    """The single flight's report of a read that joined a running refresh."""
+
+    def joined(key: CredentialKey) -> None:
+        metrics.single_flight_joined(key.connection_id)
+
+    return joined
+
+
+def _audit_backlog(vault: VaultBase) -> Callable[[], int | None]:
+    """Reads the pending events of the vault's audit trail when metrics are collected;
+    ``None`` once the vault is gone (the reader is then dropped)."""
+    ref = weakref.ref(vault)
+
+    def backlog() -> int | None:
+        found = ref()
+        if found is None:
+            return None
+        pending = getattr(found.audit, "backlog", None)
+        return int(pending()) if pending is not None else 0
+
+    return backlog

@@ -152,7 +152,7 @@ class Login(VaultBase):
             signer=self.client_signer,
         )
         try:
-            resp = self.provider.send(request)
+            resp = self.provider.send(request, connection_id=conn.id, operation="code_exchange")
         except ProviderCallFailed:
             raise ProviderUnavailable("the provider's token endpoint did not answer") from None
         outcome = self._token_outcome(conn, resp)
@@ -277,7 +277,12 @@ class Login(VaultBase):
         url, headers = userinfo_request(conn, endpoints.userinfo_url, access_token)
         try:
             document = self.provider.get_json(
-                url, headers=headers, label="user endpoint", hidden=access_token
+                url,
+                headers=headers,
+                label="user endpoint",
+                hidden=access_token,
+                connection_id=conn.id,
+                operation="userinfo",
             )
         except ProviderCallFailed:
             logger.warning("no profile: the user endpoint failed connection=%s", conn.id)
@@ -309,6 +314,8 @@ class Login(VaultBase):
                     headers=headers,
                     label="user endpoint",
                     hidden=granted.tokens.access_token,
+                    connection_id=conn.id,
+                    operation="userinfo",
                 )
             except ProviderCallFailed:
                 raise ProviderUnavailable("the provider's user endpoint failed") from None
@@ -343,7 +350,12 @@ class Login(VaultBase):
         url, headers = userinfo_request(conn, conn.extra_url, tokens.access_token)
         try:
             document = self.provider.get_json_value(
-                url, headers=headers, label="extra", hidden=tokens.access_token
+                url,
+                headers=headers,
+                label="extra",
+                hidden=tokens.access_token,
+                connection_id=conn.id,
+                operation="extra",
             )
         except ProviderCallFailed:
             raise ProviderUnavailable("the provider's account document failed") from None

@@ -11,6 +11,10 @@ refresh past its lease. The reply is read as a stream and refused past ``MAX_REP
 without reading the rest. Transport failures become
 :class:`~oauth_vault_mw.core.http.ProviderCallFailed` for the vault to classify; what a
 response means is decided in ``core`` (``core.tokens``, ``core.discovery``, ``core.http``).
+
+Each call is one step of the vault's metrics (``metrics.provider_call``: its latency, its
+error class from ``core.telemetry``, a span), labelled with the connection and what the call
+is for (``operation``: ``refresh``, ``code_exchange``, ``userinfo``, ``discovery``...).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -45,6 +49,8 @@ from ..core.http import (
     json_headers,
     json_value,
 )
+from ..core.telemetry import reply_error_class
+from ..metrics import NO_METRICS, Metrics
 
 __all__ = ["ProviderClient", "masked_in_http_logs"]
 
@@ -90,9 +96,16 @@ def masked_in_http_logs(secret: str | None) -> Iterator[None]:
 class ProviderClient:
     """Sends the core's requests; caches discovery and JWKS, each behind a per-connection lock."""
 
-    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.settings = settings
         self._transport = transport
+        self._metrics = metrics
         self._client = self._new_client()
         self._endpoints: dict[str, tuple[float, Endpoints]] = {}
         self._jwks: dict[str, dict[str, Any]] = {}
@@ -121,9 +134,17 @@ class ProviderClient:
     def close(self) -> None:
         self._client.close()
 
-    def send(self, request: HttpRequest) -> ProviderResponse:
+    def send(
+        self, request: HttpRequest, *, connection_id: str = "", operation: str = "other"
+    ) -> ProviderResponse:
+        """Send ``request``; ``connection_id`` and ``operation`` label it in the metrics."""
         return self._exchange(
-            request.method, request.url, headers=request.headers, form=request.form or None
+            request.method,
+            request.url,
+            headers=request.headers,
+            form=request.form or None,
+            connection_id=connection_id,
+            operation=operation,
         )
 
     def _deadline(self, seconds: float) -> contextlib.AbstractContextManager[object]:
@@ -138,20 +159,33 @@ class ProviderClient:
         *,
         headers: Mapping[str, str],
         form: Mapping[str, str] | None = None,
+        connection_id: str = "",
+        operation: str = "other",
     ) -> ProviderResponse:
         """One request and its whole reply within ``provider_timeout``, at most ``MAX_REPLY``
         bytes of it; else :class:`ProviderCallFailed`."""
         timeout = self.settings.provider_timeout
-        try:
-            with (
-                self._deadline(timeout),
-                self.client.stream(method, url, headers=headers, data=form) as resp,
-            ):
-                body = _read_capped(resp)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
-                raise ProviderCallFailed(f"no complete reply within {timeout:g} s") from None
-            raise ProviderCallFailed(type(exc).__name__) from None
+        metrics = self._metrics
+        with metrics.provider_call(connection_id, operation, _host(url)) as step:
+            try:
+                with (
+                    self._deadline(timeout),
+                    self.client.stream(method, url, headers=headers, data=form) as resp,
+                ):
+                    body = _read_capped(resp)
+            except ProviderCallFailed:
+                step.note("too_large")
+                raise
+            except (httpx.HTTPError, TimeoutError) as exc:
+                if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+                    step.note("timeout")
+                    raise ProviderCallFailed(f"no complete reply within {timeout:g} s") from None
+                step.note("connect" if isinstance(exc, httpx.ConnectError) else "transport")
+                raise ProviderCallFailed(type(exc).__name__) from None
+            if metrics.enabled:
+                content_type = resp.headers.get("content-type", "")
+                failure = reply_error_class(operation, resp.status_code, content_type, body)
+                step.note(failure or "ok", status_code=resp.status_code)
         return ProviderResponse(
             resp.status_code,
             resp.headers.get("content-type", ""),
@@ -166,10 +200,20 @@ class ProviderClient:
         headers: Mapping[str, str] | None = None,
         label: str | None = None,
         hidden: str | None = None,
+        connection_id: str = "",
+        operation: str = "other",
     ) -> dict[str, Any]:
         """A provider's JSON object; ``label`` names it in failures instead of the URL (a URL
-        may hold a token: ``hidden``, masked in the HTTP client's own log records)."""
-        data = self.get_json_value(url, headers=headers, label=label, hidden=hidden)
+        may hold a token: ``hidden``, masked in the HTTP client's own log records);
+        ``connection_id`` and ``operation`` label the call in the metrics."""
+        data = self.get_json_value(
+            url,
+            headers=headers,
+            label=label,
+            hidden=hidden,
+            connection_id=connection_id,
+            operation=operation,
+        )
         if not isinstance(data, dict):
             raise ProviderCallFailed(f"{label or url.split('?', 1)[0]}: not a JSON object")
         return data
@@ -181,10 +225,18 @@ class ProviderClient:
         headers: Mapping[str, str] | None = None,
         label: str | None = None,
         hidden: str | None = None,
+        connection_id: str = "",
+        operation: str = "other",
     ) -> Any:
         """:meth:`get_json` for a document that may be any JSON value (an array)."""
         with masked_in_http_logs(hidden):
-            resp = self._exchange("GET", url, headers=json_headers(headers))
+            resp = self._exchange(
+                "GET",
+                url,
+                headers=json_headers(headers),
+                connection_id=connection_id,
+                operation=operation,
+            )
         return json_value(resp.status, resp.body, label or url.split("?", 1)[0])
 
     def _lock(self, name: str) -> threading.Lock:
@@ -207,22 +259,30 @@ class ProviderClient:
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
             try:
-                doc = self.get_json(discovery_url(conn.issuer))
+                doc = self.get_json(
+                    discovery_url(conn.issuer), connection_id=conn.id, operation="discovery"
+                )
             except ProviderCallFailed as exc:
                 raise ProviderUnavailable(
                     f"connection {conn.id}: discovery failed ({exc})"
                 ) from None
             if conn.revocation_url is None and "revocation_endpoint" not in doc:
-                doc = with_oauth_metadata(doc, self._oauth_metadata(conn.issuer), conn.issuer)
+                metadata = self._oauth_metadata(conn.id, conn.issuer)
+                doc = with_oauth_metadata(doc, metadata, conn.issuer)
             value = endpoints_from_metadata(conn, doc)
             self._endpoints[conn.id] = (time.monotonic() + METADATA_TTL, value)
             return value
 
-    def _oauth_metadata(self, issuer: str) -> dict[str, Any] | None:
+    def _oauth_metadata(self, connection_id: str, issuer: str) -> dict[str, Any] | None:
         """The issuer's RFC 8414 metadata, where it publishes one (else None: optional)."""
         for url in oauth_metadata_urls(issuer):
             try:
-                return self.get_json(url, label="authorization server metadata")
+                return self.get_json(
+                    url,
+                    label="authorization server metadata",
+                    connection_id=connection_id,
+                    operation="metadata",
+                )
             except ProviderCallFailed:
                 continue
         return None
@@ -235,13 +295,22 @@ class ProviderClient:
             raise ProviderUnavailable(f"connection {conn.id}: the issuer publishes no jwks_uri")
         with self._lock("jwks:" + conn.id):
             try:
-                doc = self.get_json(endpoints.jwks_uri)
+                doc = self.get_json(endpoints.jwks_uri, connection_id=conn.id, operation="jwks")
             except ProviderCallFailed as exc:
                 raise ProviderUnavailable(
                     f"connection {conn.id}: JWKS fetch failed ({exc})"
                 ) from None
             self._jwks[conn.id] = doc
             return doc
+
+
+def _host(url: str) -> str:
+    """A provider URL's host name: all of it a span may show (a path or a query may hold a
+    token: HubSpot's token information endpoint names the token in its path)."""
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
 
 
 def _read_capped(resp: httpx.Response) -> bytes:

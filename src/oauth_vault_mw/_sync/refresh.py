@@ -76,6 +76,7 @@ from ..core.tokens import (
     TokenRejected,
     TokenRetryable,
 )
+from ..metrics import Step
 from .base import VaultBase
 
 __all__ = ["UNREAD", "Refresher"]
@@ -176,7 +177,9 @@ class Refresher(VaultBase):
                 raise CredentialNotFound()
             record = fetched
             tokens = self.opened.open(record)
-            if scopes is not None:  # before any refresh: a refresh cannot add scopes
+            # Before any refresh (a refresh cannot add scopes); one C-level set check when
+            # every scope is granted by name.
+            if scopes is not None and not tokens.granted_scopes.issuperset(scopes):
                 missing = missing_scopes(conn, tokens, scopes)
                 if missing:
                     base = f"{self.settings.base_url}{self.settings.prefix}"
@@ -264,10 +267,24 @@ class Refresher(VaultBase):
         half_life: bool = True,
     ) -> TokenSet:
         """Refresh under the credential's lease; one refresh across processes. A record
-        opened before (``seen``, or the re-read when unchanged) is not decrypted again."""
+        opened before (``seen``, or the re-read when unchanged) is not decrypted again.
+        One step of the metrics: timed, and noted with how it ended (``REFRESH_OUTCOMES``)."""
+        with self.metrics.refresh(key.connection_id) as step:
+            return self._refresh_leased(key, seen, min_validity, force, half_life, step)
+
+    def _refresh_leased(
+        self,
+        key: CredentialKey,
+        seen: StoredCredential,
+        min_validity: float,
+        force: bool,
+        half_life: bool,
+        step: Step,
+    ) -> TokenSet:
         now = self.clock()
         blocked = self._backoff.blocked_for(key, now)
         if blocked > 0:
+            step.note("backoff")
             return fallback(self.opened.open(seen), now=now, retry_after=blocked)
         lease = _Lease(secrets.token_hex(12), 0.0, False)
         leased, waited, read = self._take_lease(key, lease, seen)
@@ -290,12 +307,15 @@ class Refresher(VaultBase):
                 holder_failed=waited and record.version == seen.version,
             )
             if verdict == "use":
+                step.note("superseded")
                 return tokens
             if verdict == "reauthenticate":
+                step.note("reauthentication_required")
                 raise ReauthenticationRequired(login_url=self.settings.login_url(key.connection_id))
             if verdict in ("lease_missed", "holder_failed"):
+                step.note("lease_missed")
                 return fallback(tokens, now=now, retry_after=LEASE_MISSED_RETRY_AFTER)
-            return self._call_provider(key, record, tokens, lease)
+            return self._call_provider(key, record, tokens, lease, step)
         finally:
             if lease.held:
                 self.storage.release_lease(key, lease.owner)
@@ -327,7 +347,8 @@ class Refresher(VaultBase):
         ``UNREAD``)."""
         ttl = self.settings.lease_ttl
         budget, pauses = lease_pauses(ttl)
-        deadline = time.monotonic() + budget
+        started = time.monotonic()
+        deadline = started + budget
         waited = False
         batches = self._lease_batches()
         for pause in pauses:
@@ -341,8 +362,11 @@ class Refresher(VaultBase):
                 taken = self.storage.acquire_lease(key, lease.owner, ttl, self.clock())
             if taken:
                 lease.until, lease.held = asked + ttl, True
+                if waited:
+                    self._lease_waited(key, "acquired", started)
                 return True, waited, read
             if time.monotonic() >= deadline:
+                self._lease_waited(key, "timed_out", started)
                 return False, True, UNREAD
             waited = True
             time.sleep(pause)
@@ -350,8 +374,12 @@ class Refresher(VaultBase):
                 continue
             current = self.storage.get_credential(key)
             if current is None or current.version != seen.version:
+                self._lease_waited(key, "superseded", started)
                 return False, True, UNREAD
         return False, True, UNREAD  # pragma: no cover - lease_pauses never ends
+
+    def _lease_waited(self, key: CredentialKey, outcome: str, started: float) -> None:
+        self.metrics.lease_waited(key.connection_id, outcome, time.monotonic() - started)
 
     def _call_provider(
         self,
@@ -359,6 +387,7 @@ class Refresher(VaultBase):
         record: StoredCredential,
         tokens: TokenSet,
         lease: _Lease,
+        step: Step,
     ) -> TokenSet:
         conn = self.connection(key.connection_id)
         assert tokens.refresh_token is not None
@@ -368,12 +397,16 @@ class Refresher(VaultBase):
         if verdict == "store":
             assert isinstance(outcome, TokenGranted)
             self._backoff.succeeded(key)
-            return self._store_refreshed(key, record, outcome.tokens, lease)
+            stored = self._store_refreshed(key, record, outcome.tokens, lease)
+            step.note("refreshed")
+            return stored
         if verdict == "reauthenticate":
             reason = outcome.error if isinstance(outcome, TokenRejected) else "invalid_grant"
             newer = self._mark_reauthentication(key, record, tokens, reason)
             if newer is not None:
+                step.note("superseded")
                 return newer
+            step.note("reauthentication_required")
             raise ReauthenticationRequired(login_url=self.settings.login_url(conn.id))
         delay = self._backoff.failed(key, now)
         logger.warning(
@@ -383,6 +416,7 @@ class Refresher(VaultBase):
             failure_reason(outcome),
         )
         self._audit("system", "credentials.refresh", "failed", *key.parts()[:2])
+        step.note("failed")
         return fallback(tokens, now=now, retry_after=delay)
 
     def _ask_token_endpoint(
@@ -416,7 +450,7 @@ class Refresher(VaultBase):
                     return TokenRetryable("lease lost")
                 lease.until = renewed + ttl
             try:
-                resp = self.provider.send(request)
+                resp = self.provider.send(request, connection_id=conn.id, operation="refresh")
             except ProviderCallFailed as exc:
                 outcome = TokenRetryable(str(exc))
             else:
@@ -510,6 +544,7 @@ class Refresher(VaultBase):
                 )
                 return newer
             return None  # marked by another process already
+        self.metrics.reauthentication_marked(key.connection_id)
         logger.warning(
             "refresh token refused (%s) connection=%s user=%s",
             reason,

@@ -56,7 +56,7 @@ class ServiceAccess:
     def __init__(self, vault: Vault, *, audit: AuditTrail | None = None) -> None:
         self.vault = vault
         self.storage = vault.storage
-        self.audit = audit or AuditTrail(vault.storage)
+        self.audit = audit or AuditTrail(vault.storage, metrics=vault.metrics)
         if vault.audit is None:
             vault.audit = self.audit
         settings = vault.settings

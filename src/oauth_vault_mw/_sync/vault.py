@@ -149,7 +149,9 @@ class Vault(Login, Refresher):
                         tokens,
                         now=self.clock(),
                         signer=self.client_signer,
-                    )
+                    ),
+                    connection_id=connection_id,
+                    operation="revocation",
                 )
                 revoked = resp.status == 200
             except ProviderCallFailed:

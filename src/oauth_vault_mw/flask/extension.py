@@ -38,6 +38,7 @@ from .._sync.vault import NewUserIdHook, Vault
 from ..core.config import Settings, parse_settings, settings_from_prefixed
 from ..core.errors import StorageUnavailable, VaultError
 from ..core.hooks import Hooks
+from ..metrics import Metrics
 from ..storage import Storage
 from ._context import EXTENSION_KEY, SERVICE_KEY, service_of, vault_of
 from .request import VaultRequest
@@ -99,7 +100,8 @@ class OAuthVault:
     app's ``OAUTH_VAULT_*`` config). ``vault``: a ready :class:`Vault` (the other options are
     then ignored, and the caller closes it). ``new_user_id`` chooses the user id of a provider
     account seen for the first time (default: a random id). ``hooks``: the app's
-    :class:`~oauth_vault_mw.Hooks` (plain or coroutine functions).
+    :class:`~oauth_vault_mw.Hooks` (plain or coroutine functions). ``metrics``: what the
+    vault reports to (``oauth_vault_mw.metrics``: Prometheus, OpenTelemetry).
     """
 
     def __init__(
@@ -112,9 +114,11 @@ class OAuthVault:
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.BaseTransport | None = None,
         hooks: Hooks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
         self._hooks = hooks
+        self._metrics = metrics
         self._vault = vault
         self._storage = storage
         self._new_user_id = new_user_id
@@ -135,6 +139,7 @@ class OAuthVault:
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.BaseTransport | None = None,
         hooks: Hooks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Validate the settings, create the storage tables, register routes and handlers."""
         if EXTENSION_KEY in app.extensions:
@@ -151,6 +156,7 @@ class OAuthVault:
                 if http_transport is not None
                 else self._http_transport,
                 hooks=hooks if hooks is not None else self._hooks,
+                metrics=metrics if metrics is not None else self._metrics,
             )
         try:
             _start(vault)

@@ -19,6 +19,7 @@ from .._async.vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings, parse_settings
 from ..core.errors import ConfigurationError, VaultError
 from ..core.hooks import Hooks
+from ..metrics import Metrics
 from ..storage import AsyncStorage
 
 __all__ = ["StartupFailure", "build_vault", "inside_event_loop", "startup_failure_line"]
@@ -31,6 +32,7 @@ def build_vault(
     new_user_id: NewUserIdHook | None,
     http_transport: httpx.AsyncBaseTransport | None,
     hooks: Hooks | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncVault:
     """The middleware's own vault. Checks the settings and the storage URL (its scheme, its
     options, its driver) without I/O; every failure is a :class:`ConfigurationError`."""
@@ -45,6 +47,7 @@ def build_vault(
         new_user_id=new_user_id,
         http_transport=http_transport,
         hooks=hooks,
+        metrics=metrics,
     )
 
 

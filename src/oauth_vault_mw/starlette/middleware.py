@@ -36,6 +36,7 @@ from .._async.vault import AsyncVault, NewUserIdHook
 from ..core.config import Settings
 from ..core.errors import VaultError
 from ..core.hooks import Hooks
+from ..metrics import Metrics
 from ..storage import AsyncStorage
 from ._context import SCOPE_KEY, RequestContext
 from ._startup import StartupFailure, build_vault, inside_event_loop, startup_failure_line
@@ -52,6 +53,8 @@ class OAuthVaultMiddleware:
     account seen for the first time (default: a random id). ``hooks``: the app's
     :class:`~oauth_vault_mw.Hooks` (``on_login``, ``on_reauthentication_required``,
     ``on_disconnect``); with a ready ``vault``, give them to the vault instead.
+    ``metrics``: what the vault reports to (``oauth_vault_mw.metrics``: Prometheus,
+    OpenTelemetry); with a ready ``vault``, give it to the vault instead.
     """
 
     vault: AsyncVault
@@ -69,6 +72,7 @@ class OAuthVaultMiddleware:
         new_user_id: NewUserIdHook | None = None,
         http_transport: httpx.AsyncBaseTransport | None = None,
         hooks: Hooks | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self._failure: StartupFailure | None = None
@@ -80,6 +84,7 @@ class OAuthVaultMiddleware:
                     new_user_id=new_user_id,
                     http_transport=http_transport,
                     hooks=hooks,
+                    metrics=metrics,
                 )
             except VaultError as exc:
                 if not inside_event_loop():
