@@ -29,6 +29,8 @@ from oauth_vault_mw.metrics import (
 from oauth_vault_mw.storage import MemoryStorage, async_storage_from_url
 from oauth_vault_mw.testing import OpenIDProvider
 
+from .support import make_telemetry
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -136,15 +138,17 @@ async def test_the_audit_trail_reports_its_backlog_and_its_losses() -> None:
     assert metrics.value("oauth_vault_audit_events_lost_total") == 4
 
 
-def test_the_vault_reads_its_trail_backlog_when_scraped(settings: Settings) -> None:
-    metrics = PrometheusMetrics()
-    vault = Vault(settings, storage=MemoryStorage(), metrics=metrics)
+@pytest.mark.parametrize("kind", ["prometheus", "otel"])
+def test_the_vault_reads_its_trail_backlog_when_collected(settings: Settings, kind: str) -> None:
+    telemetry = make_telemetry(kind)
+    vault = Vault(settings, storage=MemoryStorage(), metrics=telemetry.metrics)
     vault.audit = AuditTrail(vault.storage, batch=100, max_delay=60)
     vault.audit.count(time.time(), "app", "credentials.read", "ok", "demo", "u1")
-    assert metrics.value("oauth_vault.audit.backlog") == 1
+    vault.audit.count(time.time(), "app", "credentials.read", "ok", "demo", "u1")
+    assert telemetry.value("oauth_vault_audit_backlog") == 2
     vault.close()
     del vault
-    assert metrics.value("oauth_vault.audit.backlog") == 0  # the vault is gone
+    assert telemetry.value("oauth_vault_audit_backlog") == 0  # the vault is gone
 
 
 class _Failing:

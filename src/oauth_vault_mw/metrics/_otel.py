@@ -8,6 +8,7 @@ logs one warning and stays disabled: the vault runs as with no metrics.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import time
@@ -306,7 +307,8 @@ class OpenTelemetryMetrics:
         for read in list(self._watchers):
             found = read()
             if found is None:
-                self._watchers.remove(read)
+                with contextlib.suppress(ValueError):  # another collection dropped it first
+                    self._watchers.remove(read)
             else:
                 total += found
         return total
