@@ -89,8 +89,6 @@ def with_cheap_idle_checks(client: httpx.AsyncClient) -> httpx.AsyncClient:
     for transport in [client._transport, *client._mounts.values()]:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(
-            backend, _Backend
-        ):
+        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, _Backend):
             pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
     return client
