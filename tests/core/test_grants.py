@@ -129,3 +129,24 @@ def test_user_ids_with_colons_can_be_granted() -> None:
     assert grant.allows("Connections/g/Users/auth0:123/Credentials", READ_CREDENTIALS)
     viewer = Grant.parse("Connections/*/Users/a:b/Credentials:UserCredentialsViewer")
     assert viewer.action == "UserCredentialsViewer"
+
+
+@settings(max_examples=1500, derandomize=True, database=None)
+@given(
+    st.lists(st.lists(SEGMENT, min_size=1, max_size=6), min_size=1, max_size=3),
+    st.lists(SEGMENT, min_size=1, max_size=6),
+)
+def test_is_granted_agrees_with_the_reference_grant_by_grant(
+    patterns: list[list[str]], resource: list[str]
+) -> None:
+    """``is_granted`` splits the resource once and each grant's pattern once (kept on the
+    grant): the answer stays the reference matcher's, asked again or not."""
+    r = "/".join(resource)
+    grants = [Grant("/".join(p), READ_CREDENTIALS) for p in patterns]
+    expected = any(reference("/".join(p), r) for p in patterns)
+    for _ in range(2):
+        assert is_granted(grants, r, READ_CREDENTIALS) is expected
+        assert [g.allows(r, READ_CREDENTIALS) for g in grants] == [
+            reference("/".join(p), r) for p in patterns
+        ]
+    assert is_granted(grants, r, "connections:credentials:write") is False

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from .errors import BadRequest
 
@@ -53,8 +54,10 @@ def _segments(path: str, *, wildcards: bool) -> tuple[str, ...] | None:
 
 def pattern_matches(pattern: str, resource: str) -> bool:
     """True when ``resource`` matches ``pattern`` segment by segment (``*``: one segment)."""
-    want = _segments(pattern, wildcards=True)
-    have = _segments(resource, wildcards=False)
+    return _matches(_segments(pattern, wildcards=True), _segments(resource, wildcards=False))
+
+
+def _matches(want: tuple[str, ...] | None, have: tuple[str, ...] | None) -> bool:
     if want is None or have is None or len(want) != len(have):
         return False
     return all(w == "*" or w == h for w, h in zip(want, have, strict=True))
@@ -67,12 +70,17 @@ class Grant:
     pattern: str
     action: str
 
-    @property
+    @cached_property
     def actions(self) -> frozenset[str]:
         return ROLES.get(self.action, frozenset({self.action}))
 
+    @cached_property
+    def _want(self) -> tuple[str, ...] | None:
+        """The pattern's segments, split and checked once per grant."""
+        return _segments(self.pattern, wildcards=True)
+
     def allows(self, resource: str, action: str) -> bool:
-        return action in self.actions and pattern_matches(self.pattern, resource)
+        return action in self.actions and _matches(self._want, _segments(resource, wildcards=False))
 
     def __str__(self) -> str:
         return f"{self.pattern}:{self.action}"
@@ -104,4 +112,5 @@ def credentials_resource(connection_id: str, user_id: str) -> str:
 
 
 def is_granted(grants: Iterable[Grant], resource: str, action: str) -> bool:
-    return any(g.allows(resource, action) for g in grants)
+    have = _segments(resource, wildcards=False)  # once, not per grant
+    return have is not None and any(action in g.actions and _matches(g._want, have) for g in grants)

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .errors import BadRequest, TokenExchangeError
@@ -62,13 +63,7 @@ class ServiceClient:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ServiceClient:
-        raw: dict[str, Any] = json.loads(data)
-        return cls(
-            raw["name"],
-            tuple(Grant.parse(g) for g in raw["grants"]),
-            raw["created_at"],
-            bool(raw.get("revoked")),
-        )
+        return _client_from_bytes(bytes(data))
 
 
 @dataclass(frozen=True)
@@ -84,8 +79,27 @@ class AccessKeyRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AccessKeyRecord:
-        raw: dict[str, Any] = json.loads(data)
-        return cls(**raw)
+        return _key_from_bytes(bytes(data))
+
+
+# The service route reads a key and its client on every request: each stored form is parsed
+# once (the records are immutable values; a changed record, a revocation included, is other
+# bytes and is parsed anew). Bounded: a few hundred bytes per entry.
+@lru_cache(maxsize=1024)
+def _client_from_bytes(data: bytes) -> ServiceClient:
+    raw: dict[str, Any] = json.loads(data)
+    return ServiceClient(
+        raw["name"],
+        tuple(Grant.parse(g) for g in raw["grants"]),
+        raw["created_at"],
+        bool(raw.get("revoked")),
+    )
+
+
+@lru_cache(maxsize=1024)
+def _key_from_bytes(data: bytes) -> AccessKeyRecord:
+    raw: dict[str, Any] = json.loads(data)
+    return AccessKeyRecord(**raw)
 
 
 @dataclass(frozen=True)
