@@ -256,7 +256,7 @@ async def test_fastapi_dependency_takes_scopes(
 
     app.add_middleware(OAuthVaultMiddleware, vault=vault)
     h = Harness(
-        app=app,  # type: ignore[arg-type]
+        app=app,
         vault=vault,
         client=httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE),
         browser=httpx.AsyncClient(),

@@ -123,9 +123,12 @@ def test_a_flask_host_sees_the_same(
 
     provider.decline_next_scopes("calendar")
     client = oauth_vault_flask_client(app, "demo")
-    assert client.get("/auth/me").json["connections"][0]["declined_scopes"] == ["calendar"]
+    me = client.get("/auth/me").json
+    assert me is not None
+    assert me["connections"][0]["declined_scopes"] == ["calendar"]
     refused = client.get("/calendar")
     assert refused.status_code == 403
+    assert refused.json is not None
     login_url = refused.json["login_url"]
     start = client.get(login_url)
     back = httpx.URL(provider.approve(start.headers["Location"]))
