@@ -121,7 +121,9 @@ async def _seed(env: dict[str, str], users: int) -> tuple[str, str, bytes, tuple
     vault = AsyncVault(settings)
     try:
         seeded = await seed(vault)
-        key = await seeded.service.create_client("bench", [SERVICE_GRANT])
+        # a name of its own: a second run may seed the same throwaway server
+        name = f"bench-{secrets.token_hex(4)}"
+        key = await seeded.service.create_client(name, [SERVICE_GRANT])
         creds = await vault.get_connection_credentials(CONNECTION_ID, USER_ID)
         await seeded.service.close()
         others = []
@@ -188,12 +190,17 @@ def run_endpoint(*, quick: bool, loadgen: str = "auto") -> StarletteEndpoints:
     return StarletteEndpoints(endpoint, service_result)
 
 
-def run_storage_endpoint(url: str, *, quick: bool, loadgen: str = "auto") -> EndpointResult:
-    """(a) on the storage at ``url`` (a throwaway PostgreSQL or Redis) vs (b), at 50."""
+def run_storage_endpoint(
+    url: str, *, quick: bool, loadgen: str = "auto", gc_freeze: bool = False
+) -> EndpointResult:
+    """(a) on the storage at ``url`` (a throwaway PostgreSQL or Redis) vs (b), at 50;
+    ``gc_freeze``: both apps call ``gc.freeze()`` once started (``BENCH_GC_FREEZE``)."""
     seconds, rounds = seconds_for(quick), rounds_for(quick)
     load = Load.choose(loadgen, MANY)
     with tempfile.TemporaryDirectory(prefix="oauth-vault-bench-") as tmp_name:
         seeded = seeded_env(url, USERS)
+        if gc_freeze:
+            seeded.env["BENCH_GC_FREEZE"] = "1"
         cookie = seeded.cookie_header
         commands = {
             name: uvicorn_command(f"benchmarks._apps:{name}") for name in ("vault_app", "bare_app")
