@@ -18,21 +18,11 @@ from typing import Any
 
 from ._instruments import (
     AUDIT_BACKLOG,
-    AUDIT_EVENTS_LOST,
     INSTRUMENTS,
-    LEASE_WAIT_DURATION,
-    LEASE_WAITS,
-    PROVIDER_ERRORS,
-    PROVIDER_REQUEST_DURATION,
-    REAUTHENTICATION_REQUIRED,
-    REFRESH_DURATION,
-    REFRESHES,
-    SINGLE_FLIGHT_JOINS,
-    STORAGE_ERRORS,
-    STORAGE_OPERATION_DURATION,
     Instrument,
 )
 from ._protocol import NO_METRICS, Step
+from ._recording import Recording
 
 __all__ = ["INSTRUMENTATION_NAME", "OpenTelemetryMetrics"]
 
@@ -136,7 +126,7 @@ def _version() -> str:
         return ""
 
 
-class OpenTelemetryMetrics:
+class OpenTelemetryMetrics(Recording):
     """The vault's metrics and spans through the OpenTelemetry API::
 
         metrics = OpenTelemetryMetrics()  # the global providers the app's SDK set up
@@ -216,27 +206,13 @@ class OpenTelemetryMetrics:
         attributes = dict(zip(instrument.labels, labels, strict=True))
         self._instruments[instrument.name].add(amount, attributes)
 
-    def _record(self, instrument: Instrument, labels: tuple[str, ...], value: float) -> None:
+    def _observe(self, instrument: Instrument, labels: tuple[str, ...], value: float) -> None:
         if not self.enabled:
             return
         attributes = dict(zip(instrument.labels, labels, strict=True))
         self._instruments[instrument.name].record(value, attributes)
 
     # -- steps ----------------------------------------------------------------------------
-
-    def _refresh_ended(self, labels: tuple[str, ...], outcome: str, seconds: float) -> None:
-        self._add(REFRESHES, (labels[0], outcome))
-        self._record(REFRESH_DURATION, (labels[0], outcome), seconds)
-
-    def _provider_call_ended(self, labels: tuple[str, ...], outcome: str, seconds: float) -> None:
-        self._record(PROVIDER_REQUEST_DURATION, labels, seconds)
-        if outcome != "ok":
-            self._add(PROVIDER_ERRORS, (*labels, outcome))
-
-    def _storage_call_ended(self, labels: tuple[str, ...], outcome: str, seconds: float) -> None:
-        self._record(STORAGE_OPERATION_DURATION, labels, seconds)
-        if outcome == "error":
-            self._add(STORAGE_ERRORS, labels)
 
     def refresh(self, connection_id: str) -> Step:
         if not self.enabled:
@@ -285,19 +261,6 @@ class OpenTelemetryMetrics:
         )
 
     # -- events ---------------------------------------------------------------------------
-
-    def lease_waited(self, connection_id: str, outcome: str, seconds: float) -> None:
-        self._add(LEASE_WAITS, (connection_id, outcome))
-        self._record(LEASE_WAIT_DURATION, (connection_id, outcome), seconds)
-
-    def reauthentication_marked(self, connection_id: str) -> None:
-        self._add(REAUTHENTICATION_REQUIRED, (connection_id,))
-
-    def single_flight_joined(self, connection_id: str) -> None:
-        self._add(SINGLE_FLIGHT_JOINS, (connection_id,))
-
-    def audit_events_lost(self, count: int) -> None:
-        self._add(AUDIT_EVENTS_LOST, (), count)
 
     def watch_audit_backlog(self, read: Callable[[], int | None]) -> None:
         self._watchers.append(read)

@@ -18,28 +18,16 @@ from typing import Any
 
 from ._instruments import (
     AUDIT_BACKLOG,
-    AUDIT_EVENTS_LOST,
     INSTRUMENTS,
-    LEASE_WAIT_DURATION,
-    LEASE_WAITS,
-    PROVIDER_ERRORS,
-    PROVIDER_REQUEST_DURATION,
-    REAUTHENTICATION_REQUIRED,
-    REFRESH_DURATION,
-    REFRESHES,
-    SINGLE_FLIGHT_JOINS,
-    STORAGE_ERRORS,
-    STORAGE_OPERATION_DURATION,
     Instrument,
 )
 from ._protocol import Step
+from ._recording import Labels, Recording
 
 __all__ = ["CONTENT_TYPE", "PrometheusMetrics"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The exposition's media type (what a ``/metrics`` route answers with)."""
-
-Labels = tuple[str, ...]
 
 
 class _Histogram:
@@ -79,7 +67,7 @@ class _Step:
         self.outcome = outcome
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(Recording):
     """Counts and times what the vault does, for Prometheus to scrape::
 
         metrics = PrometheusMetrics()
@@ -109,7 +97,7 @@ class PrometheusMetrics:
 
     # -- recording ------------------------------------------------------------------------
 
-    def _add(self, instrument: Instrument, labels: Labels, amount: float = 1.0) -> None:
+    def _add(self, instrument: Instrument, labels: Labels, amount: int = 1) -> None:
         series = self._counters[instrument.name]
         with self._lock:
             series[labels] = series.get(labels, 0.0) + amount
@@ -125,21 +113,6 @@ class PrometheusMetrics:
             hist.sum += value
             hist.count += 1
 
-    def _refresh_ended(self, labels: Labels, outcome: str, seconds: float) -> None:
-        full = (labels[0], outcome)
-        self._add(REFRESHES, full)
-        self._observe(REFRESH_DURATION, full, seconds)
-
-    def _provider_call_ended(self, labels: Labels, outcome: str, seconds: float) -> None:
-        self._observe(PROVIDER_REQUEST_DURATION, labels, seconds)
-        if outcome != "ok":
-            self._add(PROVIDER_ERRORS, (*labels, outcome))
-
-    def _storage_call_ended(self, labels: Labels, outcome: str, seconds: float) -> None:
-        self._observe(STORAGE_OPERATION_DURATION, labels, seconds)
-        if outcome == "error":
-            self._add(STORAGE_ERRORS, labels)
-
     def refresh(self, connection_id: str) -> Step:
         return _Step(self._refresh_ended, (connection_id,))
 
@@ -148,19 +121,6 @@ class PrometheusMetrics:
 
     def storage_call(self, backend: str, operation: str, connection_id: str | None) -> Step:
         return _Step(self._storage_call_ended, (backend, operation))
-
-    def lease_waited(self, connection_id: str, outcome: str, seconds: float) -> None:
-        self._add(LEASE_WAITS, (connection_id, outcome))
-        self._observe(LEASE_WAIT_DURATION, (connection_id, outcome), seconds)
-
-    def reauthentication_marked(self, connection_id: str) -> None:
-        self._add(REAUTHENTICATION_REQUIRED, (connection_id,))
-
-    def single_flight_joined(self, connection_id: str) -> None:
-        self._add(SINGLE_FLIGHT_JOINS, (connection_id,))
-
-    def audit_events_lost(self, count: int) -> None:
-        self._add(AUDIT_EVENTS_LOST, (), count)
 
     def watch_audit_backlog(self, read: Callable[[], int | None]) -> None:
         with self._lock:
