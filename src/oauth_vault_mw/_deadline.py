@@ -21,6 +21,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from ._streams import wrap_pool_backends
+
 __all__ = ["call_deadline", "check_deadline", "with_deadlines"]
 
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -110,20 +112,10 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 def with_deadlines(client: httpx.Client) -> httpx.Client:
-    """``client`` with its connection pools' network streams bounded by :func:`call_deadline`.
-
-    httpx builds its pools (the direct one, and one per proxy it reads from the environment)
-    with httpcore's default network backend; each pool's backend is wrapped in place, so the
-    client keeps everything else httpx gives it (proxies from the environment, TLS settings,
-    limits). ``tests/starlette/test_resilience.py`` (and the two-process trickle test) fail
-    if an httpx release moves these internals.
+    """``client`` with its connection pools' network streams bounded by :func:`call_deadline`
+    (each pool's backend wrapped in place: :func:`~oauth_vault_mw._streams.wrap_pool_backends`).
+    ``tests/starlette/test_resilience.py`` (and the two-process trickle test) fail if an
+    httpx release moves these internals.
     """
-    transports = [client._transport, *client._mounts.values()]
-    for transport in transports:
-        pool = getattr(transport, "_pool", None)
-        backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
-            backend, _DeadlineBackend
-        ):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    wrap_pool_backends(client, httpcore.NetworkBackend, _DeadlineBackend)
     return client

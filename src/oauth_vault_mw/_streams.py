@@ -19,7 +19,7 @@ import httpcore
 import httpx
 from httpcore._utils import is_socket_readable
 
-__all__ = ["with_cheap_idle_checks"]
+__all__ = ["with_cheap_idle_checks", "wrap_pool_backends"]
 
 _UNSET: Any = object()
 
@@ -78,17 +78,25 @@ class _Backend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def with_cheap_idle_checks(client: httpx.AsyncClient) -> httpx.AsyncClient:
-    """``client`` with its connection pools' streams answering the idle check cheaply.
-
-    Each pool's network backend (the direct one, and one per proxy httpx read from the
-    environment) is wrapped in place, as :func:`~oauth_vault_mw._deadline.with_deadlines`
-    does for the sync client; a transport without an httpcore pool (a test's mock transport,
-    an ASGI transport) is left alone.
-    """
+def wrap_pool_backends(
+    client: httpx.Client | httpx.AsyncClient,
+    base: type[Any],
+    wrapper: type[Any],
+) -> None:
+    """Wrap, in place, the network backend of each of ``client``'s connection pools (the
+    direct one, and one per proxy httpx read from the environment) that is a ``base`` and not
+    yet a ``wrapper``: the client keeps everything else httpx gives it (proxies, TLS
+    settings, limits). A transport without an httpcore pool (a test's mock transport, an
+    ASGI transport) is left alone. Tests fail if an httpx release moves these internals."""
     for transport in [client._transport, *client._mounts.values()]:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
-        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, _Backend):
-            pool._network_backend = _Backend(backend)  # type: ignore[union-attr]
+        if isinstance(backend, base) and not isinstance(backend, wrapper):
+            pool._network_backend = wrapper(backend)  # type: ignore[union-attr]
+
+
+def with_cheap_idle_checks(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """``client`` with its connection pools' streams answering the idle check cheaply (as
+    :func:`~oauth_vault_mw._deadline.with_deadlines` bounds the sync client's streams)."""
+    wrap_pool_backends(client, httpcore.AsyncNetworkBackend, _Backend)
     return client
