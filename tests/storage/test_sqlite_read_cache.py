@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,8 +168,8 @@ def test_without_the_pragma_functions_reads_go_to_the_table(
     reads every time, and the answers stay right."""
     connect = sqlite3.connect
 
-    def refusing(database: str, *, timeout: float, check_same_thread: bool) -> sqlite3.Connection:
-        conn = connect(database, timeout=timeout, check_same_thread=check_same_thread)
+    def refusing(database: str, **options: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = connect(database, **options)
 
         def authorize(action: int, arg1: str | None, *rest: object) -> int:
             refused = action == sqlite3.SQLITE_PRAGMA and arg1 == "data_version"

@@ -17,7 +17,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 try:
     import sqlalchemy as sa
@@ -221,6 +221,50 @@ def _versioned(sql: str) -> str:
     return head + sql[len("SELECT ") :]
 
 
+def _unavailable(err: sqlite3.Error) -> StorageUnavailable:
+    return StorageUnavailable(f"storage error: {type(err).__name__}")
+
+
+class _ThreadConnections:
+    """A plain ``sqlite3`` connection per thread on ``path`` (the engine's busy timeout),
+    each set up by :meth:`_setup` when the thread first asks; :meth:`close` closes them all."""
+
+    # sqlite3's default mode: it begins (deferred) transactions itself, before a write
+    isolation_level: Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"] | None = "DEFERRED"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = self._new_local()
+        self._lock = threading.Lock()
+        self._opened: list[sqlite3.Connection] = []
+
+    def _new_local(self) -> threading.local:
+        return threading.local()
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """Set up a new connection (pragmas)."""
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=10, check_same_thread=False, isolation_level=self.isolation_level
+            )
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._setup(conn)
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
+        self._local = self._new_local()
+
+
 class _ThreadReads(threading.local):
     """One thread's read connection and the rows it read at ``version``."""
 
@@ -232,7 +276,7 @@ class _ThreadReads(threading.local):
         self.rows = {}
 
 
-class _SQLiteReads:
+class _SQLiteReads(_ThreadConnections):
     """The reads on every request (credential, session; access key and client on the
     service route), on a plain ``sqlite3`` connection per thread.
 
@@ -249,27 +293,21 @@ class _SQLiteReads:
     The first commit seen drops every cached row. Rows not found are not kept.
     """
 
+    _local: _ThreadReads
+
     def __init__(self, path: str) -> None:
-        self.path = path
-        self._local = _ThreadReads()
-        self._lock = threading.Lock()
-        self._opened: list[sqlite3.Connection] = []
+        super().__init__(path)
         self._versioned: dict[str, str] = {}
         self.cached = True
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = self._local.conn
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=10000")
-            try:  # a SQLite built without the pragma functions reads without the cache
-                conn.execute("SELECT data_version FROM pragma_data_version").fetchone()
-            except sqlite3.DatabaseError:
-                self.cached = False
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
+    def _new_local(self) -> _ThreadReads:
+        return _ThreadReads()
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        try:  # a SQLite built without the pragma functions reads without the cache
+            conn.execute("SELECT data_version FROM pragma_data_version").fetchone()
+        except sqlite3.DatabaseError:
+            self.cached = False
 
     def one(self, sql: str, params: tuple[str, ...]) -> tuple[Any, ...] | None:
         local = self._local
@@ -286,7 +324,7 @@ class _SQLiteReads:
             versioned = self._versioned.get(sql) or self._versioned.setdefault(sql, _versioned(sql))
             found: tuple[Any, ...] | None = conn.execute(versioned, params).fetchone()
         except sqlite3.Error as err:
-            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+            raise _unavailable(err) from None
         if found is None:
             return None
         version, row = found[0], found[1:]
@@ -297,15 +335,8 @@ class _SQLiteReads:
         rows[key] = row
         return row
 
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
-        self._local = _ThreadReads()
 
-
-class _SQLiteLeaseWrites:
+class _SQLiteLeaseWrites(_ThreadConnections):
     """The refresh path's two writes, on a plain ``sqlite3`` connection per thread: leases
     taken with their records read (:meth:`SQLStorage.acquire_leases_reading`) and refreshed
     records saved with their leases let go (:meth:`SQLStorage.save_credentials_releasing`).
@@ -317,14 +348,13 @@ class _SQLiteLeaseWrites:
     commit here changes the read connections' ``data_version``, which drops their cached rows.
     """
 
+    isolation_level = None  # transactions begun here: BEGIN IMMEDIATE
+
     def __init__(self, path: str, statements: SQLStatements, dialect: sa.Dialect) -> None:
-        self.path = path
+        super().__init__(path)
         self._statements = statements
         self._acquire = self._compiled(statements._acquire, dialect)
         self._save = self._compiled(statements._update_releasing, dialect)
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._opened: list[sqlite3.Connection] = []
 
     @staticmethod
     def _compiled(statement: Any, dialect: sa.Dialect) -> tuple[str, tuple[str, ...]]:
@@ -332,18 +362,8 @@ class _SQLiteLeaseWrites:
         assert compiled.positiontup is not None
         return compiled.string, tuple(compiled.positiontup)
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(
-                self.path, timeout=10, check_same_thread=False, isolation_level=None
-            )
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            self._local.conn = conn
-            with self._lock:
-                self._opened.append(conn)
-        return conn
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA synchronous=NORMAL")  # as the engine's connections
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -357,7 +377,7 @@ class _SQLiteLeaseWrites:
                 raise
             conn.execute("COMMIT")
         except sqlite3.Error as err:
-            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+            raise _unavailable(err) from None
 
     def leases_reading(
         self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
@@ -387,13 +407,6 @@ class _SQLiteLeaseWrites:
                 assert expected_version > 0
                 written.append(conn.execute(sql, [params[n] for n in names]).rowcount == 1)
         return written
-
-    def close(self) -> None:
-        with self._lock:
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
-        self._local = threading.local()
 
 
 # -- the sync storage ---------------------------------------------------------------------
