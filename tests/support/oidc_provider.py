@@ -20,9 +20,11 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -75,8 +77,8 @@ class DevProvider:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        startup_timeout: float = 90.0,
-        start_attempts: int = 2,
+        startup_timeout: float = 30.0,
+        start_attempts: int = 3,
         node: str = "node",
         directory: Path | None = None,
         log_requests: bool = False,
@@ -96,6 +98,7 @@ class DevProvider:
         self._proc: subprocess.Popen[str] | None = None
         self._stderr: IO[bytes] | None = None
         self._reader: threading.Thread | None = None
+        self._reports: tempfile.TemporaryDirectory[str] | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -153,10 +156,18 @@ class DevProvider:
             }
         )
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        # A start that stalls is asked (SIGUSR2) for Node's diagnostic report, whose
+        # JavaScript stack goes into the error: a stall on a CI machine says where it was.
+        self._reports = tempfile.TemporaryDirectory(prefix="devprovider-report-")
+        report_args = [
+            "--report-on-signal",
+            "--report-signal=SIGUSR2",
+            f"--report-directory={self._reports.name}",
+        ]
         lines: queue.Queue[str | None] = queue.Queue()
         try:
             self._proc = subprocess.Popen(
-                [node, str(server)],
+                [node, *report_args, str(server)],
                 cwd=self.directory,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -168,6 +179,8 @@ class DevProvider:
         except BaseException:
             self._stderr.close()
             self._stderr = None
+            self._reports.cleanup()
+            self._reports = None
             raise
         stdout = self._proc.stdout
         assert stdout is not None
@@ -197,7 +210,7 @@ class DevProvider:
             alive = "still running" if self.running else "exited"
             raise _StartupTimeout(
                 f"devprovider did not print READY within {self.startup_timeout:g} s "
-                f"(pid {self.pid}, {alive}){self._stderr_excerpt()}"
+                f"(pid {self.pid}, {alive}){self._stderr_excerpt()}{self._stalled_stack()}"
             ) from None
         if line is None or not line.startswith("READY "):
             proc = self._proc
@@ -207,6 +220,37 @@ class DevProvider:
                 f"{self._stderr_excerpt()}"
             )
         return line.split(" ", 1)[1].strip()
+
+    def _stalled_stack(self) -> str:
+        """Where a running child's JavaScript is, from a diagnostic report (best effort)."""
+        proc, reports = self._proc, self._reports
+        if proc is None or reports is None or proc.poll() is not None:
+            return ""
+        proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            for path in Path(reports.name).glob("*.json"):
+                try:
+                    report = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue  # still being written
+                js = report.get("javascriptStack") or {}
+                frames = [str(frame) for frame in js.get("stack") or []][:20]
+                handles = sorted(
+                    {
+                        str(h.get("type"))
+                        for h in report.get("libuv") or []
+                        if h.get("is_active") and h.get("is_referenced")
+                    }
+                )
+                return (
+                    "\n--- devprovider diagnostic report ---\n"
+                    f"javascript: {js.get('message') or '(idle: waiting in the event loop)'}\n"
+                    + "".join(f"  {frame}\n" for frame in frames)
+                    + f"active libuv handles: {', '.join(handles) or 'none'}"
+                )
+            time.sleep(0.1)
+        return "\n(no diagnostic report within 5 s)"
 
     def stderr_text(self) -> str:
         """Everything the provider wrote to stderr so far."""
@@ -246,6 +290,9 @@ class DevProvider:
             if self._stderr is not None:
                 self._stderr.close()
                 self._stderr = None
+            if self._reports is not None:
+                self._reports.cleanup()
+                self._reports = None
 
     def __enter__(self) -> DevProvider:
         return self.start()
