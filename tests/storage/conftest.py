@@ -134,6 +134,9 @@ class BlockingStorage:
     def unlink_identities(self, connection_id: str, user_id: str) -> None:
         self._run(self.inner.unlink_identities(connection_id, user_id))
 
+    def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        return self._run(self.inner.list_identities(connection_id, user_id))
+
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
         self._run(self.inner.put_login_state(state_hash, data, expires_at))
 

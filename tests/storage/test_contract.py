@@ -173,6 +173,56 @@ def test_unlink_identities(storage: Storage) -> None:
     storage.unlink_identities("demo", "nobody")
 
 
+def test_list_identities_of_nobody_is_empty(storage: Storage) -> None:
+    assert storage.list_identities("demo", "alice") == []
+    storage.link_identity("demo", "sub-1", "bob")
+    assert storage.list_identities("demo", "alice") == []
+
+
+def test_list_identities_sorted(storage: Storage) -> None:
+    # sorted by code point, whatever the database's collation
+    for subject in ("sub-b", "\u00e9", "Sub-c", "sub-a"):
+        assert storage.link_identity("demo", subject, "alice") == "alice"
+    assert storage.list_identities("demo", "alice") == ["Sub-c", "sub-a", "sub-b", "\u00e9"]
+
+
+def test_list_identities_is_per_user_and_connection(storage: Storage) -> None:
+    storage.link_identity("demo", "sub-2", "alice")
+    storage.link_identity("demo", "sub-1", "alice")
+    storage.link_identity("demo", "sub-3", "bob")
+    storage.link_identity("other", "sub-4", "alice")
+    assert storage.list_identities("demo", "alice") == ["sub-1", "sub-2"]
+    assert storage.list_identities("demo", "bob") == ["sub-3"]
+    assert storage.list_identities("other", "alice") == ["sub-4"]
+    assert storage.list_identities("other", "bob") == []
+
+
+def test_list_identities_after_unlink_is_empty(storage: Storage) -> None:
+    storage.link_identity("demo", "sub-1", "alice")
+    storage.link_identity("demo", "sub-2", "alice")
+    storage.link_identity("other", "sub-1", "alice")
+    storage.unlink_identities("demo", "alice")
+    assert storage.list_identities("demo", "alice") == []
+    assert storage.list_identities("other", "alice") == ["sub-1"]
+    assert storage.link_identity("demo", "sub-1", "alice") == "alice"
+    assert storage.list_identities("demo", "alice") == ["sub-1"]
+
+
+def test_list_identities_skips_those_bound_to_another_user(storage: Storage) -> None:
+    assert storage.link_identity("demo", "sub-1", "bob") == "bob"
+    assert storage.link_identity("demo", "sub-1", "alice") == "bob"  # alice lost
+    assert storage.link_identity("demo", "sub-2", "alice") == "alice"
+    assert storage.list_identities("demo", "alice") == ["sub-2"]
+    assert storage.list_identities("demo", "bob") == ["sub-1"]
+    # unbound from bob, then bound to carol: still not alice's
+    storage.unlink_identities("demo", "bob")
+    assert storage.list_identities("demo", "alice") == ["sub-2"]
+    assert storage.list_identities("demo", "bob") == []
+    assert storage.link_identity("demo", "sub-1", "carol") == "carol"
+    assert storage.list_identities("demo", "alice") == ["sub-2"]
+    assert storage.list_identities("demo", "carol") == ["sub-1"]
+
+
 # -- login states -------------------------------------------------------------------------
 
 
@@ -364,3 +414,19 @@ async def test_async_identity_race_has_one_owner(async_storage: AsyncStorage) ->
     )
     assert len(set(owners)) == 1
     assert await async_storage.get_identity("demo", "sub-1") == owners[0]
+    assert await async_storage.list_identities("demo", owners[0]) == ["sub-1"]
+    for i in range(THREADS):
+        if f"user-{i}" != owners[0]:
+            assert await async_storage.list_identities("demo", f"user-{i}") == []
+
+
+async def test_async_list_identities(async_storage: AsyncStorage) -> None:
+    assert await async_storage.list_identities("demo", "alice") == []
+    assert await async_storage.link_identity("demo", "sub-2", "alice") == "alice"
+    assert await async_storage.link_identity("demo", "sub-1", "alice") == "alice"
+    assert await async_storage.link_identity("demo", "sub-3", "bob") == "bob"
+    assert await async_storage.link_identity("demo", "sub-3", "alice") == "bob"
+    assert await async_storage.list_identities("demo", "alice") == ["sub-1", "sub-2"]
+    await async_storage.unlink_identities("demo", "alice")
+    assert await async_storage.list_identities("demo", "alice") == []
+    assert await async_storage.list_identities("demo", "bob") == ["sub-3"]

@@ -257,6 +257,17 @@ def test_stale_index_entries_are_skipped(store: RedisStorage, raw: redis.Redis) 
     ]
 
 
+def test_stale_identity_links_are_skipped(store: RedisStorage, raw: redis.Redis) -> None:
+    assert store.link_identity("demo", "sub-1", "alice") == "alice"
+    assert store.link_identity("demo", "sub-2", "alice") == "alice"
+    links = store._ops.links("demo", "alice")
+    raw.sadd(links, "sub-0", "sub-3")  # a crash before the identity was bound
+    raw.delete(store._ops.identity("demo", "sub-2"))  # removed behind the index's back
+    raw.set(store._ops.identity("demo", "sub-3"), "bob")  # bound to someone else
+    assert store.list_identities("demo", "alice") == ["sub-1"]
+    assert raw.scard(links) == 4  # a read: the index is left as it is
+
+
 def test_expiring_scan_pages_in_key_order(store: RedisStorage) -> None:
     keys = [CredentialKey("demo", f"u{i:02}") for i in range(12)]
     for i, key in enumerate(keys):

@@ -58,6 +58,7 @@ def _workload(store: RedisStorage) -> None:
     assert store.scan_credentials(after=ALICE, limit=100)
     assert store.link_identity("demo", "sub-1", "alice") == "alice"
     assert store.link_identity("demo", "sub-2", "alice") == "alice"
+    assert store.list_identities("demo", "alice") == ["sub-1", "sub-2"]
     store.unlink_identities("demo", "alice")
     store.put_login_state("h", b"data", NOW + 60)
     assert store.take_login_state("h", NOW) == b"data"

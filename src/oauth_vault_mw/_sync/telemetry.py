@@ -34,6 +34,7 @@ OPERATIONS = (
     "get_identity",
     "link_identity",
     "unlink_identities",
+    "list_identities",
     "put_login_state",
     "take_login_state",
     "create_session",

@@ -129,6 +129,9 @@ class AsyncStorageAdapter:
     async def unlink_identities(self, connection_id: str, user_id: str) -> None:
         await self._write(self.sync.unlink_identities, connection_id, user_id)
 
+    async def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        return await self._read(self.sync.list_identities, connection_id, user_id)
+
     async def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
         await self._write(self.sync.put_login_state, state_hash, data, expires_at)
 

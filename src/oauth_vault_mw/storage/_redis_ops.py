@@ -11,7 +11,7 @@ Keys (``P`` is the prefix, default ``oauth_vault``)::
     P:expiring           sorted set, active credentials by expires_at  (expiring_before)
     P:user:{U}           set of the user's M                           (list_credentials)
     P:ident:{C,S}        string: user id bound to (connection, subject), SET NX
-    P:links:{C,U}        set of the subjects bound to that user         (unlink_identities)
+    P:links:{C,U}        set of the subjects bound to that user         (unlink_/list_identities)
     P:state:H / P:session:H    "<expires_at> <payload>", PX until expiry (+ a grace minute)
     P:records:K          hash: name -> data, the documents of kind K     (put_record...)
     P:events             sorted set, score at, member "<seq, 20 digits>:<data>"  (audit)
@@ -519,6 +519,22 @@ class RedisOps:
                 FENCE,
                 ("SREM", links, *subjects),
             ]
+
+    def list_identities(self, connection_id: str, user_id: str) -> Op[list[str]]:
+        """The reverse index's subjects whose identity still names this user: an entry may be
+        stale (a lost race, a crash, the identity unlinked from its owner). One GET per
+        subject, each key in its own slot, so a cluster pipeline takes them all at once."""
+        (members,) = yield [("SMEMBERS", self.links(connection_id, user_id))]
+        subjects = sorted(bytes(m).decode() for m in members)
+        if not subjects:
+            return []
+        owners = yield [("GET", self.identity(connection_id, s)) for s in subjects]
+        wanted = user_id.encode()
+        return [
+            s
+            for s, owner in zip(subjects, owners, strict=True)
+            if owner is not None and bytes(owner) == wanted
+        ]
 
     # -- login states and sessions ------------------------------------------------------------
 

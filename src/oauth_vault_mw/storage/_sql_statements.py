@@ -266,6 +266,11 @@ def _oldest_first(result: sa.CursorResult[Any]) -> list[tuple[float, bytes]]:
     return [(float(row.at), bytes(row.data)) for row in result][::-1]
 
 
+def _subjects(result: sa.CursorResult[Any]) -> list[str]:
+    # sorted here by code point, not by the database's collation (see _records)
+    return sorted(str(row.subject) for row in result)
+
+
 def _text_or_none(result: sa.CursorResult[Any]) -> str | None:
     value = result.scalar()
     return str(value) if value is not None else None
@@ -359,6 +364,9 @@ class SQLStatements:
         )
         self._link = insert(identities).on_conflict_do_nothing().execution_options(**counted)
         self._unlink = sa.delete(identities).where(
+            i.connection_id == bp("cid"), i.user_id == bp("uid")
+        )
+        self._list_identities = sa.select(i.subject).where(
             i.connection_id == bp("cid"), i.user_id == bp("uid")
         )
         self._put_state = sa.insert(login_states)
@@ -484,6 +492,10 @@ class SQLStatements:
 
     def unlink_identities(self, connection_id: str, user_id: str) -> Op[None]:
         return Op(self._unlink, {"cid": connection_id, "uid": user_id}, True, _nothing)
+
+    def list_identities(self, connection_id: str, user_id: str) -> Op[list[str]]:
+        params = {"cid": connection_id, "uid": user_id}
+        return Op(self._list_identities, params, False, _subjects)
 
     # login states and sessions
 

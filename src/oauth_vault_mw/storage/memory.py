@@ -131,6 +131,12 @@ class MemoryStorage:
             ]:
                 del self._identities[ident]
 
+    def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        with self._lock:
+            return sorted(
+                k[1] for k, v in self._identities.items() if k[0] == connection_id and v == user_id
+            )
+
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
         with self._lock:
             self._states[state_hash] = (data, expires_at)

@@ -287,6 +287,9 @@ class RedisStorage:
     def unlink_identities(self, connection_id: str, user_id: str) -> None:
         self._run(self._ops.unlink_identities(connection_id, user_id))
 
+    def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        return self._run(self._ops.list_identities(connection_id, user_id))
+
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
         self._run(self._ops.put_login_state(state_hash, data, expires_at))
 
@@ -606,6 +609,9 @@ class AsyncRedisStorage:
 
     async def unlink_identities(self, connection_id: str, user_id: str) -> None:
         await self._run(self._ops.unlink_identities(connection_id, user_id))
+
+    async def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        return await self._run(self._ops.list_identities(connection_id, user_id))
 
     async def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
         await self._run(self._ops.put_login_state(state_hash, data, expires_at))

@@ -551,6 +551,9 @@ class SQLStorage:
     def unlink_identities(self, connection_id: str, user_id: str) -> None:
         self._run(self._sql.unlink_identities(connection_id, user_id))
 
+    def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        return self._run(self._sql.list_identities(connection_id, user_id))
+
     # -- login states and sessions --------------------------------------------------------
 
     def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:

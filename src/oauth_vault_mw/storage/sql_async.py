@@ -524,6 +524,9 @@ class AsyncSQLStorage:
     async def unlink_identities(self, connection_id: str, user_id: str) -> None:
         await self._run(self._sql.unlink_identities(connection_id, user_id))
 
+    async def list_identities(self, connection_id: str, user_id: str) -> list[str]:
+        return await self._run(self._sql.list_identities(connection_id, user_id))
+
     # -- login states and sessions --------------------------------------------------------
 
     async def put_login_state(self, state_hash: str, data: bytes, expires_at: float) -> None:
