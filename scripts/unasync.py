@@ -39,6 +39,7 @@ REPLACEMENTS = [
     ("AsyncSingleFlight", "SingleFlight"),
     ("AsyncRefresher", "Refresher"),
     ("AsyncLogin", "Login"),
+    ("AsyncAccounts", "Accounts"),
     ("AsyncRequestAuth", "RequestAuth"),
     ("AsyncRouteHandlers", "RouteHandlers"),
     ("AsyncHttpInput", "HttpInput"),

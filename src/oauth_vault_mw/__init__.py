@@ -14,6 +14,7 @@ from ._sync.service import ServiceAccess as ServiceAccess
 from ._sync.vault import Vault as Vault
 from .core.config import ConnectionConfig as ConnectionConfig
 from .core.config import Settings as Settings
+from .core.errors import AccountBusy as AccountBusy
 from .core.errors import BadRequest as BadRequest
 from .core.errors import CallbackError as CallbackError
 from .core.errors import ConfigurationError as ConfigurationError
@@ -46,6 +47,7 @@ from .core.model import Credentials as Credentials
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccountBusy",
     "AsyncAuditTrail",
     "AsyncServiceAccess",
     "AsyncVault",

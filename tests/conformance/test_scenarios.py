@@ -50,8 +50,13 @@ def test_login_me_credentials(site: Site, unique_user: Callable[[], str]) -> Non
         "login_at",
         "refresh_count",
         "refreshed_at",
+        "account_id",
+        "accounts",
     }
     assert body["connections"][0]["profile"] == body["profile"]
+    (account,) = body["connections"][0]["accounts"]
+    assert account["default"] is True
+    assert account["account_id"] == body["connections"][0]["account_id"]
     creds = site.client.get("/auth/connections/demo/credentials")
     assert creds.status_code == 200
     assert creds.headers["cache-control"] == "no-store"

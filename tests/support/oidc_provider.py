@@ -406,6 +406,27 @@ def _login_form_action(response: httpx.Response) -> str | None:
     return html.unescape(match.group(1))
 
 
+_HIDDEN_RE = re.compile(
+    r"<input\b[^>]*\btype=\"hidden\"[^>]*\bname=\"([^\"]*)\"[^>]*\bvalue=\"([^\"]*)\"",
+    re.IGNORECASE,
+)
+
+
+def _auto_submitted_form(response: httpx.Response) -> tuple[str, dict[str, str]] | None:
+    """A page that submits its form by script as soon as it loads (the provider's session
+    switch): the form's action and hidden fields, as the browser would post them."""
+    if response.status_code != 200 or "html" not in response.headers.get("content-type", ""):
+        return None
+    text = response.text
+    if "document.forms[0].submit()" not in text:
+        return None
+    match = _FORM_ACTION_RE.search(text)
+    if match is None:
+        return None
+    fields = {html.unescape(n): html.unescape(v) for n, v in _HIDDEN_RE.findall(text)}
+    return html.unescape(match.group(1)), fields
+
+
 def _describe(response: httpx.Response) -> str:
     return (
         f"{response.request.method} {response.request.url} -> {response.status_code}: "
@@ -425,6 +446,11 @@ def _next_step(
     action = _login_form_action(response)
     if action is not None:
         return ("POST", str(response.url.join(action)), {"login": login})
+    submitted = _auto_submitted_form(response)
+    if submitted is not None:  # a page whose script posts its hidden form at once
+        target = response.url.join(submitted[0])
+        if _origin(target) == origin:
+            return ("POST", str(target), submitted[1])
     raise LoginFlowError(f"unexpected provider response: {_describe(response)}")
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ..core.accounts import NEW_ACCOUNT
 from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieSpec, hash_id
 from ..core.errors import (
@@ -58,7 +59,7 @@ from ..core.tokens import (
     pick_kept,
 )
 from ..storage import async_purge_expired  # unasync: remove
-from .base import AsyncVaultBase
+from .accounts import AsyncAccounts
 
 # unasync: sync-only: from ..storage import purge_expired
 
@@ -70,7 +71,7 @@ CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 """Token endpoint errors about the app's own client settings, not the user's login."""
 
 
-class AsyncLogin(AsyncVaultBase):
+class AsyncLogin(AsyncAccounts):
     """Logins and connects through a provider, and the sessions they open."""
 
     purge_schedule: PurgeSchedule | None = None
@@ -83,20 +84,30 @@ class AsyncLogin(AsyncVaultBase):
         return_to: str,
         user_id: str | None = None,
         scopes: Sequence[str] = (),
+        account: str | None = None,
     ) -> tuple[str, CookieSpec]:
         """Start a login (``user_id`` None) or a connect; return the provider URL and the
         state cookie that holds the login. Nothing is stored.
 
         A login asks for the connection's scopes. A connect asks for those, the scopes the
         user's credential holds already, and ``scopes`` (incremental authorization: see
-        ``core/scopes.py``)."""
+        ``core/scopes.py``). ``account`` (a connect's): ``"new"`` links another account of
+        the connection (the provider is asked to let the user choose, ``core/accounts.py``);
+        an account id grows that account's grant; ``None``: the default account's."""
         conn = self.connection(connection_id)
         asked: tuple[str, ...] | None = None
         if user_id is not None:
-            stored = await self.storage.get_credential(CredentialKey(conn.id, user_id))
+            if account == NEW_ACCOUNT:
+                stored = None
+            elif account is not None:
+                stored = await self.locate_account(conn.id, user_id, account)
+            else:
+                stored = await self.storage.get_credential(CredentialKey(conn.id, user_id))
             asked = connect_scopes(conn, stored.scope if stored else None, scopes)
-        elif scopes:
-            raise BadRequest(f"more scopes are asked for at {self.settings.prefix}/connect")
+        elif scopes or account is not None:
+            raise BadRequest(
+                f"more scopes and other accounts are asked for at {self.settings.prefix}/connect"
+            )
         endpoints = await self.provider.endpoints(conn)
         tx = new_transaction(
             conn,
@@ -105,6 +116,7 @@ class AsyncLogin(AsyncVaultBase):
             user_id=user_id,
             now=self.clock(),
             scope=asked,
+            account=account,
         )
         cookie = self.cookies.state_cookie(tx.state, seal_transaction(self.sealer, tx))
         url = authorization_url(
@@ -231,7 +243,7 @@ class AsyncLogin(AsyncVaultBase):
             if tx.mode == "connect" and bound != user_id:
                 raise IdentityConflict()
             user_id = bound  # a first login of the same account elsewhere may have won
-        await self.put_tokens(CredentialKey(conn.id, user_id), tokens)
+        await self.store_login_tokens(conn.id, user_id, subject, tokens, new_link=known is None)
         cookies: list[CookieSpec] = [self.cookies.clear_state(tx.state)]
         if tx.mode == "login":
             await self.logout(session_cookie)  # a new session at every login: no fixation

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._group_commit import AsyncGroupCommit  # unasync: remove
+from ..core.accounts import DEFAULT_SLOT
 from ..core.errors import (
     CredentialNotFound,
     ReauthenticationRequired,
@@ -145,6 +146,7 @@ class AsyncRefresher(AsyncVaultBase):
         force_refresh: bool = False,
         actor: str = "app",
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> Credentials:
         """A token valid for ``min_validity`` seconds, refreshed once however many ask.
 
@@ -156,10 +158,53 @@ class AsyncRefresher(AsyncVaultBase):
         before any refresh (a refresh cannot add scopes).
         Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
         :class:`CredentialNotFound`, :class:`UnknownConnection`, :class:`InsufficientScope`.
+        ``account``: one of the user's accounts of the connection by its id (``/me`` lists
+        them); ``None``: the user's default account.
         """
+        if account is not None:
+            return await self.account_credentials(
+                connection_id, user_id, account, min_validity, force_refresh, actor, scopes
+            )
         return await self._credentials(
             connection_id, user_id, min_validity, force_refresh, actor, UNREAD, scopes
         )
+
+    async def account_credentials(
+        self,
+        connection_id: str,
+        user_id: str,
+        account: str,
+        min_validity: float | None,
+        force_refresh: bool,
+        actor: str,
+        scopes: Iterable[str] | None,
+    ) -> Credentials:
+        """:meth:`get_connection_credentials` of one account by its id: two reads (the
+        default slot's record says whether it is the default account). Located again once
+        when the account's record went away meanwhile (the default changed under it)."""
+        for attempt in (1, 2):
+            try:
+                self.connection(connection_id)
+                record = await self.locate_account(connection_id, user_id, account)
+            except VaultError as exc:
+                await self._audit(actor, "credentials.read", exc.error, connection_id, user_id)
+                raise
+            try:
+                return await self._credentials(
+                    connection_id,
+                    user_id,
+                    min_validity,
+                    force_refresh,
+                    actor,
+                    record,
+                    scopes,
+                    slot=record.key.account,
+                    account=account,
+                )
+            except CredentialNotFound:
+                if attempt == 2 or record.key.account == DEFAULT_SLOT:
+                    raise
+        raise AssertionError("unreachable")
 
     async def _credentials(
         self,
@@ -170,13 +215,17 @@ class AsyncRefresher(AsyncVaultBase):
         actor: str,
         fetched: object,
         scopes: Iterable[str] | None = None,
+        *,
+        slot: str = DEFAULT_SLOT,
+        account: str | None = None,
     ) -> Credentials:
         """:meth:`get_connection_credentials`, with the record already read (``fetched``:
-        the row or ``None``) or ``UNREAD``."""
+        the row or ``None``) or ``UNREAD``; ``slot``: where the account lives (``account``:
+        its id, when asked for by id)."""
         try:
             conn = self.connection(connection_id)
             wanted = conn.min_validity if min_validity is None else min_validity
-            key = CredentialKey(connection_id, user_id)
+            key = CredentialKey(connection_id, user_id, slot)
             if fetched is UNREAD:
                 fetched = await self.storage.get_credential(key)
             if not isinstance(fetched, StoredCredential):
@@ -189,7 +238,8 @@ class AsyncRefresher(AsyncVaultBase):
                 missing = missing_scopes(conn, tokens, scopes)
                 if missing:
                     base = f"{self.settings.base_url}{self.settings.prefix}"
-                    raise insufficient_scope(base, conn, tokens, missing)
+                    named = account if slot != DEFAULT_SLOT else None
+                    raise insufficient_scope(base, conn, tokens, missing, named)
             verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
             if verdict == "refresh":
                 tokens = await self._flight.run(
@@ -236,10 +286,14 @@ class AsyncRefresher(AsyncVaultBase):
         try:
             self.connection(connection_id)
             key = CredentialKey(connection_id, user_id)
-            if record is None or record.key != key:
+            if record is not None and record.key.parts()[:2] == key.parts()[:2]:
+                key = record.key  # any of the user's accounts (the scan lists every slot)
+            else:
                 record = await self.storage.get_credential(key)
             if record is None:
                 return "fresh"
+            if key.account != DEFAULT_SLOT and await self._copy_of_default(key):
+                return "fresh"  # left by an interrupted change of default: never refreshed
             seen = record
             tokens = self.opened.open(seen)
             start = sweep_start(tokens, now=self.clock(), within=within)
@@ -262,6 +316,12 @@ class AsyncRefresher(AsyncVaultBase):
             )
             return "failed"
         return sweep_result(tokens, fresh)
+
+    async def _copy_of_default(self, key: CredentialKey) -> bool:
+        """Whether the account in slot ``key`` is the user's default account (whose record
+        in the default slot is the one read and refreshed: ``core/accounts.py``)."""
+        default = await self.storage.get_credential(CredentialKey(key.connection_id, key.user_id))
+        return default is not None and await self.default_account_id(default) == key.account
 
     async def _refresh(
         self,

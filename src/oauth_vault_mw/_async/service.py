@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.access_keys import NewAccessKey, new_access_key, parse_access_key, same_hash
+from ..core.accounts import account_param
 from ..core.app_tokens import AppTokens, derive_seed
 from ..core.errors import (
     BadRequest,
@@ -27,7 +28,12 @@ from ..core.errors import (
     TokenExchangeError,
     UnknownConnection,
 )
-from ..core.grants import READ_CREDENTIALS, Grant, credentials_resource, is_granted
+from ..core.grants import (
+    READ_CREDENTIALS,
+    Grant,
+    account_credentials_resource,
+    may_read_credentials,
+)
 from ..core.identity import check_user_id
 from ..core.model import Credentials
 from ..core.service import (
@@ -177,14 +183,20 @@ class AsyncServiceAccess:
         return Principal(client.name, key_id, client.grants)
 
     async def credentials_for(
-        self, principal: Principal, connection_id: str, user_id: str
+        self,
+        principal: Principal,
+        connection_id: str,
+        user_id: str,
+        *,
+        account: str | None = None,
     ) -> Credentials:
-        """A user's credential for a client whose grants cover it. The grant is checked
-        before the connection is looked up (403 before 404), so a key cannot list the
-        connection ids it is not granted."""
+        """A user's credential (of ``account``, else the default account) for a client whose
+        grants cover it (``core.grants.may_read_credentials``). The grant is checked before
+        the connection is looked up (403 before 404), so a key cannot list the connection
+        ids it is not granted."""
         check_user_id(user_id, source="user id")
-        resource = credentials_resource(connection_id, user_id)
-        if not is_granted(principal.grants, resource, READ_CREDENTIALS):
+        resource = account_credentials_resource(connection_id, user_id, account)
+        if not may_read_credentials(principal.grants, connection_id, user_id, account):
             await self._event(
                 principal.actor,
                 "credentials.read",
@@ -196,7 +208,11 @@ class AsyncServiceAccess:
             raise PermissionDenied(f"not granted {READ_CREDENTIALS} on {resource}")
         conn = self.vault.connection(connection_id)
         return await self.vault.get_connection_credentials(
-            connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
+            connection_id,
+            user_id,
+            min_validity=conn.min_validity,
+            actor=principal.actor,
+            account=account,
         )
 
     async def exchange(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
@@ -208,6 +224,10 @@ class AsyncServiceAccess:
                 "invalid_client", "a valid service access key is required"
             ) from None
         subject, connection_id = parse_token_exchange(form)
+        try:
+            account = account_param(form.get("account"))
+        except BadRequest as exc:
+            raise TokenExchangeError("invalid_request", exc.description) from None
         try:
             conn = self.vault.connection(connection_id)
         except UnknownConnection:
@@ -223,8 +243,8 @@ class AsyncServiceAccess:
                 urgent=True,
             )
             raise TokenExchangeError("invalid_grant", "the subject token is not valid") from None
-        resource = credentials_resource(connection_id, user_id)
-        if not is_granted(principal.grants, resource, READ_CREDENTIALS):
+        resource = account_credentials_resource(connection_id, user_id, account)
+        if not may_read_credentials(principal.grants, connection_id, user_id, account):
             await self._event(
                 principal.actor,
                 "token.exchange",
@@ -236,7 +256,11 @@ class AsyncServiceAccess:
             raise TokenExchangeError("unauthorized_client", f"not granted on {resource}")
         try:
             creds = await self.vault.get_connection_credentials(
-                connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
+                connection_id,
+                user_id,
+                min_validity=conn.min_validity,
+                actor=principal.actor,
+                account=account,
             )
         except (CredentialNotFound, ReauthenticationRequired) as exc:
             await self._event(

@@ -20,6 +20,7 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from ..core.accounts import DEFAULT_SLOT
 from ..core.connections import ConnectionConfig
 from ..core.errors import CredentialNotFound, CredentialUnreadable
 from ..core.hooks import DisconnectEvent
@@ -35,14 +36,14 @@ from .base import NewUserIdHook
 # unasync: sync-only: from .client import ConnectionClient, connection_client
 from .client import AsyncConnectionClient, connection_client  # unasync: remove
 from .login import AsyncLogin
-from .refresh import UNREAD, AsyncRefresher
+from .refresh import UNREAD
 
 __all__ = ["AsyncVault", "NewUserIdHook"]
 
 logger = logging.getLogger("oauth_vault_mw")
 
 
-class AsyncVault(AsyncLogin, AsyncRefresher):
+class AsyncVault(AsyncLogin):
     """Everything the Starlette/FastAPI integration does, without the framework."""
 
     async def session_credentials(
@@ -53,16 +54,27 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         min_validity: float | None = None,
         force_refresh: bool = False,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> tuple[str, Credentials] | None:
         """The user of a session cookie and their credential for ``connection_id``: the
         request path's two lookups in one storage read where the storage offers it
         (``get_session_credential``). ``None`` when the cookie holds no live session;
-        otherwise raises as :meth:`get_connection_credentials` does (``scopes`` too).
+        otherwise raises as :meth:`get_connection_credentials` does (``scopes`` and
+        ``account`` too).
         """
         session_hash = self.cookies.session_hash(cookie_value)
         if session_hash is None:
             return None
         read = self._session_credential
+        if account is not None:
+            user_id = await self.storage.get_session(session_hash, self.clock())
+            if user_id is None:
+                return None
+            actor = f"user:{user_id}"
+            found_creds = await self.account_credentials(
+                connection_id, user_id, account, min_validity, force_refresh, actor, scopes
+            )
+            return user_id, found_creds
         if read is None or self.settings.connection(connection_id) is None:
             user_id = await self.storage.get_session(session_hash, self.clock())
             if user_id is None:
@@ -82,7 +94,16 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         """What ``GET /me`` shows: the user, their profile and connections, no token."""
         records = await self.storage.list_credentials(user_id)
         known = {c.id: c for c in self.settings.connections}
-        return me_payload(user_id, records, known, self._opened_all(records))
+        opened = self._opened_all(records)
+        linked: dict[str, list[str]] = {}
+        for key, tokens in opened.items():  # defaults stored before accounts existed
+            if (
+                key.account == DEFAULT_SLOT
+                and tokens.subject is None
+                and key.connection_id in known
+            ):
+                linked[key.connection_id] = await self.legacy_subjects(key.connection_id, user_id)
+        return me_payload(user_id, records, known, opened, linked)
 
     async def current_user(self, user_id: str) -> CurrentUser:
         """``user_id`` with the display profile of their last login (``CurrentUser``)."""
@@ -104,27 +125,53 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
                 continue
         return opened
 
-    async def disconnect(self, connection_id: str, user_id: str) -> bool:
-        """Revoke at the provider (RFC 7009) when it offers revocation, then delete.
+    async def disconnect(
+        self, connection_id: str, user_id: str, account: str | None = None
+    ) -> bool:
+        """Revoke at the provider (RFC 7009) when it offers revocation, then delete: the
+        account ``account`` (an account id), else every account of the connection. Removing
+        the default account makes the one linked first of the others the default.
 
-        Under the credential's lease: a refresh in flight (here or in another process)
+        Under each credential's lease: a refresh in flight (here or in another process)
         finishes first, so the refresh token revoked is the one it rotated in, not the one
         it replaced, and its write cannot bring the credential back after the delete.
+        Returns whether the provider confirmed every revocation.
         """
         conn = self.connection(connection_id)
-        key = CredentialKey(connection_id, user_id)
+        if account is not None:
+            record = await self.locate_account(connection_id, user_id, account)
+            revoked = await self._disconnect_one(conn, record.key)
+            if record.key.account == DEFAULT_SLOT:
+                await self.promote_next_account(connection_id, user_id)
+        else:
+            keys = [
+                r.key
+                for r in await self.storage.list_credentials(user_id)
+                if r.key.connection_id == connection_id
+            ]
+            if not keys:
+                raise CredentialNotFound()
+            revoked = True
+            for key in keys:  # the other accounts first, the default last
+                if key.account != DEFAULT_SLOT:
+                    revoked = await self._disconnect_one(conn, key) and revoked
+            for key in keys:
+                if key.account == DEFAULT_SLOT:
+                    revoked = await self._disconnect_one(conn, key) and revoked
+        event = DisconnectEvent(user_id, connection_id, revoked)
+        await self._after_hook("on_disconnect", self.hooks.on_disconnect, event)
+        return revoked
+
+    async def _disconnect_one(self, conn: ConnectionConfig, key: CredentialKey) -> bool:
         owner = secrets.token_hex(12)
         # Waits for the holder to finish (its provider calls end well inside the lease); if
         # the wait runs out, the disconnect goes on without it.
         leased, _ = await self._wait_for_lease(key, owner, None)
         try:
-            revoked = await self._revoke_and_delete(conn, key)
+            return await self._revoke_and_delete(conn, key)
         finally:
             if leased:
                 await self.storage.release_lease(key, owner)
-        event = DisconnectEvent(user_id, connection_id, revoked)
-        await self._after_hook("on_disconnect", self.hooks.on_disconnect, event)
-        return revoked
 
     async def _revoke_and_delete(self, conn: ConnectionConfig, key: CredentialKey) -> bool:
         connection_id, user_id = key.connection_id, key.user_id
@@ -182,6 +229,7 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
         min_validity: float | None = None,
         base_url: str | None = None,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
         **kwargs: Any,
         # unasync: sync-only: ) -> ConnectionClient:
     ) -> AsyncConnectionClient:  # unasync: remove
@@ -201,6 +249,7 @@ class AsyncVault(AsyncLogin, AsyncRefresher):
                 min_validity=min_validity,
                 force_refresh=force_refresh,
                 scopes=scopes,
+                account=account,
             )
 
         return await connection_client(

@@ -20,16 +20,17 @@ import httpx
 
 from .._hooks import run_coroutine
 from .._singleflight import SingleFlight
+from ..core.accounts import DEFAULT_SLOT, account_id, default_account_id
 from ..core.client_auth import ClientSigner
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieJar
 from ..core.crypto import Sealer
-from ..core.errors import StorageUnavailable, UnknownConnection
+from ..core.errors import CredentialNotFound, StorageUnavailable, UnknownConnection
 from ..core.hooks import Hooks
 from ..core.http import ProviderResponse
 from ..core.identity import NewIdentity, default_user_id
-from ..core.model import CredentialKey, TokenSet
+from ..core.model import CredentialKey, StoredCredential, TokenSet
 from ..core.records import OpenedRecords, seal_record
 from ..core.refresh import Backoff
 from ..core.tokens import TokenOutcome, parse_token_response
@@ -159,6 +160,43 @@ class VaultBase:
             if self.storage.save_credential(record, current.version if current else 0):
                 return
         raise StorageUnavailable("could not store the credential under contention")
+
+    def default_account_id(self, record: StoredCredential) -> str:
+        """The account id of the record in a default slot (``core/accounts.py``); for a
+        record stored before accounts existed, from the user's linked subjects."""
+        tokens = self.opened.open(record)
+        key = record.key
+        linked = None
+        if tokens.subject is None:
+            linked = self.legacy_subjects(key.connection_id, key.user_id)
+        return default_account_id(key.connection_id, key.user_id, tokens, linked)
+
+    def legacy_subjects(self, connection_id: str, user_id: str) -> list[str]:
+        """The subjects a default record stored before accounts existed may belong to: the
+        user's linked subjects of the connection that have no slot of their own."""
+        linked = self.storage.list_identities(connection_id, user_id)
+        if len(linked) <= 1:
+            return linked
+        slots = {
+            r.key.account
+            for r in self.storage.list_credentials(user_id)
+            if r.key.connection_id == connection_id
+        }
+        return [s for s in linked if account_id(connection_id, s) not in slots]
+
+    def locate_account(self, connection_id: str, user_id: str, account: str) -> StoredCredential:
+        """The record of account ``account`` (an account id) of the user's connection: the
+        default slot's when it is the default account, else the account's own slot.
+        Raises :class:`CredentialNotFound` when the user has no such account."""
+        default = self.storage.get_credential(CredentialKey(connection_id, user_id))
+        if default is not None and self.default_account_id(default) == account:
+            return default
+        if account == DEFAULT_SLOT:
+            raise CredentialNotFound("no such account")
+        found = self.storage.get_credential(CredentialKey(connection_id, user_id, account))
+        if found is None:
+            raise CredentialNotFound("no such account")
+        return found
 
     def _token_outcome(
         self, conn: ConnectionConfig, resp: ProviderResponse, previous: TokenSet | None = None

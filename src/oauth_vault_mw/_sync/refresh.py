@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.accounts import DEFAULT_SLOT
 from ..core.errors import (
     CredentialNotFound,
     ReauthenticationRequired,
@@ -139,6 +140,7 @@ class Refresher(VaultBase):
         force_refresh: bool = False,
         actor: str = "app",
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> Credentials:
         """A token valid for ``min_validity`` seconds, refreshed once however many ask.
 
@@ -150,10 +152,53 @@ class Refresher(VaultBase):
         before any refresh (a refresh cannot add scopes).
         Raises :class:`ReauthenticationRequired`, :class:`ProviderUnavailable`,
         :class:`CredentialNotFound`, :class:`UnknownConnection`, :class:`InsufficientScope`.
+        ``account``: one of the user's accounts of the connection by its id (``/me`` lists
+        them); ``None``: the user's default account.
         """
+        if account is not None:
+            return self.account_credentials(
+                connection_id, user_id, account, min_validity, force_refresh, actor, scopes
+            )
         return self._credentials(
             connection_id, user_id, min_validity, force_refresh, actor, UNREAD, scopes
         )
+
+    def account_credentials(
+        self,
+        connection_id: str,
+        user_id: str,
+        account: str,
+        min_validity: float | None,
+        force_refresh: bool,
+        actor: str,
+        scopes: Iterable[str] | None,
+    ) -> Credentials:
+        """:meth:`get_connection_credentials` of one account by its id: two reads (the
+        default slot's record says whether it is the default account). Located again once
+        when the account's record went away meanwhile (the default changed under it)."""
+        for attempt in (1, 2):
+            try:
+                self.connection(connection_id)
+                record = self.locate_account(connection_id, user_id, account)
+            except VaultError as exc:
+                self._audit(actor, "credentials.read", exc.error, connection_id, user_id)
+                raise
+            try:
+                return self._credentials(
+                    connection_id,
+                    user_id,
+                    min_validity,
+                    force_refresh,
+                    actor,
+                    record,
+                    scopes,
+                    slot=record.key.account,
+                    account=account,
+                )
+            except CredentialNotFound:
+                if attempt == 2 or record.key.account == DEFAULT_SLOT:
+                    raise
+        raise AssertionError("unreachable")
 
     def _credentials(
         self,
@@ -164,13 +209,17 @@ class Refresher(VaultBase):
         actor: str,
         fetched: object,
         scopes: Iterable[str] | None = None,
+        *,
+        slot: str = DEFAULT_SLOT,
+        account: str | None = None,
     ) -> Credentials:
         """:meth:`get_connection_credentials`, with the record already read (``fetched``:
-        the row or ``None``) or ``UNREAD``."""
+        the row or ``None``) or ``UNREAD``; ``slot``: where the account lives (``account``:
+        its id, when asked for by id)."""
         try:
             conn = self.connection(connection_id)
             wanted = conn.min_validity if min_validity is None else min_validity
-            key = CredentialKey(connection_id, user_id)
+            key = CredentialKey(connection_id, user_id, slot)
             if fetched is UNREAD:
                 fetched = self.storage.get_credential(key)
             if not isinstance(fetched, StoredCredential):
@@ -183,7 +232,8 @@ class Refresher(VaultBase):
                 missing = missing_scopes(conn, tokens, scopes)
                 if missing:
                     base = f"{self.settings.base_url}{self.settings.prefix}"
-                    raise insufficient_scope(base, conn, tokens, missing)
+                    named = account if slot != DEFAULT_SLOT else None
+                    raise insufficient_scope(base, conn, tokens, missing, named)
             verdict = decide(tokens, now=self.clock(), min_validity=wanted, force=force_refresh)
             if verdict == "refresh":
                 tokens = self._flight.run(
@@ -230,10 +280,14 @@ class Refresher(VaultBase):
         try:
             self.connection(connection_id)
             key = CredentialKey(connection_id, user_id)
-            if record is None or record.key != key:
+            if record is not None and record.key.parts()[:2] == key.parts()[:2]:
+                key = record.key  # any of the user's accounts (the scan lists every slot)
+            else:
                 record = self.storage.get_credential(key)
             if record is None:
                 return "fresh"
+            if key.account != DEFAULT_SLOT and self._copy_of_default(key):
+                return "fresh"  # left by an interrupted change of default: never refreshed
             seen = record
             tokens = self.opened.open(seen)
             start = sweep_start(tokens, now=self.clock(), within=within)
@@ -256,6 +310,12 @@ class Refresher(VaultBase):
             )
             return "failed"
         return sweep_result(tokens, fresh)
+
+    def _copy_of_default(self, key: CredentialKey) -> bool:
+        """Whether the account in slot ``key`` is the user's default account (whose record
+        in the default slot is the one read and refreshed: ``core/accounts.py``)."""
+        default = self.storage.get_credential(CredentialKey(key.connection_id, key.user_id))
+        return default is not None and self.default_account_id(default) == key.account
 
     def _refresh(
         self,

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..core.accounts import NEW_ACCOUNT, account_param
 from ..core.cookies import CookieSpec
 from ..core.error_page import error_page_reply, error_redirect_reply, host_mismatch, is_navigation
 from ..core.errors import BadRequest, InvalidState, NotAuthenticated, VaultError
@@ -93,10 +94,12 @@ class RequestAuth(ABC):
         min_validity: float | None = None,
         force_refresh: bool = False,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> Credentials:
-        """The user's credential for ``connection_id`` (holding ``scopes``, when given). A
-        request on a session cookie (no ``Authorization``) whose user is not looked up yet
-        gets both from the vault at once: one storage read."""
+        """The user's credential for ``connection_id`` (holding ``scopes``, when given; of
+        the account ``account``, else the default one). A request on a session cookie (no
+        ``Authorization``) whose user is not looked up yet gets both from the vault at
+        once: one storage read."""
         if self.user is _UNSET and not self.header("authorization"):
             found = self.vault.session_credentials(
                 self.cookie(self.vault.cookies.session_name),
@@ -104,6 +107,7 @@ class RequestAuth(ABC):
                 min_validity=min_validity,
                 force_refresh=force_refresh,
                 scopes=scopes,
+                account=account,
             )
             if found is None:
                 self.user = None
@@ -118,6 +122,7 @@ class RequestAuth(ABC):
             force_refresh=force_refresh,
             actor=f"user:{user}",
             scopes=scopes,
+            account=account,
         )
 
 
@@ -172,9 +177,21 @@ class RouteHandlers:
                     f"scope: a login asks for the connection's scopes; ask for more at "
                     f"{self.vault.settings.prefix}/connect/{connection_id} once logged in"
                 )
+            account = params.get("account")
+            if account is not None and not connect:
+                raise BadRequest(
+                    f"account: another account is linked at "
+                    f"{self.vault.settings.prefix}/connect/{connection_id} once logged in"
+                )
+            if account != NEW_ACCOUNT:
+                account = account_param(account)
             user_id = request.require_user_id() if connect else None
             url, cookie = self.vault.begin_login(
-                connection_id, return_to=return_to, user_id=user_id, scopes=scopes
+                connection_id,
+                return_to=return_to,
+                user_id=user_id,
+                scopes=scopes,
+                account=account,
             )
         except VaultError as exc:
             page = self._browser_error(request, exc, (), connection_id, connect=connect)
@@ -304,16 +321,21 @@ class RouteHandlers:
     def credentials(self, request: HttpInput, path_params: PathParams) -> Reply:
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)  # an unknown connection is a 404 before any 401
-        scopes = None
-        if request.query_string():  # ?scope=a+b: the scopes the caller needs
-            scopes = self._scope_param(_query(request), connection_id) or None
-        creds = request.credentials(connection_id, scopes=scopes)
+        scopes = account = None
+        if request.query_string():  # ?scope=a+b: the scopes the caller needs; ?account=
+            params = _query(request)
+            scopes = self._scope_param(params, connection_id) or None
+            account = account_param(params.get("account"))
+        creds = request.credentials(connection_id, scopes=scopes, account=account)
         return json_reply(creds.to_dict())
 
     def service_credentials(self, request: HttpInput, path_params: PathParams) -> Reply:
+        account = None
+        if request.query_string():
+            account = account_param(_query(request).get("account"))
         principal = self.service.authenticate(request.header("authorization"))
         creds = self.service.credentials_for(
-            principal, path_params["connection_id"], path_params["user_id"]
+            principal, path_params["connection_id"], path_params["user_id"], account=account
         )
         return json_reply(creds.to_dict())
 
@@ -338,6 +360,23 @@ class RouteHandlers:
         self._check_origin(request)
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)
+        account = account_param(_query(request).get("account"))
         user_id = request.require_user_id()
-        revoked = self.vault.disconnect(connection_id, user_id)
-        return json_reply({"connection_id": connection_id, "revoked": revoked}, {})
+        revoked = self.vault.disconnect(connection_id, user_id, account)
+        answer: dict[str, object] = {"connection_id": connection_id, "revoked": revoked}
+        if account is not None:
+            answer["account_id"] = account
+        return json_reply(answer, {})
+
+    def set_default(self, request: HttpInput, path_params: PathParams) -> Reply:
+        """``PUT /connections/{id}/default?account=<account id>``: the account that reads
+        without ``account`` get."""
+        self._check_origin(request)
+        connection_id = path_params["connection_id"]
+        self.vault.connection(connection_id)
+        account = account_param(_query(request).get("account"))
+        if account is None:
+            raise BadRequest("account: the account id (from /me) to make the default")
+        user_id = request.require_user_id()
+        self.vault.set_default_account(connection_id, user_id, account)
+        return json_reply({"connection_id": connection_id, "default_account_id": account}, {})

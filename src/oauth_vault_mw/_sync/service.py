@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..core.access_keys import NewAccessKey, new_access_key, parse_access_key, same_hash
+from ..core.accounts import account_param
 from ..core.app_tokens import AppTokens, derive_seed
 from ..core.errors import (
     BadRequest,
@@ -28,7 +29,12 @@ from ..core.errors import (
     TokenExchangeError,
     UnknownConnection,
 )
-from ..core.grants import READ_CREDENTIALS, Grant, credentials_resource, is_granted
+from ..core.grants import (
+    READ_CREDENTIALS,
+    Grant,
+    account_credentials_resource,
+    may_read_credentials,
+)
 from ..core.identity import check_user_id
 from ..core.model import Credentials
 from ..core.service import (
@@ -171,14 +177,20 @@ class ServiceAccess:
         return Principal(client.name, key_id, client.grants)
 
     def credentials_for(
-        self, principal: Principal, connection_id: str, user_id: str
+        self,
+        principal: Principal,
+        connection_id: str,
+        user_id: str,
+        *,
+        account: str | None = None,
     ) -> Credentials:
-        """A user's credential for a client whose grants cover it. The grant is checked
-        before the connection is looked up (403 before 404), so a key cannot list the
-        connection ids it is not granted."""
+        """A user's credential (of ``account``, else the default account) for a client whose
+        grants cover it (``core.grants.may_read_credentials``). The grant is checked before
+        the connection is looked up (403 before 404), so a key cannot list the connection
+        ids it is not granted."""
         check_user_id(user_id, source="user id")
-        resource = credentials_resource(connection_id, user_id)
-        if not is_granted(principal.grants, resource, READ_CREDENTIALS):
+        resource = account_credentials_resource(connection_id, user_id, account)
+        if not may_read_credentials(principal.grants, connection_id, user_id, account):
             self._event(
                 principal.actor,
                 "credentials.read",
@@ -190,7 +202,11 @@ class ServiceAccess:
             raise PermissionDenied(f"not granted {READ_CREDENTIALS} on {resource}")
         conn = self.vault.connection(connection_id)
         return self.vault.get_connection_credentials(
-            connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
+            connection_id,
+            user_id,
+            min_validity=conn.min_validity,
+            actor=principal.actor,
+            account=account,
         )
 
     def exchange(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
@@ -202,6 +218,10 @@ class ServiceAccess:
                 "invalid_client", "a valid service access key is required"
             ) from None
         subject, connection_id = parse_token_exchange(form)
+        try:
+            account = account_param(form.get("account"))
+        except BadRequest as exc:
+            raise TokenExchangeError("invalid_request", exc.description) from None
         try:
             conn = self.vault.connection(connection_id)
         except UnknownConnection:
@@ -217,8 +237,8 @@ class ServiceAccess:
                 urgent=True,
             )
             raise TokenExchangeError("invalid_grant", "the subject token is not valid") from None
-        resource = credentials_resource(connection_id, user_id)
-        if not is_granted(principal.grants, resource, READ_CREDENTIALS):
+        resource = account_credentials_resource(connection_id, user_id, account)
+        if not may_read_credentials(principal.grants, connection_id, user_id, account):
             self._event(
                 principal.actor,
                 "token.exchange",
@@ -230,7 +250,11 @@ class ServiceAccess:
             raise TokenExchangeError("unauthorized_client", f"not granted on {resource}")
         try:
             creds = self.vault.get_connection_credentials(
-                connection_id, user_id, min_validity=conn.min_validity, actor=principal.actor
+                connection_id,
+                user_id,
+                min_validity=conn.min_validity,
+                actor=principal.actor,
+                account=account,
             )
         except (CredentialNotFound, ReauthenticationRequired) as exc:
             self._event(

@@ -6,6 +6,7 @@ created (key ids otherwise). Progress goes to stderr, results to stdout::
 
     oauth-vault db init | db upgrade
     oauth-vault db prune [--batch 1000]
+    oauth-vault db migrate-accounts [--batch 500]
     oauth-vault keys rotate [--batch 500]
     oauth-vault credentials refresh --expiring-within 10m [--concurrency 8] [--connection ID]
     oauth-vault credentials show CONNECTION USER
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
+from .._sync.vault import Vault
 from ..core.config import Settings
 from ..core.errors import VaultError
 from ..jobs import DEFAULT_BATCH, RotationReport, count_credentials, rotate_keys
@@ -96,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "db",
         help="the storage schema; pruning expired rows",
         description="The storage named by OAUTH_VAULT_STORAGE_URL: its schema, and pruning.",
-    ).add_subparsers(dest="cmd", required=True, metavar="{init,upgrade,prune}")
+    ).add_subparsers(dest="cmd", required=True, metavar="{init,upgrade,prune,migrate-accounts}")
     db.add_parser(
         "init",
         help="create the schema (idempotent)",
@@ -124,6 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_PRUNE_BATCH,
         metavar="N",
         help=f"rows per delete statement, 1 to 100000 (default {DEFAULT_PRUNE_BATCH})",
+    )
+
+    migrate = db.add_parser(
+        "migrate-accounts",
+        help="record each credential's account in credentials stored before accounts existed",
+        description="Credentials stored by a release without several accounts per provider "
+        "are each user's default account already; this seals the provider's account id "
+        "(from the user's linked identity) into each, under its refresh lease, while the "
+        "apps keep running (the previous release reads them as before). Resumable and "
+        "idempotent; reports the counts. A credential whose user has several identities of "
+        "its connection linked is left as it is (its next login names it).",
+    )
+    migrate.add_argument(
+        "--batch",
+        type=whole_number(10_000),
+        default=DEFAULT_BATCH,
+        metavar="N",
+        help=f"records read per storage page, 1 to 10000 (default {DEFAULT_BATCH})",
     )
 
     keys = groups.add_parser(
@@ -193,6 +213,25 @@ def _db_prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _db_migrate_accounts(args: argparse.Namespace, settings: Settings) -> int:
+    started = time.monotonic()
+    vault = Vault(settings)
+    try:
+        vault.startup()
+        report = vault.migrate_accounts(batch=args.batch)
+    finally:
+        vault.close()
+    print(
+        f"scanned {report.scanned}, migrated {report.migrated}, already {report.already}, "
+        f"ambiguous {report.ambiguous}, unlinked {report.unlinked}, "
+        f"unreadable {report.unreadable}, busy {report.busy} "
+        f"({time.monotonic() - started:.1f} s)"
+    )
+    if report.busy:
+        return _fail(f"{counted(report.busy, 'credential')} stayed leased by a refresh: rerun")
+    return 0
+
+
 # -- keys rotate ----------------------------------------------------------------------------
 
 
@@ -236,6 +275,7 @@ _COMMANDS: dict[tuple[str, str], Callable[[argparse.Namespace, Settings], int]] 
     ("db", "init"): _db,
     ("db", "upgrade"): _db,
     ("db", "prune"): _db_prune,
+    ("db", "migrate-accounts"): _db_migrate_accounts,
     ("keys", "rotate"): _keys_rotate,
     **CREDENTIALS_COMMANDS,
     **SERVICE_COMMANDS,

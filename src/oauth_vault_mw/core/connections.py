@@ -112,9 +112,23 @@ class ConnectionConfig:
     """The kept field (``Credentials.extra``) holding the API's URL per login, when
     ``api_base_url`` is not set (Salesforce: ``instance_url``)."""
 
+    account_chooser: tuple[tuple[str, str], ...] | None = None
+    """Authorization parameters of ``connect?account=new`` (the preset's): what makes the
+    provider ask which account to link. ``None``: ``prompt=login`` for an OpenID provider."""
+
     @property
     def is_oidc(self) -> bool:
         return self.issuer is not None
+
+    @property
+    def new_account_params(self) -> tuple[tuple[str, str], ...]:
+        """What a connect adding another account sends (over ``authorize_params``): the
+        preset's account chooser, else OpenID Connect's ``prompt=login`` (sign in again, so
+        another account can be chosen); nothing for a plain OAuth provider without one (the
+        user switches accounts at the provider)."""
+        if self.account_chooser is not None:
+            return self.account_chooser
+        return (("prompt", "login"),) if self.is_oidc else ()
 
     def api_base(self, extra: Mapping[str, Any]) -> str | None:
         """The authenticated client's base URL: ``api_base_url``, else the login's kept
@@ -492,6 +506,7 @@ def parse_connection(index: int, raw: object) -> ConnectionConfig:
         user_agent=user_agent,
         callback_keep=preset.callback_keep if preset else (),
         incremental_params=preset.incremental_params if preset else (),
+        account_chooser=preset.account_chooser if preset else None,
         scope_aliases=preset.scope_aliases if preset else (),
         params=tuple(sorted(values.items())),
         dialect=preset.dialect if preset else STANDARD,

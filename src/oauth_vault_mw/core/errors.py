@@ -21,6 +21,7 @@ The tree::
     ├── UnknownConnection           404  unknown_connection
     ├── CredentialNotFound          404  credential_not_found
     ├── IdentityConflict            409  identity_already_linked
+    ├── AccountBusy                 409  account_busy (a change of default met a refresh)
     ├── ReauthenticationRequired    409  reauthentication_required (+ login_url)
     ├── CredentialUnreadable        500  credential_unreadable (seal check failed / key missing)
     ├── ProviderUnavailable         503  provider_unavailable (+ retry_after)
@@ -38,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "AccountBusy",
     "BadRequest",
     "CallbackError",
     "ConfigurationError",
@@ -174,6 +176,12 @@ class CredentialNotFound(VaultError):
     error = "credential_not_found"
     status_code = 404
     default_description = "no credential for this connection and user"
+
+
+class AccountBusy(VaultError):
+    error = "account_busy"
+    status_code = 409
+    default_description = "the account is being refreshed; try again"
 
 
 class IdentityConflict(VaultError):

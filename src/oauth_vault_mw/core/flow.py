@@ -49,6 +49,9 @@ class LoginTransaction:
     scope: tuple[str, ...] | None = None
     """The scopes asked for (``None``: the connection's, as a cookie made before this was
     carried says)."""
+    account: str | None = None
+    """A connect's ``account``: ``"new"`` (link another account: the provider is asked to
+    let the user choose), an account id (that account's grant grows), or ``None``."""
 
     @property
     def code_challenge(self) -> str:
@@ -72,6 +75,8 @@ class LoginTransaction:
         }
         if self.scope is not None:
             data["sc"] = " ".join(self.scope)
+        if self.account is not None:
+            data["ac"] = self.account
         return json.dumps(
             data,
             separators=(",", ":"),
@@ -91,6 +96,7 @@ class LoginTransaction:
             user_id=raw["u"],
             created_at=raw["t"],
             scope=tuple(raw["sc"].split()) if isinstance(raw.get("sc"), str) else None,
+            account=raw["ac"] if isinstance(raw.get("ac"), str) else None,
         )
 
 
@@ -122,8 +128,10 @@ def new_transaction(
     now: float,
     token: Callable[[int], str] = secrets.token_urlsafe,
     scope: tuple[str, ...] | None = None,
+    account: str | None = None,
 ) -> LoginTransaction:
-    """A new login; ``scope``: the scopes to ask for (default: the connection's)."""
+    """A new login; ``scope``: the scopes to ask for (default: the connection's);
+    ``account``: a connect's ``account`` parameter (:attr:`LoginTransaction.account`)."""
     return LoginTransaction(
         state=token(32),
         connection_id=conn.id,
@@ -134,6 +142,7 @@ def new_transaction(
         user_id=user_id,
         created_at=now,
         scope=scope,
+        account=account,
     )
 
 
@@ -142,6 +151,8 @@ def authorization_url(
 ) -> str:
     params: dict[str, str] = dict(conn.incremental_params)
     params.update(conn.authorize_params)  # the connection's own win
+    if tx.account == "new":
+        params.update(conn.new_account_params)
     params.update(
         response_type="code",
         client_id=conn.client_id,

@@ -24,8 +24,10 @@ __all__ = [
     "READ_CREDENTIALS",
     "ROLES",
     "Grant",
+    "account_credentials_resource",
     "credentials_resource",
     "is_granted",
+    "may_read_credentials",
     "pattern_matches",
 ]
 
@@ -108,7 +110,29 @@ class Grant:
 
 
 def credentials_resource(connection_id: str, user_id: str) -> str:
+    """A user's credentials of a connection: every account of it."""
     return f"Connections/{connection_id}/Users/{user_id}/Credentials"
+
+
+def account_credentials_resource(connection_id: str, user_id: str, account: str | None) -> str:
+    """One account's credential: ``account`` is its id, or ``default`` (the user's default
+    account, whichever it is; a read that names no account)."""
+    return (
+        f"Connections/{connection_id}/Users/{user_id}/Accounts/{account or 'default'}/Credentials"
+    )
+
+
+def may_read_credentials(
+    grants: Iterable[Grant], connection_id: str, user_id: str, account: str | None
+) -> bool:
+    """Whether ``grants`` let a client read the credential of ``account`` (``None``: the
+    default account): a grant on the user's credentials covers every account, a grant on
+    ``.../Accounts/{account id}/Credentials`` that account alone, and one on
+    ``.../Accounts/default/Credentials`` the reads that name no account."""
+    if is_granted(grants, credentials_resource(connection_id, user_id), READ_CREDENTIALS):
+        return True
+    narrow = account_credentials_resource(connection_id, user_id, account)
+    return is_granted(grants, narrow, READ_CREDENTIALS)
 
 
 def is_granted(grants: Iterable[Grant], resource: str, action: str) -> bool:

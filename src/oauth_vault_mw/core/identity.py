@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from .accounts import list_accounts
 from .connections import ConnectionConfig
 from .cookies import CookieSpec
 from .dialect import ACCESS_TOKEN_SLOT, IdentitySpec
@@ -183,14 +184,21 @@ def me_payload(
     records: Iterable[StoredCredential],
     known: Iterable[str] | Mapping[str, ConnectionConfig],
     opened: Mapping[CredentialKey, TokenSet] | None = None,
+    linked: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """``GET /me``: the user and each configured connection's state; never a token.
     ``known``: the configured connections (their ids, or their configs by id: then a scope
     the provider reports under another name counts as granted under either).
     ``opened``: the records' token sets (a record no configured key opens is missing and
-    shows its state only). ``profile``: the display claims of the user's last login, and of
-    each connection's; ``login_at``, ``refresh_count`` and ``refreshed_at`` (null before the
-    first refresh): the connection's last login and its refreshes since.
+    shows its state only). ``linked``: per connection, the user's linked subjects, where a
+    default record stored before accounts existed needs them for its account id.
+    ``profile``: the display claims of the user's last login, and of each connection's;
+    ``login_at``, ``refresh_count`` and ``refreshed_at`` (null before the first refresh):
+    the connection's last login and its refreshes since.
+
+    Each connection shows its default account's state, its ``account_id``, and
+    ``accounts``: every linked account of it (the default first) with the same fields and
+    ``default``.
 
     ``reauthenticate_at`` is when the user must log in again because the refresh token stops
     working, where the provider says so, else null. ``scope`` is the granted scope as the
@@ -203,20 +211,38 @@ def me_payload(
     configured = set(known)
     tokens_of = opened or {}
     last = last_login(tokens_of, configured)
+    mine = [r for r in records if r.key.connection_id in configured]
+    connections: list[dict[str, Any]] = []
+    for connection_id in sorted({r.key.connection_id for r in mine}):
+        conn = configs.get(connection_id)
+        accounts = [
+            {
+                "account_id": a.account_id,
+                "default": a.default,
+                **_record_state(a.record, a.tokens, conn),
+            }
+            for a in list_accounts(
+                connection_id, user_id, mine, tokens_of, (linked or {}).get(connection_id)
+            )
+        ]
+        if accounts:
+            first = {k: v for k, v in accounts[0].items() if k != "default"}
+            connections.append({"connection_id": connection_id, **first, "accounts": accounts})
     return {
         "user_id": user_id,
         "profile": dict(last[1].profile) if last is not None else {},
-        "connections": [
-            {
-                "connection_id": r.key.connection_id,
-                "status": r.status,
-                "expires_at": _epoch(r.expires_at),
-                "scope": r.scope,
-                **_opened_state(tokens_of.get(r.key), r, configs.get(r.key.connection_id)),
-            }
-            for r in records
-            if r.key.connection_id in configured
-        ],
+        "connections": connections,
+    }
+
+
+def _record_state(
+    record: StoredCredential, tokens: TokenSet | None, conn: ConnectionConfig | None
+) -> dict[str, Any]:
+    return {
+        "status": record.status,
+        "expires_at": _epoch(record.expires_at),
+        "scope": record.scope,
+        **_opened_state(tokens, record, conn),
     }
 
 

@@ -60,8 +60,8 @@ NO_EXTRA = Extra()
 class CredentialKey:
     """Where a credential lives: one connection, one user, one account of that user.
 
-    ``account`` is ``"default"`` today; it is part of the key (and of the sealing's associated
-    data) so that several accounts of one connection per user can be added without migration.
+    ``account`` is the slot: ``"default"`` for the user's default account of the connection,
+    else the account's id (``core/accounts.py``); it is part of the sealing's associated data.
     """
 
     connection_id: str
@@ -105,6 +105,9 @@ class TokenSet:
     """The scope that login or connect asked for (space-separated; ``scope`` is what was
     granted): the scopes asked for and missing from ``scope`` were declined. ``None`` on
     credentials stored before it was recorded."""
+    subject: str | None = field(default=None, repr=False)
+    """The provider's id of the account (``core/accounts.py``); ``None`` on credentials
+    stored before accounts existed (``oauth-vault db migrate-accounts`` fills it in)."""
 
     @cached_property
     def granted_scopes(self) -> frozenset[str]:
@@ -154,6 +157,8 @@ class TokenSet:
             data["rc"] = self.refresh_count
         if self.asked_scope is not None:
             data["as"] = self.asked_scope
+        if self.subject is not None:
+            data["sb"] = self.subject
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -173,6 +178,7 @@ class TokenSet:
             login_at=raw.get("li"),
             refresh_count=raw.get("rc") or 0,
             asked_scope=raw.get("as"),
+            subject=raw.get("sb"),
         )
 
 

@@ -62,6 +62,7 @@ TABLE: tuple[Preset, ...] = (
         scopes=("openid", "email", "profile"),
         authorize_params=(("access_type", "offline"), ("prompt", "consent")),
         incremental_params=(("include_granted_scopes", "true"),),
+        account_chooser=(("prompt", "select_account consent"),),
         scope_aliases=(
             ("email", "https://www.googleapis.com/auth/userinfo.email"),
             ("profile", "https://www.googleapis.com/auth/userinfo.profile"),

@@ -171,6 +171,9 @@ class Preset:
       the scopes granted before (Google's ``include_granted_scopes=true``), sent with every
       login and connect; ``scope_aliases``: ``(asked, reported)`` names of scopes the
       provider reports under another name in the granted ``scope`` (``core/scopes.py``);
+    - ``account_chooser``: the authorization parameters of a connect that links another
+      account (``?account=new``), where the provider has an account chooser (Google's
+      ``prompt=select_account``); ``None``: ``prompt=login`` for an OpenID provider;
     - ``callback_keep``: callback query parameters kept as ``Credentials.extra``;
     - ``extra_url`` and ``extra_keep``: a JSON document read with the new access token at
       login, and the ``(name, dotted.path)`` values kept from it (Xero's tenants, listed by
@@ -206,6 +209,7 @@ class Preset:
     refresh_redirect_uri: bool = False
     user_agent: bool = False
     incremental_params: tuple[tuple[str, str], ...] = ()
+    account_chooser: tuple[tuple[str, str], ...] | None = None
     scope_aliases: tuple[tuple[str, str], ...] = ()
     callback_keep: tuple[str, ...] = ()
     extra_url: str | None = None

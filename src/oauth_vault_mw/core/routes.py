@@ -53,6 +53,7 @@ ROUTES = (
     RouteSpec("jwks", "GET", "/.well-known/jwks.json"),
     RouteSpec("token", "POST", "/token"),
     RouteSpec("disconnect", "DELETE", "/connections/{connection_id}"),
+    RouteSpec("set_default", "PUT", "/connections/{connection_id}/default"),
 )
 
 

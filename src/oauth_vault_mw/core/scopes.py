@@ -178,12 +178,18 @@ def connect_url(base: str, connection_id: str, scopes: Sequence[str]) -> str:
 
 
 def insufficient_scope(
-    base: str, conn: ConnectionConfig, tokens: TokenSet, missing: Sequence[str]
+    base: str,
+    conn: ConnectionConfig,
+    tokens: TokenSet,
+    missing: Sequence[str],
+    account: str | None = None,
 ) -> InsufficientScope:
     """The 403 for a caller that needs ``missing`` too. Its ``login_url`` is the connect
     route asking for the missing scopes with the earlier granted ones beyond the
     connection's own (which a connect asks for anyway; it adds whatever is granted too);
-    where that is longer than the route takes, the missing ones alone."""
+    where that is longer than the route takes, the missing ones alone. ``account``: the
+    account id when the credential is not the user's default account (the connect then
+    asks that account's grant to grow)."""
     renamed = _asked_as(conn)
     earlier = [renamed.get(name, name) for name in scope_list(tokens.scope)]
     configured = set(conn.scopes)
@@ -196,7 +202,8 @@ def insufficient_scope(
         "login_url to ask for it",
         connection_id=conn.id,
         missing_scopes=tuple(missing),
-        login_url=connect_url(base, conn.id, asked),
+        login_url=connect_url(base, conn.id, asked)
+        + (f"&account={account}" if account is not None else ""),
     )
 
 

@@ -532,6 +532,7 @@ def parse_token_response(
             login_at=previous.login_at if previous is not None else None,
             refresh_count=previous.refresh_count + 1 if previous is not None else 0,
             asked_scope=previous.asked_scope if previous is not None else None,
+            subject=previous.subject if previous is not None else None,
         ),
         id_token=_token_string(token.get("id_token")),
     )

@@ -29,6 +29,7 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
 
 from starlette.responses import Response
 
+from ..core.accounts import account_param
 from ..core.model import Credentials
 from ..starlette.request import VaultRequest, connection_credentials, current_user_id
 
@@ -50,7 +51,9 @@ class VaultAPIRoute(APIRoute):
 class ConnectionCredentials:
     """Dependency: ``Depends(ConnectionCredentials("google", min_validity=120))``;
     ``scopes=["drive.file"]``: the scopes the handler needs (403 ``insufficient_scope`` with
-    a ``login_url`` when the user has not granted one)."""
+    a ``login_url`` when the user has not granted one); ``account_query="account"``: the
+    query parameter that may name one of the user's accounts by its id (else the default
+    account; a malformed one is a 400)."""
 
     def __init__(
         self,
@@ -58,16 +61,25 @@ class ConnectionCredentials:
         *,
         min_validity: float | None = None,
         scopes: Iterable[str] | None = None,
+        account_query: str | None = None,
     ) -> None:
         self.connection_id = connection_id
         self.min_validity = min_validity
         if isinstance(scopes, str):
             scopes = scopes.split()
         self.scopes = None if scopes is None else tuple(scopes)
+        self.account_query = account_query
 
     async def __call__(self, request: Request) -> Credentials:
+        account = None
+        if self.account_query is not None:
+            account = account_param(request.query_params.get(self.account_query))
         return await connection_credentials(
-            request, self.connection_id, min_validity=self.min_validity, scopes=self.scopes
+            request,
+            self.connection_id,
+            min_validity=self.min_validity,
+            scopes=self.scopes,
+            account=account,
         )
 
 

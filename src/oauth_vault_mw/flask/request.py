@@ -61,12 +61,13 @@ def _credentials_for(
     min_validity: float | None,
     force_refresh: bool,
     scopes: Iterable[str] | None = None,
+    account: str | None = None,
 ) -> Credentials:
     ctx = context_of(service_of(_current_app()), request)
-    if scopes is None:
+    if scopes is None and account is None:
         return ctx.credentials(connection_id, min_validity, force_refresh)
     try:
-        return ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+        return ctx.credentials(connection_id, min_validity, force_refresh, scopes, account)
     except InsufficientScope as exc:
         _come_back(exc, request)
         raise
@@ -100,6 +101,7 @@ def connection_credentials(
     min_validity: float | None = None,
     force_refresh: bool = False,
     scopes: Iterable[str] | None = None,
+    account: str | None = None,
 ) -> Credentials:
     """The current user's access token for ``connection_id``, valid ``min_validity`` s.
 
@@ -111,9 +113,11 @@ def connection_credentials(
     ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
     ``UnknownConnection``; the extension's error handler renders each as its JSON error.
     ``MiddlewareNotInstalled`` when ``OAuthVault`` was not set up on the current app.
+    ``account``: one of the user's accounts of the connection by its id (``/me`` lists
+    them; an unknown one is ``CredentialNotFound``); ``None``: the default account.
     """
     request = _current_request("connection_credentials")
-    return _credentials_for(request, connection_id, min_validity, force_refresh, scopes)
+    return _credentials_for(request, connection_id, min_validity, force_refresh, scopes, account)
 
 
 def _client_of(
@@ -123,12 +127,13 @@ def _client_of(
     base_url: str | None,
     kwargs: dict[str, Any],
     scopes: Iterable[str] | None = None,
+    account: str | None = None,
 ) -> ConnectionClient:
     ctx = context_of(service_of(_current_app()), request)
 
     def credentials(force_refresh: bool) -> Credentials:
         try:
-            return ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+            return ctx.credentials(connection_id, min_validity, force_refresh, scopes, account)
         except InsufficientScope as exc:
             _come_back(exc, request)
             raise
@@ -142,6 +147,7 @@ def connection_client(
     min_validity: float | None = None,
     base_url: str | None = None,
     scopes: Iterable[str] | None = None,
+    account: str | None = None,
     **kwargs: Any,
 ) -> ConnectionClient:
     """An ``httpx.Client`` on ``connection_id``'s API as the current user: it sends the
@@ -158,7 +164,7 @@ def connection_client(
     known. See docs/client.md.
     """
     request = _current_request("connection_client")
-    return _client_of(request, connection_id, min_validity, base_url, kwargs, scopes)
+    return _client_of(request, connection_id, min_validity, base_url, kwargs, scopes, account)
 
 
 def current_user_id() -> str | None:
@@ -186,8 +192,9 @@ class VaultRequest(flask.Request):
         min_validity: float | None = None,
         force_refresh: bool = False,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> Credentials:
-        return _credentials_for(self, connection_id, min_validity, force_refresh, scopes)
+        return _credentials_for(self, connection_id, min_validity, force_refresh, scopes, account)
 
     def connection_client(
         self,
@@ -196,9 +203,10 @@ class VaultRequest(flask.Request):
         min_validity: float | None = None,
         base_url: str | None = None,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
         **kwargs: Any,
     ) -> ConnectionClient:
-        return _client_of(self, connection_id, min_validity, base_url, kwargs, scopes)
+        return _client_of(self, connection_id, min_validity, base_url, kwargs, scopes, account)
 
     def vault_user_id(self) -> str | None:
         return context_of(service_of(_current_app()), self).user_id()

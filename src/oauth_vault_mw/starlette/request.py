@@ -59,6 +59,7 @@ async def connection_credentials(
     min_validity: float | None = None,
     force_refresh: bool = False,
     scopes: Iterable[str] | None = None,
+    account: str | None = None,
 ) -> Credentials:
     """The current user's access token for ``connection_id``, valid ``min_validity`` s.
 
@@ -68,13 +69,15 @@ async def connection_credentials(
     ``missing_scopes`` and a ``login_url`` that asks for them and, for a GET, comes back to
     this request's path). Raises ``NotAuthenticated`` (no session),
     ``ReauthenticationRequired``, ``ProviderUnavailable``, ``CredentialNotFound``,
-    ``UnknownConnection``; the middleware renders each as its JSON error.
+    ``UnknownConnection``; the middleware renders each as its JSON error. ``account``: one
+    of the user's accounts of the connection by its id (``/me`` lists them; an unknown one
+    is ``CredentialNotFound``); ``None``: the user's default account.
     """
     ctx = context_of(request.scope)
-    if scopes is None:
+    if scopes is None and account is None:
         return await ctx.credentials(connection_id, min_validity, force_refresh)
     try:
-        return await ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+        return await ctx.credentials(connection_id, min_validity, force_refresh, scopes, account)
     except InsufficientScope as exc:
         _come_back(exc, request)
         raise
@@ -94,6 +97,7 @@ async def connection_client(
     min_validity: float | None = None,
     base_url: str | None = None,
     scopes: Iterable[str] | None = None,
+    account: str | None = None,
     **kwargs: Any,
 ) -> AsyncConnectionClient:
     """An ``httpx.AsyncClient`` on ``connection_id``'s API as the current user: it sends the
@@ -112,7 +116,9 @@ async def connection_client(
 
     async def credentials(force_refresh: bool) -> Credentials:
         try:
-            return await ctx.credentials(connection_id, min_validity, force_refresh, scopes)
+            return await ctx.credentials(
+                connection_id, min_validity, force_refresh, scopes, account
+            )
         except InsufficientScope as exc:
             _come_back(exc, request)
             raise
@@ -148,6 +154,7 @@ class VaultRequest(Request):
         min_validity: float | None = None,
         force_refresh: bool = False,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
     ) -> Credentials:
         return await connection_credentials(
             self,
@@ -155,6 +162,7 @@ class VaultRequest(Request):
             min_validity=min_validity,
             force_refresh=force_refresh,
             scopes=scopes,
+            account=account,
         )
 
     async def connection_client(
@@ -164,6 +172,7 @@ class VaultRequest(Request):
         min_validity: float | None = None,
         base_url: str | None = None,
         scopes: Iterable[str] | None = None,
+        account: str | None = None,
         **kwargs: Any,
     ) -> AsyncConnectionClient:
         return await connection_client(
@@ -172,6 +181,7 @@ class VaultRequest(Request):
             min_validity=min_validity,
             base_url=base_url,
             scopes=scopes,
+            account=account,
             **kwargs,
         )
 

@@ -1,0 +1,226 @@
+"""Several accounts of one connection per user (async): where a login stores its tokens, the
+list of a user's accounts, the change of default, and the migration of records stored before
+accounts existed. The rules are ``core/accounts.py``'s; this is the I/O around them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, replace
+
+from ..core.accounts import (
+    DEFAULT_SLOT,
+    AccountRecord,
+    list_accounts,
+    login_slot,
+)
+from ..core.errors import (
+    AccountBusy,
+    CredentialNotFound,
+    CredentialUnreadable,
+    StorageUnavailable,
+)
+from ..core.model import CredentialKey, StoredCredential, TokenSet
+from ..core.records import seal_record
+from .refresh import AsyncRefresher
+
+__all__ = ["AccountMigration", "AsyncAccounts"]
+
+logger = logging.getLogger("oauth_vault_mw")
+
+
+@dataclass
+class AccountMigration:
+    """What :meth:`AsyncAccounts.migrate_accounts` did."""
+
+    scanned: int = 0
+    migrated: int = 0
+    """Default records that now carry their account's subject."""
+    already: int = 0
+    """Records written by a release that knows accounts (nothing to do)."""
+    ambiguous: int = 0
+    """Default records whose user has several subjects of the connection linked (left as
+    they are: the next login of one of them names it)."""
+    unlinked: int = 0
+    """Default records whose user has no subject of the connection linked (left as they are)."""
+    unreadable: int = 0
+    """Records no configured key opens (left as they are)."""
+    busy: int = 0
+    """Records whose lease stayed held by a refresh (run the migration again)."""
+
+
+class AsyncAccounts(AsyncRefresher):
+    """The accounts of a user's connection."""
+
+    async def store_login_tokens(
+        self, connection_id: str, user_id: str, subject: str, tokens: TokenSet, *, new_link: bool
+    ) -> CredentialKey:
+        """Store what a login or connect of the account ``subject`` was granted: in the
+        default slot when it is the user's first account of the connection or the default
+        one, else in its own (``core.accounts.login_slot``). ``new_link``: the login linked
+        ``subject`` to the user just now."""
+        base = CredentialKey(connection_id, user_id)
+        default = await self.storage.get_credential(base)
+        opened: TokenSet | None = None
+        linked: list[str] | None = None
+        if default is not None:
+            try:
+                opened = self.opened.open(default)
+            except CredentialUnreadable:
+                opened = None  # no configured key opens it: the login replaces it
+            if opened is not None and opened.subject is None:
+                linked = await self.legacy_subjects(connection_id, user_id)
+                if new_link:
+                    linked = [s for s in linked if s != subject]
+        slot = login_slot(connection_id, subject, opened, linked)
+        key = CredentialKey(connection_id, user_id, slot)
+        await self.put_tokens(key, replace(tokens, subject=subject))
+        return key
+
+    async def accounts(self, connection_id: str, user_id: str) -> list[AccountRecord]:
+        """The user's accounts of ``connection_id``: the default first."""
+        self.connection(connection_id)
+        records = [
+            r
+            for r in await self.storage.list_credentials(user_id)
+            if r.key.connection_id == connection_id
+        ]
+        return await self._accounts_of(connection_id, user_id, records)
+
+    async def _accounts_of(
+        self, connection_id: str, user_id: str, records: list[StoredCredential]
+    ) -> list[AccountRecord]:
+        opened: dict[CredentialKey, TokenSet] = {}
+        for record in records:
+            try:
+                opened[record.key] = self.opened.open(record)
+            except CredentialUnreadable:
+                continue
+        linked = None
+        default = opened.get(CredentialKey(connection_id, user_id))
+        if default is not None and default.subject is None:
+            linked = await self.legacy_subjects(connection_id, user_id)
+        return list_accounts(connection_id, user_id, records, opened, linked)
+
+    async def set_default_account(self, connection_id: str, user_id: str, account: str) -> None:
+        """Make ``account`` the user's default account of ``connection_id`` (reads without
+        an account then get it). Under the leases of both slots: no refresh of either runs
+        while their token sets change places, each sealed again for its new slot."""
+        self.connection(connection_id)
+        target = await self.locate_account(connection_id, user_id, account)
+        if target.key.account == DEFAULT_SLOT:
+            return  # already the default
+        base = CredentialKey(connection_id, user_id)
+        owner = secrets.token_hex(12)
+        held: list[CredentialKey] = []
+        try:
+            # the account's slot, then the default slot when there is one (a lease is only
+            # taken on a stored credential)
+            for key in (target.key, base):
+                if key is base and await self.storage.get_credential(base) is None:
+                    break
+                taken, _ = await self._wait_for_lease(key, owner, None)
+                if not taken:
+                    raise AccountBusy()
+                held.append(key)
+            default = await self.storage.get_credential(base)
+            moving = await self.storage.get_credential(target.key)
+            if moving is None:
+                raise CredentialNotFound("no such account")
+            if default is None:  # no default left (a removal was interrupted): just move
+                await self._move(moving, base, 0)
+            else:
+                old_id = await self.default_account_id(default)
+                old_tokens = self.opened.open(default)
+                if old_tokens.subject is None:
+                    logger.info("change of default: the previous default has no subject")
+                parked = CredentialKey(connection_id, user_id, old_id)
+                stale = await self.storage.get_credential(parked)
+                record = seal_record(self.sealer, parked, old_tokens, now=self.clock())
+                if not await self.storage.save_credential(record, stale.version if stale else 0):
+                    raise StorageUnavailable("the previous default could not be set aside")
+                await self._move(moving, base, default.version)
+            await self.storage.delete_credential(target.key)
+        finally:
+            for key in held:
+                await self.storage.release_lease(key, owner)
+        logger.info("default account changed connection=%s user=%s", connection_id, user_id)
+        await self._audit(
+            f"user:{user_id}", "accounts.default", "ok", connection_id, user_id, urgent=True
+        )
+
+    async def _move(self, record: StoredCredential, to: CredentialKey, version: int) -> None:
+        """Write ``record``'s token set, sealed again, to slot ``to`` (stored there now at
+        ``version``; 0: empty)."""
+        tokens = self.opened.open(record)
+        moved = seal_record(self.sealer, to, tokens, now=self.clock())
+        if not await self.storage.save_credential(moved, version):
+            raise StorageUnavailable("the account could not be moved: changed meanwhile")
+
+    async def promote_next_account(self, connection_id: str, user_id: str) -> str | None:
+        """After the default account was removed: make the account linked first of the
+        others the default (its id), or ``None`` when none is left."""
+        remaining = await self.accounts(connection_id, user_id)
+        others = [a for a in remaining if not a.default and a.tokens is not None]
+        if not others or any(a.default for a in remaining):
+            return None
+        chosen = others[0]
+        await self.set_default_account(connection_id, user_id, chosen.account_id)
+        return chosen.account_id
+
+    async def migrate_accounts(self, *, batch: int = 500) -> AccountMigration:
+        """Give every default record stored before accounts existed its account's subject
+        (sealed in its token set), so that its account id no longer depends on the user's
+        linked subjects. Resumable and idempotent; runs while the previous release keeps
+        reading and refreshing: each record is rewritten under its refresh lease, compare
+        and set, and a release that does not know the subject reads the record as before
+        (the field is ignored; its refreshes drop it, and a later run sets it again)."""
+        report = AccountMigration()
+        after: CredentialKey | None = None
+        while True:
+            page = await self.storage.scan_credentials(after=after, limit=batch)
+            if not page:
+                return report
+            after = page[-1].key
+            for record in page:
+                report.scanned += 1
+                if record.key.account != DEFAULT_SLOT:
+                    report.already += 1
+                    continue
+                outcome = await self._migrate_one(record)
+                setattr(report, outcome, getattr(report, outcome) + 1)
+
+    async def _migrate_one(self, record: StoredCredential) -> str:
+        key = record.key
+        try:
+            if self.opened.open(record).subject is not None:
+                return "already"
+        except CredentialUnreadable:
+            return "unreadable"
+        linked = await self.legacy_subjects(key.connection_id, key.user_id)
+        if not linked:
+            return "unlinked"
+        if len(linked) > 1:
+            return "ambiguous"
+        owner = secrets.token_hex(12)
+        taken, _ = await self._wait_for_lease(key, owner, None)
+        if not taken:
+            return "busy"
+        try:
+            current = await self.storage.get_credential(key)
+            if current is None:
+                return "already"  # deleted meanwhile
+            tokens = self.opened.open(current)
+            if tokens.subject is not None:
+                return "already"
+            named = seal_record(
+                self.sealer, key, replace(tokens, subject=linked[0]), now=self.clock()
+            )
+            # The row's own version: under the lease nobody else refreshes it; a login
+            # (which takes no lease) makes this write miss, and that login named it.
+            if not await self.storage.save_credential(named, current.version):
+                return "already"
+            return "migrated"
+        finally:
+            await self.storage.release_lease(key, owner)

@@ -1,0 +1,210 @@
+"""Several accounts per connection at the vault level, with the in-process testing provider:
+where logins store tokens, records written before accounts existed, an interrupted change of
+default (a copy left in a slot is never read nor refreshed), and the lease of a change.
+The end-to-end scenarios in both frameworks are ``tests/conformance/test_accounts.py``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from oauth_vault_mw import AsyncVault, CredentialKey, CredentialNotFound, Settings
+from oauth_vault_mw.core.accounts import (
+    DEFAULT_SLOT,
+    account_id,
+    account_param,
+    legacy_account_id,
+    login_slot,
+)
+from oauth_vault_mw.core.errors import AccountBusy, BadRequest
+from oauth_vault_mw.core.model import TokenSet
+from oauth_vault_mw.core.records import open_record, seal_record
+from oauth_vault_mw.testing import OpenIDProvider
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest.fixture
+def op() -> OpenIDProvider:
+    return OpenIDProvider()
+
+
+@pytest.fixture
+async def vault(op: OpenIDProvider) -> Any:
+    made = AsyncVault(
+        Settings.from_mapping(op.settings("demo")), http_transport=op.transport(), clock=Clock()
+    )
+    await made.startup()
+    yield made
+    await made.aclose()
+
+
+async def log_in(
+    vault: AsyncVault, op: OpenIDProvider, login: str, *, user_id: str | None = None, **kw: Any
+) -> str:
+    url, cookie = await vault.begin_login("demo", return_to="/", user_id=user_id, **kw)
+    back = op.approve(url, login)
+    params = {k: v[0] for k, v in parse_qs(urlsplit(back).query).items()}
+    done = await vault.complete_login(
+        "demo", params, state_cookie=cookie.value, session_cookie=None
+    )
+    return done.user_id
+
+
+async def token(vault: AsyncVault, user_id: str, account: str | None = None) -> str:
+    creds = await vault.get_connection_credentials("demo", user_id, account=account)
+    return creds.access_token
+
+
+def test_account_ids_are_stable_distinct_and_hide_the_subject() -> None:
+    one = account_id("google", "alice@example.com")
+    assert one == account_id("google", "alice@example.com")
+    assert one != account_id("google2", "alice@example.com")
+    assert one != account_id("google", "bob@example.com")
+    assert "alice" not in one
+    assert len(one) == 25
+    assert one.startswith("a")
+    # length-prefixed parts: moving a character from one part to the other changes the id
+    assert account_id("ab", "c") != account_id("a", "bc")
+    assert account_param(one) == one
+    assert account_param(None) is None
+    assert account_param("") is None
+    for bad in ("default", "new", one.upper(), one + "0", "a" * 24, "../" + one):
+        with pytest.raises(BadRequest):
+            account_param(bad)
+
+
+def test_login_slot_rules() -> None:
+    alice = TokenSet(access_token="x", subject="alice")
+    legacy = TokenSet(access_token="x")
+    assert login_slot("demo", "alice", None) == DEFAULT_SLOT  # the first account
+    assert login_slot("demo", "alice", alice) == DEFAULT_SLOT
+    assert login_slot("demo", "bob", alice) == account_id("demo", "bob")
+    # a record stored before accounts: the one linked subject is its account
+    assert login_slot("demo", "alice", legacy, ["alice"]) == DEFAULT_SLOT
+    assert login_slot("demo", "bob", legacy, ["alice"]) == account_id("demo", "bob")
+    # several linked, none told apart: the login takes it over (as before accounts)
+    assert login_slot("demo", "bob", legacy, ["alice", "bob"]) == DEFAULT_SLOT
+    assert legacy_account_id("demo", "u1") != legacy_account_id("demo", "u2")
+
+
+async def test_a_second_account_goes_to_its_own_slot_and_each_refreshes_once(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    user = await log_in(vault, op, "alice")
+    assert await log_in(vault, op, "bob", user_id=user, account="new") == user
+    listed = await vault.accounts("demo", user)
+    assert [(a.account_id, a.default) for a in listed] == [
+        (account_id("demo", "alice"), True),
+        (account_id("demo", "bob"), False),
+    ]
+    bob = account_id("demo", "bob")
+    first = {None: await token(vault, user), bob: await token(vault, user, bob)}
+    assert first[None] != first[bob]
+    before = op.counts.refreshes
+    vault.clock.offset = 3600  # type: ignore[attr-defined]
+    renewed = {a: await token(vault, user, a) for a in (None, bob)}
+    assert {a: await token(vault, user, a) for a in (None, bob)} == renewed
+    assert op.counts.refreshes - before == 2
+    assert renewed[None] != first[None]
+    assert renewed[bob] != first[bob]
+    with pytest.raises(CredentialNotFound):
+        await token(vault, user, account_id("demo", "carol"))
+
+
+async def test_the_connect_of_account_new_asks_the_provider_to_let_the_user_choose(
+    vault: AsyncVault,
+) -> None:
+    url, _ = await vault.begin_login("demo", return_to="/", user_id="u1", account="new")
+    assert parse_qs(urlsplit(url).query)["prompt"] == ["login"]
+    url, _ = await vault.begin_login("demo", return_to="/", user_id="u1")
+    assert "prompt" not in parse_qs(urlsplit(url).query)
+    with pytest.raises(BadRequest):
+        await vault.begin_login("demo", return_to="/", account="new")  # a login: no account
+
+
+async def test_a_record_from_before_accounts_is_the_default_of_its_one_linked_subject(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    user = await log_in(vault, op, "alice")
+    key = CredentialKey("demo", user)
+    stored = await vault.storage.get_credential(key)
+    assert stored is not None
+    old = replace(open_record(vault.sealer, stored), subject=None)  # as the previous release
+    await vault.put_tokens(key, old)
+    alice = account_id("demo", "alice")
+    assert [a.account_id for a in await vault.accounts("demo", user)] == [alice]
+    assert await token(vault, user, alice) == old.access_token
+    me = await vault.me(user)
+    assert me["connections"][0]["account_id"] == alice
+    # a second account is linked beside it, not over it
+    await log_in(vault, op, "bob", user_id=user, account="new")
+    assert await token(vault, user) == old.access_token
+    # the migration names it
+    report = await vault.migrate_accounts()
+    assert (report.migrated, report.already) == (1, 1)
+    record = await vault.storage.get_credential(key)
+    assert record is not None
+    assert open_record(vault.sealer, record).subject == "alice"
+    assert (await vault.migrate_accounts()).migrated == 0
+
+
+async def test_a_copy_left_by_an_interrupted_change_is_never_read_nor_refreshed(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    user = await log_in(vault, op, "alice")
+    alice = account_id("demo", "alice")
+    default = await vault.storage.get_credential(CredentialKey("demo", user))
+    assert default is not None
+    tokens = open_record(vault.sealer, default)
+    # the first step of a change of default, then a crash: alice's tokens in her own slot too
+    copy_key = CredentialKey("demo", user, alice)
+    await vault.storage.save_credential(
+        seal_record(vault.sealer, copy_key, replace(tokens, access_token="stale"), now=0.0), 0
+    )
+    assert await token(vault, user, alice) == tokens.access_token
+    assert [a.account_id for a in await vault.accounts("demo", user)] == [alice]
+    copy = await vault.storage.get_credential(copy_key)
+    before = op.counts.refreshes
+    outcome = await vault.refresh_if_expiring("demo", user, within=10**9, record=copy)
+    assert outcome == "fresh"
+    assert op.counts.refreshes == before
+    # the next change of default overwrites it; the default is then alice again
+    await log_in(vault, op, "bob", user_id=user, account="new")
+    bob = account_id("demo", "bob")
+    await vault.set_default_account("demo", user, bob)
+    assert [(a.account_id, a.default) for a in await vault.accounts("demo", user)] == [
+        (bob, True),
+        (alice, False),
+    ]
+    assert await token(vault, user, alice) == tokens.access_token
+    await vault.set_default_account("demo", user, alice)
+    assert await token(vault, user) == tokens.access_token
+    slots = sorted(r.key.account for r in await vault.storage.list_credentials(user))
+    assert slots == sorted([DEFAULT_SLOT, bob])
+
+
+async def test_a_change_of_default_waits_for_a_refresh_and_gives_up_with_409(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    user = await log_in(vault, op, "alice")
+    await log_in(vault, op, "bob", user_id=user, account="new")
+    bob = account_id("demo", "bob")
+    # another process holds bob's lease (a refresh in flight) for longer than a change waits
+    now = vault.clock()
+    assert await vault.storage.acquire_lease(CredentialKey("demo", user, bob), "other", 600, now)
+    vault.settings = replace(vault.settings, lease_ttl=0.3)
+    with pytest.raises(AccountBusy):
+        await vault.set_default_account("demo", user, bob)
+    assert [a.default for a in await vault.accounts("demo", user)] == [True, False]
+    assert (await vault.accounts("demo", user))[0].account_id == account_id("demo", "alice")
