@@ -17,8 +17,10 @@ from oauth_vault_mw.core.accounts import (
     DEFAULT_SLOT,
     account_id,
     account_param,
+    default_account_id,
     legacy_account_id,
     login_slot,
+    qualifier_of,
 )
 from oauth_vault_mw.core.errors import AccountBusy, BadRequest
 from oauth_vault_mw.core.model import TokenSet
@@ -208,3 +210,22 @@ async def test_a_change_of_default_waits_for_a_refresh_and_gives_up_with_409(
         await vault.set_default_account("demo", user, bob)
     assert [a.default for a in await vault.accounts("demo", user)] == [True, False]
     assert (await vault.accounts("demo", user))[0].account_id == account_id("demo", "alice")
+
+
+def test_a_preset_qualifier_tells_one_subject_in_two_workspaces_apart() -> None:
+    """Slack: one user id may be in two workspaces of an Enterprise Grid: two accounts."""
+    one = TokenSet(access_token="x", subject="U1", extra=(("team_id", "T1"),))
+    other = TokenSet(access_token="x", subject="U1", extra=(("team_id", "T2"),))
+    assert qualifier_of("team_id", one) == "T1"
+    assert qualifier_of(None, one) is None
+    assert qualifier_of("team_id", TokenSet(access_token="x")) is None
+    assert account_id("slack", "U1", "T1") != account_id("slack", "U1", "T2")
+    assert account_id("slack", "U1", "T1") != account_id("slack", "U1")
+    # the second workspace's login goes to its own slot; the first's stays the default
+    assert login_slot("slack", "U1", one, qualifiers=("T2", "T1")) == account_id(
+        "slack", "U1", "T2"
+    )
+    assert login_slot("slack", "U1", one, qualifiers=("T1", "T1")) == DEFAULT_SLOT
+    assert default_account_id("slack", "u", other, account_extra="team_id") == account_id(
+        "slack", "U1", "T2"
+    )

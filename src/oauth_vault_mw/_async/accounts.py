@@ -14,6 +14,7 @@ from ..core.accounts import (
     AccountRecord,
     list_accounts,
     login_slot,
+    qualifier_of,
 )
 from ..core.errors import (
     AccountBusy,
@@ -73,7 +74,12 @@ class AsyncAccounts(AsyncRefresher):
                 linked = await self.legacy_subjects(connection_id, user_id)
                 if new_link:
                     linked = [s for s in linked if s != subject]
-        slot = login_slot(connection_id, subject, opened, linked)
+        extra = self.connection(connection_id).account_extra
+        qualifiers = (
+            qualifier_of(extra, tokens),
+            qualifier_of(extra, opened) if opened is not None else None,
+        )
+        slot = login_slot(connection_id, subject, opened, linked, qualifiers)
         key = CredentialKey(connection_id, user_id, slot)
         await self.put_tokens(key, replace(tokens, subject=subject))
         return key
@@ -101,7 +107,8 @@ class AsyncAccounts(AsyncRefresher):
         default = opened.get(CredentialKey(connection_id, user_id))
         if default is not None and default.subject is None:
             linked = await self.legacy_subjects(connection_id, user_id)
-        return list_accounts(connection_id, user_id, records, opened, linked)
+        extra = self.connection(connection_id).account_extra
+        return list_accounts(connection_id, user_id, records, opened, linked, extra)
 
     async def set_default_account(self, connection_id: str, user_id: str, account: str) -> None:
         """Make ``account`` the user's default account of ``connection_id`` (reads without

@@ -15,6 +15,7 @@ from ..core.accounts import (
     AccountRecord,
     list_accounts,
     login_slot,
+    qualifier_of,
 )
 from ..core.errors import (
     AccountBusy,
@@ -74,7 +75,12 @@ class Accounts(Refresher):
                 linked = self.legacy_subjects(connection_id, user_id)
                 if new_link:
                     linked = [s for s in linked if s != subject]
-        slot = login_slot(connection_id, subject, opened, linked)
+        extra = self.connection(connection_id).account_extra
+        qualifiers = (
+            qualifier_of(extra, tokens),
+            qualifier_of(extra, opened) if opened is not None else None,
+        )
+        slot = login_slot(connection_id, subject, opened, linked, qualifiers)
         key = CredentialKey(connection_id, user_id, slot)
         self.put_tokens(key, replace(tokens, subject=subject))
         return key
@@ -102,7 +108,8 @@ class Accounts(Refresher):
         default = opened.get(CredentialKey(connection_id, user_id))
         if default is not None and default.subject is None:
             linked = self.legacy_subjects(connection_id, user_id)
-        return list_accounts(connection_id, user_id, records, opened, linked)
+        extra = self.connection(connection_id).account_extra
+        return list_accounts(connection_id, user_id, records, opened, linked, extra)
 
     def set_default_account(self, connection_id: str, user_id: str, account: str) -> None:
         """Make ``account`` the user's default account of ``connection_id`` (reads without

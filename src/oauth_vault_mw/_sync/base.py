@@ -20,13 +20,18 @@ import httpx
 
 from .._hooks import run_coroutine
 from .._singleflight import SingleFlight
-from ..core.accounts import DEFAULT_SLOT, account_id, default_account_id
+from ..core.accounts import DEFAULT_SLOT, default_account_id
 from ..core.client_auth import ClientSigner
 from ..core.config import Settings
 from ..core.connections import ConnectionConfig
 from ..core.cookies import CookieJar
 from ..core.crypto import Sealer
-from ..core.errors import CredentialNotFound, StorageUnavailable, UnknownConnection
+from ..core.errors import (
+    CredentialNotFound,
+    CredentialUnreadable,
+    StorageUnavailable,
+    UnknownConnection,
+)
 from ..core.hooks import Hooks
 from ..core.http import ProviderResponse
 from ..core.identity import NewIdentity, default_user_id
@@ -169,20 +174,23 @@ class VaultBase:
         linked = None
         if tokens.subject is None:
             linked = self.legacy_subjects(key.connection_id, key.user_id)
-        return default_account_id(key.connection_id, key.user_id, tokens, linked)
+        extra = self.connection(key.connection_id).account_extra
+        return default_account_id(key.connection_id, key.user_id, tokens, linked, extra)
 
     def legacy_subjects(self, connection_id: str, user_id: str) -> list[str]:
         """The subjects a default record stored before accounts existed may belong to: the
-        user's linked subjects of the connection that have no slot of their own."""
+        user's linked subjects of the connection that no account of its own holds."""
         linked = self.storage.list_identities(connection_id, user_id)
         if len(linked) <= 1:
             return linked
-        slots = {
-            r.key.account
-            for r in self.storage.list_credentials(user_id)
-            if r.key.connection_id == connection_id
-        }
-        return [s for s in linked if account_id(connection_id, s) not in slots]
+        held: set[str | None] = set()
+        for record in self.storage.list_credentials(user_id):
+            if record.key.connection_id == connection_id and record.key.account != DEFAULT_SLOT:
+                try:
+                    held.add(self.opened.open(record).subject)
+                except CredentialUnreadable:
+                    continue
+        return [s for s in linked if s not in held]
 
     def locate_account(self, connection_id: str, user_id: str, account: str) -> StoredCredential:
         """The record of account ``account`` (an account id) of the user's connection: the

@@ -10,10 +10,12 @@ two Slack workspaces). Each account is one credential, stored under the key
 - every other account lives in the slot named by its **account id**.
 
 An account id is derived from the connection and the provider's subject (the id the provider
-gives the account, or a preset's choice such as a Slack team), so it is stable for as long as
-the account is linked and the same in every process, and it shows neither the subject nor an
-e-mail address in a URL or a log line. The subject itself travels sealed in the credential's
-token set (``TokenSet.subject``).
+gives the account), qualified where a preset says so by a kept field of the login (Slack: the
+workspace's ``team_id``, so one user of two workspaces of an Enterprise Grid is two accounts),
+so it is stable for as long as the account is linked and the same in every process, and it
+shows neither the subject nor an e-mail address in a URL or a log line. The subject itself
+travels sealed in the credential's token set (``TokenSet.subject``), the qualifier in its
+kept fields.
 
 Changing the default moves two token sets between slots (the slot is part of the sealing's
 associated data, so each is sealed again). Should that be interrupted, an account can be
@@ -42,7 +44,7 @@ __all__ = [
     "legacy_account_id",
     "list_accounts",
     "login_slot",
-    "resolve",
+    "qualifier_of",
 ]
 
 DEFAULT_SLOT = "default"
@@ -52,14 +54,27 @@ NEW_ACCOUNT = "new"
 _ACCOUNT_ID_RE = re.compile(r"^a[0-9a-f]{24}$")
 
 
-def account_id(connection_id: str, subject: str) -> str:
-    """The stable id of the account ``subject`` of ``connection_id``: ``a`` and 96 bits of
-    a SHA-256 over both (domain-separated, length-prefixed)."""
+def account_id(connection_id: str, subject: str, qualifier: str | None = None) -> str:
+    """The stable id of the account ``subject`` of ``connection_id`` (within ``qualifier``,
+    where the connection has one: :func:`qualifier_of`): ``a`` and 96 bits of a SHA-256 over
+    them (domain-separated, length-prefixed)."""
     digest = hashlib.sha256()
-    for part in (b"oauth_vault_mw/account/v1", connection_id.encode(), subject.encode()):
+    parts = [b"oauth_vault_mw/account/v1", connection_id.encode(), subject.encode()]
+    if qualifier is not None:
+        parts.append(qualifier.encode())
+    for part in parts:
         digest.update(len(part).to_bytes(4, "big"))
         digest.update(part)
     return "a" + digest.hexdigest()[:24]
+
+
+def qualifier_of(account_extra: str | None, tokens: TokenSet) -> str | None:
+    """The kept field that tells accounts of one subject apart (the connection's
+    ``account_extra``: Slack's ``team_id``), as the token set holds it; ``None`` without."""
+    if account_extra is None:
+        return None
+    value = dict(tokens.extra).get(account_extra)
+    return None if value is None else str(value)
 
 
 def legacy_account_id(connection_id: str, user_id: str) -> str:
@@ -80,16 +95,21 @@ def account_param(value: str | None) -> str | None:
 
 
 def default_account_id(
-    connection_id: str, user_id: str, tokens: TokenSet, linked: Iterable[str] | None = None
+    connection_id: str,
+    user_id: str,
+    tokens: TokenSet,
+    linked: Iterable[str] | None = None,
+    account_extra: str | None = None,
 ) -> str:
     """The account id of the token set in the default slot. A record written before
     accounts existed has no subject: it is its user's one linked subject of the connection
     (``linked``: ``list_identities``), else :func:`legacy_account_id`."""
+    qualifier = qualifier_of(account_extra, tokens)
     if tokens.subject is not None:
-        return account_id(connection_id, tokens.subject)
+        return account_id(connection_id, tokens.subject, qualifier)
     subjects = list(linked or ())
     if len(subjects) == 1:
-        return account_id(connection_id, subjects[0])
+        return account_id(connection_id, subjects[0], qualifier)
     return legacy_account_id(connection_id, user_id)
 
 
@@ -98,6 +118,7 @@ def login_slot(
     subject: str,
     default: TokenSet | None,
     linked: Iterable[str] | None = None,
+    qualifiers: tuple[str | None, str | None] = (None, None),
 ) -> str:
     """Where a login or connect of ``subject`` stores its tokens, given what the default slot
     holds (``None``: empty). The first account of a connection becomes the default; a login
@@ -105,14 +126,17 @@ def login_slot(
 
     A default record without a subject (stored before accounts existed) is ``subject``'s when
     that is the one subject linked to the user, or when several are linked and which one it
-    is cannot be told (the login takes it over, as before accounts existed)."""
+    is cannot be told (the login takes it over, as before accounts existed).
+    ``qualifiers``: the login's and the default record's (:func:`qualifier_of`)."""
+    mine, theirs = qualifiers
+    own = account_id(connection_id, subject, mine)
     if default is None:
         return DEFAULT_SLOT
     if default.subject is not None:
-        return DEFAULT_SLOT if default.subject == subject else account_id(connection_id, subject)
+        return DEFAULT_SLOT if (default.subject, theirs) == (subject, mine) else own
     subjects = list(linked or ())
-    if len(subjects) == 1 and subjects[0] != subject:
-        return account_id(connection_id, subject)
+    if len(subjects) == 1 and (subjects[0], theirs) != (subject, mine):
+        return own
     return DEFAULT_SLOT
 
 
@@ -126,25 +150,13 @@ class AccountRecord:
     tokens: TokenSet | None  # None: no configured key opens it
 
 
-def resolve(
-    wanted: str, default_id: str | None, slot_exists: bool, key: CredentialKey
-) -> CredentialKey | None:
-    """Where account ``wanted`` of ``key``'s connection and user lives: the default slot when
-    it is the default account (even if an interrupted change left a copy in its own slot),
-    its own slot when that exists, else ``None`` (no such account)."""
-    if default_id == wanted:
-        return CredentialKey(key.connection_id, key.user_id, DEFAULT_SLOT)
-    if slot_exists:
-        return CredentialKey(key.connection_id, key.user_id, wanted)
-    return None
-
-
 def list_accounts(
     connection_id: str,
     user_id: str,
     records: Iterable[StoredCredential],
     opened: Mapping[CredentialKey, TokenSet],
     linked: Iterable[str] | None = None,
+    account_extra: str | None = None,
 ) -> list[AccountRecord]:
     """The accounts of ``connection_id`` among a user's records: the default first, then the
     others by their first login; a slot copy of the default account (an interrupted change
@@ -156,7 +168,7 @@ def list_accounts(
     if default is not None:
         tokens = opened.get(default.key)
         default_id = (
-            default_account_id(connection_id, user_id, tokens, linked)
+            default_account_id(connection_id, user_id, tokens, linked, account_extra)
             if tokens is not None
             else legacy_account_id(connection_id, user_id)
         )

@@ -112,6 +112,9 @@ class ConnectionConfig:
     """The kept field (``Credentials.extra``) holding the API's URL per login, when
     ``api_base_url`` is not set (Salesforce: ``instance_url``)."""
 
+    account_extra: str | None = None
+    """The kept field that tells accounts of one subject apart (the preset's: Slack's
+    ``team_id``): part of the account id (``core/accounts.py``)."""
     account_chooser: tuple[tuple[str, str], ...] | None = None
     """Authorization parameters of ``connect?account=new`` (the preset's): what makes the
     provider ask which account to link. ``None``: ``prompt=login`` for an OpenID provider."""
@@ -507,6 +510,7 @@ def parse_connection(index: int, raw: object) -> ConnectionConfig:
         callback_keep=preset.callback_keep if preset else (),
         incremental_params=preset.incremental_params if preset else (),
         account_chooser=preset.account_chooser if preset else None,
+        account_extra=preset.account_extra if preset else None,
         scope_aliases=preset.scope_aliases if preset else (),
         params=tuple(sorted(values.items())),
         dialect=preset.dialect if preset else STANDARD,

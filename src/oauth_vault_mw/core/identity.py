@@ -222,7 +222,12 @@ def me_payload(
                 **_record_state(a.record, a.tokens, conn),
             }
             for a in list_accounts(
-                connection_id, user_id, mine, tokens_of, (linked or {}).get(connection_id)
+                connection_id,
+                user_id,
+                mine,
+                tokens_of,
+                (linked or {}).get(connection_id),
+                conn.account_extra if conn is not None else None,
             )
         ]
         if accounts:

@@ -230,6 +230,7 @@ TABLE: tuple[Preset, ...] = (
             ),
         ),
         identity=_reply("authed_user.id"),
+        account_extra="team_id",
         refresh_tokens="opt-in",
         refresh_how=(
             "turn on *token rotation* in the app's settings: tokens then expire after 12 h and "

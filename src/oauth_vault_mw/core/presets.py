@@ -174,6 +174,8 @@ class Preset:
     - ``account_chooser``: the authorization parameters of a connect that links another
       account (``?account=new``), where the provider has an account chooser (Google's
       ``prompt=select_account``); ``None``: ``prompt=login`` for an OpenID provider;
+      ``account_extra``: the kept field that, with the subject, names an account (Slack's
+      ``team_id``: one user id may be in several workspaces of an Enterprise Grid);
     - ``callback_keep``: callback query parameters kept as ``Credentials.extra``;
     - ``extra_url`` and ``extra_keep``: a JSON document read with the new access token at
       login, and the ``(name, dotted.path)`` values kept from it (Xero's tenants, listed by
@@ -210,6 +212,7 @@ class Preset:
     user_agent: bool = False
     incremental_params: tuple[tuple[str, str], ...] = ()
     account_chooser: tuple[tuple[str, str], ...] | None = None
+    account_extra: str | None = None
     scope_aliases: tuple[tuple[str, str], ...] = ()
     callback_keep: tuple[str, ...] = ()
     extra_url: str | None = None
