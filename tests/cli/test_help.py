@@ -44,9 +44,9 @@ def test_the_walk_finds_every_command() -> None:
     leaves = {" ".join(path) for path, parser in commands(build_parser())
               if not subcommand_help(parser)}  # fmt: skip
     assert leaves == {
-        "db init", "db upgrade", "db prune", "keys rotate", "credentials list",
-        "credentials refresh", "credentials show", "clients create", "clients list",
-        "clients revoke",
+        "db init", "db upgrade", "db prune", "db migrate-accounts", "keys rotate",
+        "credentials list", "credentials refresh", "credentials show", "clients create",
+        "clients list", "clients revoke",
         "clients add-key", "clients revoke-key", "audit",
     }  # fmt: skip
 

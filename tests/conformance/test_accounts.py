@@ -165,6 +165,13 @@ def test_bad_account_parameters_are_400s_and_change_nothing(
             assert answer.json()["error"] in ("invalid_request", "request_too_large")
     error(site.client.get("/auth/login/demo", params={"account": "new"}), 400, "invalid_request")
     error(site.client.put("/auth/connections/demo/default"), 400, "invalid_request")
+    mine = account_id("demo", login)
+    cross_site = site.client.put(
+        "/auth/connections/demo/default",
+        params={"account": mine},
+        headers={"Origin": "https://evil.example"},
+    )
+    error(cross_site, 403, "forbidden_origin")
     unknown = account_id("demo", "nobody-" + login)
     for answer in (
         site.client.get("/auth/connections/demo/credentials", params={"account": unknown}),

@@ -17,9 +17,10 @@ from collections.abc import Callable
 
 from .._async.audit import AsyncAuditTrail
 from .._async.vault import AsyncVault
+from ..core.accounts import DEFAULT_SLOT, account_param
 from ..core.config import Settings
 from ..core.crypto import Sealer, key_id
-from ..core.errors import CredentialUnreadable, VaultError
+from ..core.errors import BadRequest, CredentialUnreadable, VaultError
 from ..core.identity import check_user_id
 from ..core.model import CredentialKey, StoredCredential, TokenSet
 from ..core.records import open_record
@@ -117,6 +118,12 @@ def add_parsers(groups: argparse._SubParsersAction) -> None:  # type: ignore[typ
         "connection", metavar="CONNECTION", help="a connection id of OAUTH_VAULT_CONNECTIONS"
     )
     show.add_argument("user", metavar="USER", help="the user id (as the app's /auth/me shows it)")
+    show.add_argument(
+        "--account",
+        metavar="ACCOUNT_ID",
+        help="one of the user's other accounts of the connection (an account_id of /auth/me; "
+        "default: the slot of the user's default account)",
+    )
 
 
 def _connection_option(parser: argparse.ArgumentParser) -> None:
@@ -238,6 +245,7 @@ def _list_line(state: CredentialState) -> str:
         [
             state.key.connection_id,
             state.key.user_id,
+            *([] if state.key.account == DEFAULT_SLOT else [f"account={state.key.account}"]),
             state.status,
             f"expires_at={iso(state.expires_at, 'never')}",
             f"login_needed_at={_login_needed(state)}",
@@ -253,6 +261,7 @@ def _list_json(state: CredentialState) -> str:
         {
             "connection_id": state.key.connection_id,
             "user_id": state.key.user_id,
+            "slot": state.key.account,
             "status": state.status,
             "expires_at": epoch(state.expires_at),
             "login_needed_at": epoch(state.login_needed_at),
@@ -270,7 +279,11 @@ def _list_json(state: CredentialState) -> str:
 def _show(args: argparse.Namespace, settings: Settings) -> int:
     if settings.connection(args.connection) is None:
         raise VaultError(unknown_connection(args.connection, settings))
-    key = CredentialKey(args.connection, check_user_id(args.user, source="USER"))
+    try:
+        slot = account_param(args.account) or DEFAULT_SLOT
+    except BadRequest:
+        raise VaultError("--account: an account id from /auth/me (a and 24 hex digits)") from None
+    key = CredentialKey(args.connection, check_user_id(args.user, source="USER"), slot)
     storage = storage_from_url(settings.storage_url)
     try:
         record = storage.get_credential(key)
@@ -314,6 +327,7 @@ def _show_lines(record: StoredCredential, tokens: TokenSet | None, sealed_with: 
     return [
         f"connection: {record.key.connection_id}",
         f"user: {record.key.user_id}",
+        *([] if record.key.account == DEFAULT_SLOT else [f"account: {record.key.account}"]),
         f"status: {status}",
         f"expires_at: {iso(expires_at, 'never')}",
         f"scope: {scope or ''}",
