@@ -229,3 +229,22 @@ def test_a_preset_qualifier_tells_one_subject_in_two_workspaces_apart() -> None:
     assert default_account_id("slack", "u", other, account_extra="team_id") == account_id(
         "slack", "U1", "T2"
     )
+
+
+async def test_a_connect_for_one_account_starts_from_its_grant_and_lets_the_user_choose(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    user = await log_in(vault, op, "alice")
+    await log_in(vault, op, "bob", user_id=user, account="new")
+    bob = account_id("demo", "bob")
+    stored = await vault.locate_account("demo", user, bob)
+    url, _ = await vault.begin_login(
+        "demo", return_to="/", user_id=user, account=bob, scopes=["more"]
+    )
+    query = parse_qs(urlsplit(url).query)
+    assert query["prompt"] == ["login"]
+    assert set(query["scope"][0].split()) >= {*(stored.scope or "").split(), "more"}
+    with pytest.raises(CredentialNotFound):
+        await vault.begin_login(
+            "demo", return_to="/", user_id=user, account=account_id("demo", "carol")
+        )

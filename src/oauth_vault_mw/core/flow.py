@@ -151,7 +151,7 @@ def authorization_url(
 ) -> str:
     params: dict[str, str] = dict(conn.incremental_params)
     params.update(conn.authorize_params)  # the connection's own win
-    if tx.account == "new":
+    if tx.account is not None:  # another account, or one that is not the provider's current
         params.update(conn.new_account_params)
     params.update(
         response_type="code",
