@@ -83,6 +83,19 @@ async def test_no_refresh_token_in_any_output(
     except VaultError as exc:  # ReauthenticationRequired
         seen.extend([str(exc), repr(exc), str(exc.to_dict()), repr(exc.__context__)])
     await h.client.get("/auth/connections/demo/credentials")  # 409
+    # another account of "second": listed, read by id, made the default, removed
+    start = await h.client.get("/auth/connect/second?account=new")
+    await h.client.get(await h.authorize(start.headers["location"], unique_user()))
+    harvest()
+    accounts = (await h.client.get("/auth/me")).json()["connections"][-1]["accounts"]
+    assert [a["default"] for a in accounts] == [True, False]
+    other = accounts[-1]["account_id"]
+    await h.client.get(f"/auth/connections/second/credentials?account={other}")
+    await h.client.put(
+        f"/auth/connections/second/default?account={other}", headers={"Origin": BASE}
+    )
+    harvest()
+    await h.client.delete(f"/auth/connections/second?account={other}", headers={"Origin": BASE})
     await h.client.delete("/auth/connections/second", headers={"Origin": BASE})
     await h.client.post("/auth/logout", headers={"Origin": BASE})
     seen.extend(r.getMessage() for r in caplog.records)
