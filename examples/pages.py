@@ -38,6 +38,8 @@ class ConnectionView:
     login_at: float | None = None
     refresh_count: int = 0
     profile: Mapping[str, Any] = field(default_factory=dict)
+    other_accounts: int = 0
+    """The user's other linked accounts of this connection (``docs/accounts.md``)."""
 
     @classmethod
     def all_of(
@@ -61,6 +63,7 @@ class ConnectionView:
                     c["login_at"],
                     c["refresh_count"],
                     c["profile"],
+                    len(c.get("accounts", ())) - 1 if c.get("accounts") else 0,
                 )
             )
         return views
@@ -135,6 +138,9 @@ def connections_table(views: Sequence[ConnectionView], prefix: str, actions: boo
             who = display_name(view.profile, "?")
             email = view.profile.get("email")
             account = e(who) + (f"<br><span class=muted>{e(str(email))}</span>" if email else "")
+            if view.other_accounts:
+                more = "account" if view.other_accounts == 1 else "accounts"
+                account += f"<br><span class=muted>+{view.other_accounts} other {more}</span>"
             times = "time" if view.refresh_count == 1 else "times"
             refreshed = (
                 f"{view.refresh_count} {times}, last at {clock(view.refreshed_at)}"
@@ -142,8 +148,10 @@ def connections_table(views: Sequence[ConnectionView], prefix: str, actions: boo
                 else "not yet"
             )
             refreshed += f'<br><span class="muted">logged in at {clock(view.login_at)}</span>'
+            add = f"{e(prefix)}/connect/{cid}?account=new&amp;return_to={back_to('connected')}"
             buttons = (
-                f'<a href="/demo/profile/{cid}">userinfo</a>'
+                f'<a href="/demo/profile/{cid}">userinfo</a> '
+                f'<a href="{add}">add account</a>'
                 f'<button data-method="DELETE" data-url="{e(prefix)}/connections/{cid}" '
                 f'data-then="/?flash=disconnected">disconnect</button>'
             )
