@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
+from fastapi import Depends, FastAPI
 
-from oauth_vault_mw import AsyncVault, CredentialKey, CredentialNotFound, Settings
+from oauth_vault_mw import AsyncVault, CredentialKey, CredentialNotFound, Credentials, Settings
 from oauth_vault_mw.core.accounts import (
     DEFAULT_SLOT,
     account_id,
@@ -25,7 +27,9 @@ from oauth_vault_mw.core.accounts import (
 from oauth_vault_mw.core.errors import AccountBusy, BadRequest
 from oauth_vault_mw.core.model import TokenSet
 from oauth_vault_mw.core.records import open_record, seal_record
-from oauth_vault_mw.testing import OpenIDProvider
+from oauth_vault_mw.fastapi import ConnectionCredentials
+from oauth_vault_mw.starlette import OAuthVaultMiddleware
+from oauth_vault_mw.testing import OpenIDProvider, log_in_async
 
 
 class Clock:
@@ -248,3 +252,31 @@ async def test_a_connect_for_one_account_starts_from_its_grant_and_lets_the_user
         await vault.begin_login(
             "demo", return_to="/", user_id=user, account=account_id("demo", "carol")
         )
+
+
+async def test_fastapi_dependency_takes_the_account_from_a_query_parameter(
+    op: OpenIDProvider,
+) -> None:
+    settings = Settings.from_mapping(op.settings("demo"))
+    app = FastAPI()
+    app.add_middleware(OAuthVaultMiddleware, settings=settings, http_transport=op.transport())
+
+    @app.get("/token")
+    async def token_view(
+        creds: Annotated[Credentials, Depends(ConnectionCredentials("demo", account_query="acct"))],
+    ) -> dict[str, str]:
+        return {"token": creds.access_token}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=settings.base_url) as client:
+        await log_in_async(client, op, "demo", login="alice")
+        await log_in_async(client, op, "demo", login="bob", connect=True, account="new")
+        default = (await client.get("/token")).json()["token"]
+        bob = (await client.get("/token", params={"acct": account_id("demo", "bob")})).json()
+        assert bob["token"] != default
+        alice = account_id("demo", "alice")
+        assert (await client.get("/token", params={"acct": alice})).json()["token"] == default
+        bad = await client.get("/token", params={"acct": "nope"})
+        assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
+        unknown = await client.get("/token", params={"acct": account_id("demo", "carol")})
+        assert (unknown.status_code, unknown.json()["error"]) == (404, "credential_not_found")

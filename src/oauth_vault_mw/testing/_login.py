@@ -34,10 +34,14 @@ def _start_path(prefix: str, connection_id: str, connect: bool) -> str:
     return f"{prefix}/{'connect' if connect else 'login'}/{connection_id}"
 
 
-def _start_params(return_to: str, scopes: Sequence[str]) -> dict[str, str]:
+def _start_params(
+    return_to: str, scopes: Sequence[str], account: str | None = None
+) -> dict[str, str]:
     params = {"return_to": return_to}
     if scopes:
         params["scope"] = " ".join(scopes)
+    if account is not None:
+        params["account"] = account
     return params
 
 
@@ -65,16 +69,19 @@ def log_in(
     return_to: str = "/",
     connect: bool = False,
     scopes: Sequence[str] = (),
+    account: str | None = None,
 ) -> httpx.Response:
     """Log ``client`` in through ``provider`` (see the module docstring): a
     ``starlette.testclient.TestClient``, or any ``httpx.Client`` on the app (an
     ``httpx.WSGITransport`` for Flask). ``login``: who the provider approves (default: its
     current user). ``connect=True`` links the account to the logged-in user instead;
     ``scopes`` (with ``connect=True``) asks for more scopes (``?scope=``, incremental
-    authorization). Returns the app's answer to the callback (``303`` to ``return_to``);
+    authorization); ``account`` (with ``connect=True``): ``"new"`` links another account of
+    the connection (give another ``login``), an account id that account. Returns the app's
+    answer to the callback (``303`` to ``return_to``);
     raises :class:`LoginFailed` at any other answer."""
     start_url = _start_path(prefix, connection_id, connect)
-    params = _start_params(return_to, scopes)
+    params = _start_params(return_to, scopes, account)
     start = client.get(start_url, params=params, follow_redirects=False)
     if start.status_code not in _REDIRECTS:
         raise LoginFailed(f"GET {start_url} answered {start.status_code}: {start.text[:500]}")
@@ -96,11 +103,12 @@ async def log_in_async(
     return_to: str = "/",
     connect: bool = False,
     scopes: Sequence[str] = (),
+    account: str | None = None,
 ) -> httpx.Response:
     """:func:`log_in` for an ``httpx.AsyncClient`` on the app (``httpx.ASGITransport``), for
     async test suites."""
     start_url = _start_path(prefix, connection_id, connect)
-    params = _start_params(return_to, scopes)
+    params = _start_params(return_to, scopes, account)
     start = await client.get(start_url, params=params, follow_redirects=False)
     if start.status_code not in _REDIRECTS:
         raise LoginFailed(f"GET {start_url} answered {start.status_code}: {start.text[:500]}")
@@ -122,10 +130,11 @@ def log_in_flask(
     return_to: str = "/",
     connect: bool = False,
     scopes: Sequence[str] = (),
+    account: str | None = None,
 ) -> TestResponse:
     """:func:`log_in` for Flask's test client (``app.test_client()``)."""
     start_url = _start_path(prefix, connection_id, connect)
-    start = client.get(start_url, query_string=_start_params(return_to, scopes))
+    start = client.get(start_url, query_string=_start_params(return_to, scopes, account))
     if start.status_code not in _REDIRECTS:
         text = start.get_data(as_text=True)[:500]
         raise LoginFailed(f"GET {start_url} answered {start.status_code}: {text}")
