@@ -280,3 +280,84 @@ async def test_fastapi_dependency_takes_the_account_from_a_query_parameter(
         assert (bad.status_code, bad.json()["error"]) == (400, "invalid_request")
         unknown = await client.get("/token", params={"acct": account_id("demo", "carol")})
         assert (unknown.status_code, unknown.json()["error"]) == (404, "credential_not_found")
+
+
+async def test_a_reader_waiting_for_a_refresh_is_not_misled_by_a_write_that_keeps_the_tokens(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    """The accounts migration (or a key rotation) rewrites a record under its lease with the
+    same tokens: a reader waiting for that lease to refresh an expired token keeps waiting,
+    then refreshes (before: it took the write for a refresh and answered 503)."""
+    import asyncio
+
+    user = await log_in(vault, op, "alice")
+    key = CredentialKey("demo", user)
+    record = await vault.storage.get_credential(key)
+    assert record is not None
+    old = open_record(vault.sealer, record)
+    vault.clock.offset = 7200  # type: ignore[attr-defined]  # the token has expired
+    now = vault.clock()
+    assert await vault.storage.acquire_lease(key, "migration", 30, now)
+    before = op.counts.refreshes
+    reader = asyncio.create_task(vault.get_connection_credentials("demo", user))
+    await asyncio.sleep(0.1)  # the reader is waiting for the lease
+    assert not reader.done()
+    rewritten = seal_record(vault.sealer, key, replace(old, subject="alice"), now=now)
+    assert await vault.storage.save_credential(rewritten, record.version)
+    await vault.storage.release_lease(key, "migration")
+    creds = await asyncio.wait_for(reader, 10)
+    assert creds.access_token != old.access_token
+    assert op.counts.refreshes == before + 1
+    stored = await vault.storage.get_credential(key)
+    assert stored is not None
+    assert open_record(vault.sealer, stored).subject == "alice"  # kept through the refresh
+
+
+async def test_the_migration_leaves_tokens_a_reader_may_be_refreshing_for_a_later_run(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    user = await log_in(vault, op, "alice")
+    key = CredentialKey("demo", user)
+    record = await vault.storage.get_credential(key)
+    assert record is not None
+    now = vault.clock()
+    soon = replace(open_record(vault.sealer, record), subject=None, expires_at=now + 30)
+    await vault.put_tokens(key, soon)
+    report = await vault.migrate_accounts()
+    assert (report.due, report.migrated) == (1, 0)
+    vault.clock.offset = 30 + 601  # type: ignore[attr-defined]  # nobody read it since
+    report = await vault.migrate_accounts()
+    assert (report.due, report.migrated) == (0, 1)
+
+
+async def test_a_login_of_the_previous_release_during_the_migration_is_named_too(
+    vault: AsyncVault, op: OpenIDProvider
+) -> None:
+    """A login takes no lease: its write makes the migration's compare-and-set miss; the
+    migration looks again and names what that login stored."""
+    user = await log_in(vault, op, "alice")
+    key = CredentialKey("demo", user)
+    record = await vault.storage.get_credential(key)
+    assert record is not None
+    legacy = replace(open_record(vault.sealer, record), subject=None)
+    await vault.put_tokens(key, legacy)
+    storage = vault.storage
+    save = storage.save_credential
+    interfered: list[bool] = []
+
+    async def login_first(rec: Any, expected: int) -> bool:
+        if not interfered:  # the previous release's login lands just before the write
+            interfered.append(True)
+            await vault.put_tokens(key, replace(legacy, access_token="from-a-login"))
+        return await save(rec, expected)
+
+    storage.save_credential = login_first  # type: ignore[method-assign,assignment]
+    try:
+        report = await vault.migrate_accounts()
+    finally:
+        del storage.save_credential
+    assert (report.migrated, report.already) == (1, 0)
+    stored = await vault.storage.get_credential(key)
+    assert stored is not None
+    opened = open_record(vault.sealer, stored)
+    assert (opened.access_token, opened.subject) == ("from-a-login", "alice")

@@ -51,7 +51,8 @@ def test_migrate_accounts_names_what_it_can_and_reruns_as_a_no_op(sqlite_url: st
     assert first.returncode == 0, first.stderr
     # u1's default: its linked subjects are s1 and s1b, and s1b has its own slot
     assert first.stdout.startswith(
-        "scanned 4, migrated 1, already 1, ambiguous 1, unlinked 1, unreadable 0, busy 0 ("
+        "scanned 4, migrated 1, already 1, ambiguous 1, unlinked 1, unreadable 0, busy 0, "
+        "due 0, gone 0 ("
     )
     storage = SQLStorage(sqlite_url)
     try:

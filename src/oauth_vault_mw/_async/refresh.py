@@ -37,6 +37,7 @@ from .._group_commit import AsyncGroupCommit  # unasync: remove
 from ..core.accounts import DEFAULT_SLOT
 from ..core.errors import (
     CredentialNotFound,
+    CredentialUnreadable,
     ReauthenticationRequired,
     StorageUnavailable,
     VaultError,
@@ -62,6 +63,7 @@ from ..core.refresh import (
     lease_renewal_due,
     retry_budget,
     retry_pause,
+    same_grant,
     still_forced,
     store_retry_pause,
     sweep_result,
@@ -362,7 +364,10 @@ class AsyncRefresher(AsyncVaultBase):
                 raise CredentialNotFound()
             tokens = self.opened.open(record)
             now = self.clock()
-            forced = still_forced(force, seen_version=seen.version, current_version=record.version)
+            same = record.version == seen.version or same_grant(tokens, self.opened.open(seen))
+            forced = still_forced(
+                force, seen_version=seen.version, current_version=record.version, same_tokens=same
+            )
             verdict = under_lease(
                 tokens,
                 now=now,
@@ -439,10 +444,20 @@ class AsyncRefresher(AsyncVaultBase):
             if seen is None:
                 continue
             current = await self.storage.get_credential(key)
-            if current is None or current.version != seen.version:
+            if current is None or (
+                current.version != seen.version and not self._same_tokens(current, seen)
+            ):
                 self._lease_waited(key, "superseded", started)
                 return False, True, UNREAD
+            # the same tokens sealed again or annotated (key rotation, the accounts
+            # migration): not a refresh; the lease is let go at once, keep waiting
         return False, True, UNREAD  # pragma: no cover - lease_pauses never ends
+
+    def _same_tokens(self, current: StoredCredential, seen: StoredCredential) -> bool:
+        try:
+            return same_grant(self.opened.open(current), self.opened.open(seen))
+        except CredentialUnreadable:
+            return False
 
     def _lease_waited(self, key: CredentialKey, outcome: str, started: float) -> None:
         self.metrics.lease_waited(key.connection_id, outcome, time.monotonic() - started)

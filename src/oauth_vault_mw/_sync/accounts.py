@@ -25,11 +25,16 @@ from ..core.errors import (
 )
 from ..core.model import CredentialKey, StoredCredential, TokenSet
 from ..core.records import seal_record
-from .refresh import Refresher
+from .refresh import UNREAD, Refresher, _Lease
 
 __all__ = ["AccountMigration", "Accounts"]
 
 logger = logging.getLogger("oauth_vault_mw")
+
+DORMANT_AFTER = 600.0
+"""Seconds after its expiry when a token nobody refreshed counts as not being read."""
+DUE_MARGIN = 60.0
+"""Seconds before its expiry when a reader may be refreshing a token."""
 
 
 @dataclass
@@ -50,6 +55,11 @@ class AccountMigration:
     """Records no configured key opens (left as they are)."""
     busy: int = 0
     """Records whose lease stayed held by a refresh (run the migration again)."""
+    due: int = 0
+    """Records due for a refresh that a reader may be waiting for: left for a later run
+    (a previous release would take the migration's write for that refresh)."""
+    gone: int = 0
+    """Records deleted while the migration looked at them."""
 
 
 class Accounts(Refresher):
@@ -211,24 +221,39 @@ class Accounts(Refresher):
             return "unlinked"
         if len(linked) > 1:
             return "ambiguous"
-        owner = secrets.token_hex(12)
-        taken, _ = self._wait_for_lease(key, owner, None)
+        lease = _Lease(secrets.token_hex(12), 0.0, False)
+        taken, _, read = self._take_lease(key, lease, None)
         if not taken:
             return "busy"
         try:
-            current = self.storage.get_credential(key)
-            if current is None:
-                return "already"  # deleted meanwhile
-            tokens = self.opened.open(current)
-            if tokens.subject is not None:
-                return "already"
-            named = seal_record(
-                self.sealer, key, replace(tokens, subject=linked[0]), now=self.clock()
-            )
-            # The row's own version: under the lease nobody else refreshes it; a login
-            # (which takes no lease) makes this write miss, and that login named it.
-            if not self.storage.save_credential(named, current.version):
-                return "already"
-            return "migrated"
+            current = read if read is not UNREAD else self.storage.get_credential(key)
+            for _ in range(3):
+                if not isinstance(current, StoredCredential):
+                    return "gone"  # deleted meanwhile
+                tokens = self.opened.open(current)
+                if tokens.subject is not None:
+                    return "already"  # a login of this release named it meanwhile
+                if self._refresh_due(tokens):
+                    return "due"
+                named = replace(tokens, subject=linked[0])
+                sealed = seal_record(self.sealer, key, named, now=self.clock())
+                # Under the lease no refresh writes; a login (which takes none) can, and
+                # then this write misses: look again at what it stored.
+                if self.storage.save_credential(sealed, current.version):
+                    return "migrated"
+                current = self.storage.get_credential(key)
+            return "busy"
         finally:
-            self.storage.release_lease(key, owner)
+            if lease.held:
+                self.storage.release_lease(key, lease.owner)
+
+    def _refresh_due(self, tokens: TokenSet) -> bool:
+        """Whether a reader may be waiting to refresh this token right now: it expires
+        within :data:`DUE_MARGIN` or expired less than :data:`DORMANT_AFTER` ago. The
+        previous release takes any write under the lease for a refresh (this one compares
+        the tokens: ``core.refresh.same_grant``) and would then serve the expired token's
+        503, so the migration leaves these for a later run."""
+        if tokens.expires_at is None:
+            return False
+        now = self.clock()
+        return now - DORMANT_AFTER < tokens.expires_at <= now + DUE_MARGIN

@@ -136,7 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(from the user's linked identity) into each, under its refresh lease, while the "
         "apps keep running (the previous release reads them as before). Resumable and "
         "idempotent; reports the counts. A credential whose user has several identities of "
-        "its connection linked is left as it is (its next login names it).",
+        "its connection linked is left as it is (its next login names it); one due for a "
+        "refresh that a reader may be waiting for is left for a later run. A refresh by the "
+        "previous release drops what this wrote: run it again once no process of the "
+        "previous release is left.",
     )
     migrate.add_argument(
         "--batch",
@@ -224,9 +227,14 @@ def _db_migrate_accounts(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"scanned {report.scanned}, migrated {report.migrated}, already {report.already}, "
         f"ambiguous {report.ambiguous}, unlinked {report.unlinked}, "
-        f"unreadable {report.unreadable}, busy {report.busy} "
-        f"({time.monotonic() - started:.1f} s)"
+        f"unreadable {report.unreadable}, busy {report.busy}, due {report.due}, "
+        f"gone {report.gone} ({time.monotonic() - started:.1f} s)"
     )
+    if report.due:
+        print(
+            f"{PROG}: {counted(report.due, 'credential')} due for a refresh left for a later run",
+            file=sys.stderr,
+        )
     if report.busy:
         return _fail(f"{counted(report.busy, 'credential')} stayed leased by a refresh: rerun")
     return 0

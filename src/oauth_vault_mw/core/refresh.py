@@ -41,6 +41,7 @@ __all__ = [
     "lease_renewal_due",
     "retry_budget",
     "retry_pause",
+    "same_grant",
     "still_forced",
     "sweep_result",
     "sweep_start",
@@ -91,10 +92,20 @@ def decide(
     return "expired"
 
 
-def still_forced(force: bool, *, seen_version: int, current_version: int) -> bool:
+def still_forced(
+    force: bool, *, seen_version: int, current_version: int, same_tokens: bool = False
+) -> bool:
     """A forced refresh asks for a token other than the one the caller saw (the provider
-    refused it). Once the record has changed since, its token is already another one."""
-    return force and seen_version == current_version
+    refused it). Once the record has changed since, its token is already another one,
+    unless the change kept the tokens (``same_tokens``: :func:`same_grant`)."""
+    return force and (seen_version == current_version or same_tokens)
+
+
+def same_grant(a: TokenSet, b: TokenSet) -> bool:
+    """Whether two versions of a record hold the same tokens: a write that sealed it again
+    (key rotation) or annotated it (the accounts migration) without refreshing it. A
+    reader waiting for a refresh must not take such a write for one."""
+    return a.access_token == b.access_token and a.refresh_token == b.refresh_token
 
 
 def under_lease(
