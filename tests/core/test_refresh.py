@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 
 from oauth_vault_mw.core.errors import ProviderUnavailable
-from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED
+from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, TokenSet
 from oauth_vault_mw.core.refresh import (
     STORE_MARGIN,
     after_response,
@@ -24,6 +24,7 @@ from oauth_vault_mw.core.refresh import (
     lease_renewal_due,
     retry_budget,
     retry_pause,
+    same_grant,
     still_forced,
     store_retry_pause,
     sweep_result,
@@ -119,6 +120,18 @@ def test_a_forced_refresh_is_moot_once_someone_wrote_a_newer_record() -> None:
 
 def test_an_unforced_read_never_becomes_forced() -> None:
     assert not still_forced(False, seen_version=3, current_version=3)
+
+
+def test_a_forced_refresh_stays_forced_across_a_write_that_kept_the_tokens() -> None:
+    assert still_forced(True, seen_version=3, current_version=4, same_tokens=True)
+    assert not still_forced(False, seen_version=3, current_version=4, same_tokens=True)
+
+
+def test_same_grant_compares_the_tokens_not_the_rest() -> None:
+    a = TokenSet(access_token="at", refresh_token="rt", expires_at=10.0)
+    assert same_grant(a, replace(a, subject="alice", obtained_at=5.0))
+    assert not same_grant(a, replace(a, access_token="at2"))
+    assert not same_grant(a, replace(a, refresh_token="rt2"))
 
 
 # -- under the lease ------------------------------------------------------------------------
