@@ -1,7 +1,7 @@
 """How long ``oauth-vault db migrate-accounts`` takes: ``Vault.migrate_accounts`` on every store.
 
 ``PYTHONPATH=. .venv/bin/python -m benchmarks.migrate_accounts [--records 100000]
-[--stores sqlite,postgresql,redis] [--batch 500]``
+[--stores sqlite,postgresql,redis] [--batch 500] [--concurrency 8]``
 
 Each store (a SQLite file in a temp dir; a throwaway PostgreSQL and a throwaway Redis started
 as :func:`benchmarks.backends.throwaway` starts them, on 127.0.0.1, stopped at the end) is
@@ -10,16 +10,18 @@ left them: one sealed token set without a subject in each user's default slot, a
 identity per user. The fill goes straight through the storage API (``link_identity`` and
 ``save_credential`` of sealed records, from :data:`FILL_THREADS` threads), not through logins.
 
-Then, as the CLI runs it (the sync :class:`~oauth_vault_mw.Vault`, one record after another,
-``--batch`` records per page), the migration is timed, and again a second run that finds
-nothing left to do. Each run's report is checked (all migrated, then all already), and a
-sample of records is opened to check its subject. Nothing refreshes meanwhile: this is the
+Then, as the CLI runs it (SQLite: the sync :class:`~oauth_vault_mw.Vault`, one record after
+another; PostgreSQL and Redis: the :class:`~oauth_vault_mw.AsyncVault`, ``--concurrency``
+records at once, 8 by default as in the CLI; ``--batch`` records per page), the migration is
+timed, and again a second run that finds nothing left to do. Each run's report is checked
+(all migrated, then all already), and a sample of records is opened to check its subject. Nothing refreshes meanwhile: this is the
 migration's own cost. One table: store, records, seconds, records/s, second run seconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import random
@@ -29,11 +31,11 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from oauth_vault_mw import CredentialKey, Settings, Vault
-from oauth_vault_mw._sync.accounts import AccountMigration
+from oauth_vault_mw import AsyncVault, CredentialKey, Settings, Vault
+from oauth_vault_mw._async.accounts import AccountMigration
 from oauth_vault_mw.core.model import TokenSet
 from oauth_vault_mw.core.records import open_record, seal_record
 from oauth_vault_mw.jobs import DEFAULT_BATCH
@@ -97,12 +99,37 @@ def _fill(storage: Storage, settings: Settings, records: int) -> None:
         list(pool.map(chunk, range(0, records, 1000)))
 
 
-def _check(name: str, report: AccountMigration, expected: AccountMigration) -> None:
-    if report != expected:
+def _check(name: str, report: dict[str, int], expected: AccountMigration) -> None:
+    if report != asdict(expected):
         raise RuntimeError(f"{name}: {report}, expected {expected}")
 
 
-def run_store(store: str, url: str, records: int, batch: int) -> MigrationResult:
+def _migrate(settings: Settings, batch: int, concurrency: int) -> dict[str, int]:
+    """One migration as ``oauth-vault db migrate-accounts`` runs it (its report's counts):
+    SQLite in one thread (the sync vault), a network store with the async vault,
+    ``concurrency`` records at once."""
+    if settings.storage_url.startswith("sqlite"):
+        vault = Vault(settings)
+        try:
+            vault.startup()
+            return asdict(vault.migrate_accounts(batch=batch))
+        finally:
+            vault.close()
+
+    async def run() -> AccountMigration:
+        async_vault = AsyncVault(settings)
+        try:
+            await async_vault.startup()
+            return await async_vault.migrate_accounts(batch=batch, concurrency=concurrency)
+        finally:
+            await async_vault.aclose()
+
+    return asdict(asyncio.run(run()))
+
+
+def run_store(
+    store: str, url: str, records: int, batch: int, concurrency: int = 8
+) -> MigrationResult:
     """Fill the empty store at ``url``, then time two migrations of it."""
     settings = make_settings(url, new_secret_key(), new_encryption_key())
     vault = Vault(settings)
@@ -113,12 +140,12 @@ def run_store(store: str, url: str, records: int, batch: int) -> MigrationResult
         fill_seconds = time.monotonic() - started
 
         started = time.monotonic()
-        first = vault.migrate_accounts(batch=batch)
+        first = _migrate(settings, batch, concurrency)
         seconds = time.monotonic() - started
         _check(f"{store} first run", first, AccountMigration(scanned=records, migrated=records))
 
         started = time.monotonic()
-        second = vault.migrate_accounts(batch=batch)
+        second = _migrate(settings, batch, concurrency)
         second_seconds = time.monotonic() - started
         _check(f"{store} second run", second, AccountMigration(scanned=records, already=records))
 
@@ -171,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", type=int, default=DEFAULT_RECORDS)
     parser.add_argument("--stores", default=",".join(STORES), help="comma-separated")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="records per page")
+    parser.add_argument(
+        "--concurrency", type=int, default=8, help="records migrated at once (the CLI's default)"
+    )
     args = parser.parse_args(argv)
     stores = [s for s in args.stores.split(",") if s]
     unknown = set(stores) - set(STORES)
@@ -182,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {store}: filling {args.records:,} legacy records", file=sys.stderr, flush=True)
         try:
             with _store_url(store) as url:
-                result = run_store(store, url, args.records, args.batch)
+                result = run_store(store, url, args.records, args.batch, args.concurrency)
         except Unavailable as why:
             results.append((store, str(why)))
             continue
@@ -193,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         results.append(result)
-    print(f"migrate_accounts, batch {args.batch}: one run")
+    print(f"migrate_accounts, batch {args.batch}, concurrency {args.concurrency}: one run")
     print(_table(results))
     return 0
 

@@ -361,3 +361,19 @@ async def test_a_login_of_the_previous_release_during_the_migration_is_named_too
     assert stored is not None
     opened = open_record(vault.sealer, stored)
     assert (opened.access_token, opened.subject) == ("from-a-login", "alice")
+
+
+async def test_the_migration_of_many_records_several_at_once(vault: AsyncVault) -> None:
+    now = vault.clock()
+    for i in range(60):
+        user = f"u{i:03d}"
+        await vault.storage.link_identity("demo", f"s{i}", user)
+        legacy = TokenSet(access_token=f"at{i}", expires_at=now + 3600, obtained_at=now)
+        await vault.put_tokens(CredentialKey("demo", user), legacy)
+    report = await vault.migrate_accounts(batch=7, concurrency=8)
+    assert (report.scanned, report.migrated) == (60, 60)
+    for i in range(60):
+        record = await vault.storage.get_credential(CredentialKey("demo", f"u{i:03d}"))
+        assert record is not None
+        assert open_record(vault.sealer, record).subject == f"s{i}"
+    assert (await vault.migrate_accounts(concurrency=8)).already == 60

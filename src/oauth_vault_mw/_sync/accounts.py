@@ -187,13 +187,19 @@ class Accounts(Refresher):
         self.set_default_account(connection_id, user_id, chosen.account_id)
         return chosen.account_id
 
-    def migrate_accounts(self, *, batch: int = 500) -> AccountMigration:
+    def migrate_accounts(
+        self,
+        *,
+        batch: int = 500,
+    ) -> AccountMigration:
         """Give every default record stored before accounts existed its account's subject
         (sealed in its token set), so that its account id no longer depends on the user's
         linked subjects. Resumable and idempotent; runs while the previous release keeps
         reading and refreshing: each record is rewritten under its refresh lease, compare
         and set, and a release that does not know the subject reads the record as before
-        (the field is ignored; its refreshes drop it, and a later run sets it again)."""
+        (the field is ignored; its refreshes drop it, and a later run sets it again).
+        The async vault takes ``concurrency``: records of a page migrated at once (each
+        is its own steps on its own lease; on a network store the round trips overlap)."""
         report = AccountMigration()
         after: CredentialKey | None = None
         while True:
@@ -201,12 +207,11 @@ class Accounts(Refresher):
             if not page:
                 return report
             after = page[-1].key
-            for record in page:
-                report.scanned += 1
-                if record.key.account != DEFAULT_SLOT:
-                    report.already += 1
-                    continue
-                outcome = self._migrate_one(record)
+            todo = [r for r in page if r.key.account == DEFAULT_SLOT]
+            report.scanned += len(page)
+            report.already += len(page) - len(todo)
+            outcomes = [self._migrate_one(record) for record in todo]
+            for outcome in outcomes:
                 setattr(report, outcome, getattr(report, outcome) + 1)
 
     def _migrate_one(self, record: StoredCredential) -> str:
