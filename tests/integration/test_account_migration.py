@@ -268,14 +268,22 @@ with provider.serve() as issuer:  # the new code refreshes through it at the end
 
 @pytest.fixture(scope="module")
 def previous_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The previous release's ``src``, from git, extracted once for the module."""
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", PREVIOUS_RELEASE, "src"],
-            capture_output=True,
-            check=False,
-            timeout=60,
+    """The previous release's ``src``, from git, extracted once for the module (a shallow
+    clone first fetches the rest of its history from its origin)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, check=False, timeout=300
         )
+
+    try:
+        archive = git("archive", "--format=tar", PREVIOUS_RELEASE, "src")
+        if (
+            archive.returncode != 0
+            and git("rev-parse", "--is-shallow-repository").stdout.strip() == b"true"
+        ):
+            git("fetch", "--quiet", "--unshallow")
+            archive = git("archive", "--format=tar", PREVIOUS_RELEASE, "src")
     except FileNotFoundError:
         pytest.fail("git is not installed: the previous release is taken from git history")
     if archive.returncode != 0:
