@@ -14,8 +14,9 @@ Then, as the CLI runs it (SQLite: the sync :class:`~oauth_vault_mw.Vault`, one r
 another; PostgreSQL and Redis: the :class:`~oauth_vault_mw.AsyncVault`, ``--concurrency``
 records at once, 8 by default as in the CLI; ``--batch`` records per page), the migration is
 timed, and again a second run that finds nothing left to do. Each run's report is checked
-(all migrated, then all already), and a sample of records is opened to check its subject. Nothing refreshes meanwhile: this is the
-migration's own cost. One table: store, records, seconds, records/s, second run seconds.
+(all migrated, then all already), and a sample of records is opened to check its subject.
+Nothing refreshes meanwhile: this is the migration's own cost. One table: store, records,
+seconds, records/s, second run seconds.
 """
 
 from __future__ import annotations
