@@ -85,7 +85,7 @@ def test_account_ids_are_stable_distinct_and_hide_the_subject() -> None:
     assert account_param(one) == one
     assert account_param(None) is None
     assert account_param("") is None
-    for bad in ("default", "new", one.upper(), one + "0", "a" * 24, "../" + one):
+    for bad in ("default", "new", one.upper(), one + "0", "a" * 24, "../" + one, one + "\n"):
         with pytest.raises(BadRequest):
             account_param(bad)
 

@@ -51,7 +51,7 @@ DEFAULT_SLOT = "default"
 NEW_ACCOUNT = "new"
 """``?account=new`` on a connect: link another account (the provider asks which)."""
 
-_ACCOUNT_ID_RE = re.compile(r"^a[0-9a-f]{24}$")
+_ACCOUNT_ID_RE = re.compile(r"a[0-9a-f]{24}")
 
 
 def account_id(connection_id: str, subject: str, qualifier: str | None = None) -> str:
@@ -89,7 +89,7 @@ def account_param(value: str | None) -> str | None:
     anything else is a 400 that changes nothing."""
     if value is None or value == "":
         return None
-    if not _ACCOUNT_ID_RE.match(value):
+    if not _ACCOUNT_ID_RE.fullmatch(value):  # no trailing newline, unlike "$"
         raise BadRequest("account must be an account id from /me (a and 24 hex digits)")
     return value
 

@@ -29,7 +29,7 @@ from .presets import (
 
 __all__ = ["ID_RE", "ConnectionConfig", "check_int", "is_loopback_host", "parse_connection"]
 
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -361,8 +361,8 @@ def _optional_string(
     return value
 
 
-_PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}$")
-_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_PRINTABLE = re.compile(r"^[\x20-\x7e]{1,256}\Z")
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}\Z")
 _KEY_IDS = "1-128 letters, digits, '_', '.', '-'"
 
 

@@ -35,7 +35,7 @@ READ_CREDENTIALS = "connections:credentials:read"
 ROLES: dict[str, frozenset[str]] = {"UserCredentialsViewer": frozenset({READ_CREDENTIALS})}
 ACTIONS = frozenset({READ_CREDENTIALS})
 
-SEGMENT_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]{0,127}$")
+SEGMENT_RE = re.compile(r"^[A-Za-z0-9_@:+-][A-Za-z0-9_.@:+-]{0,127}\Z")
 MAX_SEGMENTS = 16
 
 

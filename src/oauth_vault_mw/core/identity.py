@@ -38,7 +38,7 @@ __all__ = [
     "userinfo_request",
 ]
 
-USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}\Z")
 
 
 @dataclass(frozen=True)

@@ -91,13 +91,13 @@ VariableKind = Literal["label", "host", "segment", "url"]
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 VARIABLE_KINDS: Mapping[str, tuple[re.Pattern[str] | None, str]] = {
-    "label": (re.compile(rf"^{_LABEL}$"), "letters, digits and inner '-' (one DNS label)"),
+    "label": (re.compile(rf"^{_LABEL}\Z"), "letters, digits and inner '-' (one DNS label)"),
     "host": (
-        re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$"),
+        re.compile(rf"^(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*\Z"),
         "a host name such as example.com (no scheme, port or path)",
     ),
     "segment": (
-        re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"),
+        re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z"),
         "1-128 letters, digits, '_', '.', '-', starting with a letter or digit",
     ),
     "url": (None, "an absolute https URL without query or fragment"),

@@ -56,7 +56,7 @@ MAX_ASKED_SCOPE = 2048
 OFFLINE_SCOPE = "offline_access"
 """Granted when the credential holds a refresh token, whether or not the reply names it."""
 
-_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")  # RFC 6749 3.3 scope-token
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+\Z")  # RFC 6749 3.3 scope-token
 
 
 def parse_scope_param(value: str, *, separator: str = " ") -> tuple[str, ...]:

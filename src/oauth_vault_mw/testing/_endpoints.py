@@ -46,7 +46,7 @@ __all__ = ["DEFAULT_LOGIN", "ProviderEndpoints"]
 DEFAULT_LOGIN = "alice"
 """Who the authorization endpoint approves before any ``login_as``."""
 
-_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
+_CHALLENGE = re.compile(r"^[A-Za-z0-9._~-]{43,128}\Z")
 _ROUTES: dict[str, tuple[str, tuple[str, ...]]] = {
     "/.well-known/openid-configuration": ("discovery", ("GET",)),
     "/.well-known/oauth-authorization-server": ("discovery", ("GET",)),
