@@ -5,6 +5,7 @@ accounts existed. The rules are ``core/accounts.py``'s; this is the I/O around t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, replace
@@ -72,19 +73,15 @@ class AsyncAccounts(AsyncRefresher):
         default slot when it is the user's first account of the connection or the default
         one, else in its own (``core.accounts.login_slot``). ``new_link``: the login linked
         ``subject`` to the user just now."""
-        base = CredentialKey(connection_id, user_id)
-        default = await self.storage.get_credential(base)
+        default = await self.storage.get_credential(CredentialKey(connection_id, user_id))
         opened: TokenSet | None = None
-        linked: list[str] | None = None
         if default is not None:
-            try:
+            # a record no configured key opens is replaced by the login
+            with contextlib.suppress(CredentialUnreadable):
                 opened = self.opened.open(default)
-            except CredentialUnreadable:
-                opened = None  # no configured key opens it: the login replaces it
-            if opened is not None and opened.subject is None:
-                linked = await self.legacy_subjects(connection_id, user_id)
-                if new_link:
-                    linked = [s for s in linked if s != subject]
+        linked = await self.legacy_linked(connection_id, user_id, opened)
+        if linked is not None and new_link:
+            linked = [s for s in linked if s != subject]
         extra = self.connection(connection_id).account_extra
         qualifiers = (
             qualifier_of(extra, tokens),
@@ -108,16 +105,9 @@ class AsyncAccounts(AsyncRefresher):
     async def _accounts_of(
         self, connection_id: str, user_id: str, records: list[StoredCredential]
     ) -> list[AccountRecord]:
-        opened: dict[CredentialKey, TokenSet] = {}
-        for record in records:
-            try:
-                opened[record.key] = self.opened.open(record)
-            except CredentialUnreadable:
-                continue
-        linked = None
+        opened = self._opened_all(records)
         default = opened.get(CredentialKey(connection_id, user_id))
-        if default is not None and default.subject is None:
-            linked = await self.legacy_subjects(connection_id, user_id)
+        linked = await self.legacy_linked(connection_id, user_id, default)
         extra = self.connection(connection_id).account_extra
         return list_accounts(connection_id, user_id, records, opened, linked, extra)
 
@@ -149,15 +139,13 @@ class AsyncAccounts(AsyncRefresher):
             if default is None:  # no default left (a removal was interrupted): just move
                 await self._move(moving, base, 0)
             else:
-                old_id = await self.default_account_id(default)
-                old_tokens = self.opened.open(default)
-                if old_tokens.subject is None:
-                    logger.info("change of default: the previous default has no subject")
-                parked = CredentialKey(connection_id, user_id, old_id)
+                # the previous default to its own slot (over a copy an interrupted change
+                # may have left there), then the account into the default slot
+                parked = CredentialKey(
+                    connection_id, user_id, await self.default_account_id(default)
+                )
                 stale = await self.storage.get_credential(parked)
-                record = seal_record(self.sealer, parked, old_tokens, now=self.clock())
-                if not await self.storage.save_credential(record, stale.version if stale else 0):
-                    raise StorageUnavailable("the previous default could not be set aside")
+                await self._move(default, parked, stale.version if stale else 0)
                 await self._move(moving, base, default.version)
             await self.storage.delete_credential(target.key)
         finally:
@@ -219,11 +207,12 @@ class AsyncAccounts(AsyncRefresher):
     async def _migrate_one(self, record: StoredCredential) -> str:
         key = record.key
         try:
-            if self.opened.open(record).subject is not None:
-                return "already"
+            legacy = self.opened.open(record)
         except CredentialUnreadable:
             return "unreadable"
-        linked = await self.legacy_subjects(key.connection_id, key.user_id)
+        if legacy.subject is not None:
+            return "already"
+        linked = await self.legacy_linked(key.connection_id, key.user_id, legacy)
         if not linked:
             return "unlinked"
         if len(linked) > 1:

@@ -153,6 +153,13 @@ def _query(request: AsyncHttpInput) -> dict[str, str]:
     return unique_params(request.query_items())
 
 
+def _account(request: AsyncHttpInput) -> str | None:
+    """The ``account`` query parameter (``core.accounts.account_param``), if any."""
+    if not request.query_string():
+        return None
+    return account_param(_query(request).get("account"))
+
+
 class AsyncRouteHandlers:
     """One handler per route of ``ROUTES``, under the route's name (see :data:`Handler`)."""
 
@@ -332,9 +339,7 @@ class AsyncRouteHandlers:
         return json_reply(creds.to_dict())
 
     async def service_credentials(self, request: AsyncHttpInput, path_params: PathParams) -> Reply:
-        account = None
-        if request.query_string():
-            account = account_param(_query(request).get("account"))
+        account = _account(request)
         principal = await self.service.authenticate(request.header("authorization"))
         creds = await self.service.credentials_for(
             principal, path_params["connection_id"], path_params["user_id"], account=account
@@ -362,7 +367,7 @@ class AsyncRouteHandlers:
         self._check_origin(request)
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)
-        account = account_param(_query(request).get("account"))
+        account = _account(request)
         user_id = await request.require_user_id()
         revoked = await self.vault.disconnect(connection_id, user_id, account)
         answer: dict[str, object] = {"connection_id": connection_id, "revoked": revoked}
@@ -376,7 +381,7 @@ class AsyncRouteHandlers:
         self._check_origin(request)
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)
-        account = account_param(_query(request).get("account"))
+        account = _account(request)
         if account is None:
             raise BadRequest("account: the account id (from /me) to make the default")
         user_id = await request.require_user_id()

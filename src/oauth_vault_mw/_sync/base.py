@@ -166,38 +166,60 @@ class VaultBase:
                 return
         raise StorageUnavailable("could not store the credential under contention")
 
+    def _opened_all(self, records: list[StoredCredential]) -> dict[CredentialKey, TokenSet]:
+        """The records' token sets; one that no configured key opens is left out (``/me``
+        then shows its state, not its profile)."""
+        opened: dict[CredentialKey, TokenSet] = {}
+        for record in records:
+            try:
+                opened[record.key] = self.opened.open(record)
+            except CredentialUnreadable:
+                continue
+        return opened
+
     def default_account_id(self, record: StoredCredential) -> str:
         """The account id of the record in a default slot (``core/accounts.py``); for a
         record stored before accounts existed, from the user's linked subjects."""
         tokens = self.opened.open(record)
         key = record.key
-        linked = None
-        if tokens.subject is None:
-            linked = self.legacy_subjects(key.connection_id, key.user_id)
+        linked = self.legacy_linked(key.connection_id, key.user_id, tokens)
         extra = self.connection(key.connection_id).account_extra
         return default_account_id(key.connection_id, key.user_id, tokens, linked, extra)
 
-    def legacy_subjects(self, connection_id: str, user_id: str) -> list[str]:
-        """The subjects a default record stored before accounts existed may belong to: the
-        user's linked subjects of the connection that no account of its own holds."""
+    def legacy_linked(
+        self, connection_id: str, user_id: str, default: TokenSet | None
+    ) -> list[str] | None:
+        """For a default token set stored before accounts existed (no subject), the
+        subjects it may belong to: the user's linked subjects of the connection that no
+        account of its own holds. ``None`` for any other (nothing to look up)."""
+        if default is None or default.subject is not None:
+            return None
         linked = self.storage.list_identities(connection_id, user_id)
         if len(linked) <= 1:
             return linked
-        held: set[str | None] = set()
-        for record in self.storage.list_credentials(user_id):
-            if record.key.connection_id == connection_id and record.key.account != DEFAULT_SLOT:
-                try:
-                    held.add(self.opened.open(record).subject)
-                except CredentialUnreadable:
-                    continue
+        records = [
+            r
+            for r in self.storage.list_credentials(user_id)
+            if r.key.connection_id == connection_id and r.key.account != DEFAULT_SLOT
+        ]
+        held = {tokens.subject for tokens in self._opened_all(records).values()}
         return [s for s in linked if s not in held]
+
+    def default_record_of(
+        self, connection_id: str, user_id: str, account: str
+    ) -> StoredCredential | None:
+        """The record in the user's default slot when it holds account ``account``."""
+        default = self.storage.get_credential(CredentialKey(connection_id, user_id))
+        if default is not None and self.default_account_id(default) == account:
+            return default
+        return None
 
     def locate_account(self, connection_id: str, user_id: str, account: str) -> StoredCredential:
         """The record of account ``account`` (an account id) of the user's connection: the
         default slot's when it is the default account, else the account's own slot.
         Raises :class:`CredentialNotFound` when the user has no such account."""
-        default = self.storage.get_credential(CredentialKey(connection_id, user_id))
-        if default is not None and self.default_account_id(default) == account:
+        default = self.default_record_of(connection_id, user_id, account)
+        if default is not None:
             return default
         if account == DEFAULT_SLOT:
             raise CredentialNotFound("no such account")

@@ -288,8 +288,10 @@ class Refresher(VaultBase):
                 record = self.storage.get_credential(key)
             if record is None:
                 return "fresh"
-            if key.account != DEFAULT_SLOT and self._copy_of_default(key):
-                return "fresh"  # left by an interrupted change of default: never refreshed
+            if key.account != DEFAULT_SLOT and self.default_record_of(*key.parts()):
+                # a copy of the default account (whose record in the default slot is the
+                # one read and refreshed), left by an interrupted change of default
+                return "fresh"
             seen = record
             tokens = self.opened.open(seen)
             start = sweep_start(tokens, now=self.clock(), within=within)
@@ -312,12 +314,6 @@ class Refresher(VaultBase):
             )
             return "failed"
         return sweep_result(tokens, fresh)
-
-    def _copy_of_default(self, key: CredentialKey) -> bool:
-        """Whether the account in slot ``key`` is the user's default account (whose record
-        in the default slot is the one read and refreshed: ``core/accounts.py``)."""
-        default = self.storage.get_credential(CredentialKey(key.connection_id, key.user_id))
-        return default is not None and self.default_account_id(default) == key.account
 
     def _refresh(
         self,
@@ -358,9 +354,11 @@ class Refresher(VaultBase):
                 raise CredentialNotFound()
             tokens = self.opened.open(record)
             now = self.clock()
-            same = record.version == seen.version or same_grant(tokens, self.opened.open(seen))
             forced = still_forced(
-                force, seen_version=seen.version, current_version=record.version, same_tokens=same
+                force,
+                seen_version=seen.version,
+                current_version=record.version,
+                same_tokens=same_grant(tokens, self.opened.open(seen)),
             )
             verdict = under_lease(
                 tokens,

@@ -151,6 +151,13 @@ def _query(request: HttpInput) -> dict[str, str]:
     return unique_params(request.query_items())
 
 
+def _account(request: HttpInput) -> str | None:
+    """The ``account`` query parameter (``core.accounts.account_param``), if any."""
+    if not request.query_string():
+        return None
+    return account_param(_query(request).get("account"))
+
+
 class RouteHandlers:
     """One handler per route of ``ROUTES``, under the route's name (see :data:`Handler`)."""
 
@@ -330,9 +337,7 @@ class RouteHandlers:
         return json_reply(creds.to_dict())
 
     def service_credentials(self, request: HttpInput, path_params: PathParams) -> Reply:
-        account = None
-        if request.query_string():
-            account = account_param(_query(request).get("account"))
+        account = _account(request)
         principal = self.service.authenticate(request.header("authorization"))
         creds = self.service.credentials_for(
             principal, path_params["connection_id"], path_params["user_id"], account=account
@@ -360,7 +365,7 @@ class RouteHandlers:
         self._check_origin(request)
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)
-        account = account_param(_query(request).get("account"))
+        account = _account(request)
         user_id = request.require_user_id()
         revoked = self.vault.disconnect(connection_id, user_id, account)
         answer: dict[str, object] = {"connection_id": connection_id, "revoked": revoked}
@@ -374,7 +379,7 @@ class RouteHandlers:
         self._check_origin(request)
         connection_id = path_params["connection_id"]
         self.vault.connection(connection_id)
-        account = account_param(_query(request).get("account"))
+        account = _account(request)
         if account is None:
             raise BadRequest("account: the account id (from /me) to make the default")
         user_id = request.require_user_id()

@@ -23,11 +23,11 @@ from typing import Any
 
 from ..core.accounts import DEFAULT_SLOT
 from ..core.connections import ConnectionConfig
-from ..core.errors import CredentialNotFound, CredentialUnreadable
+from ..core.errors import CredentialNotFound
 from ..core.hooks import DisconnectEvent
 from ..core.http import ProviderCallFailed
 from ..core.identity import CurrentUser, last_login, me_payload
-from ..core.model import CredentialKey, Credentials, StoredCredential, TokenSet
+from ..core.model import CredentialKey, Credentials
 from ..core.records import open_record
 from ..core.token_requests import (
     revocation_request,
@@ -96,12 +96,10 @@ class Vault(Login):
         opened = self._opened_all(records)
         linked: dict[str, list[str]] = {}
         for key, tokens in opened.items():  # defaults stored before accounts existed
-            if (
-                key.account == DEFAULT_SLOT
-                and tokens.subject is None
-                and key.connection_id in known
-            ):
-                linked[key.connection_id] = self.legacy_subjects(key.connection_id, user_id)
+            if key.account == DEFAULT_SLOT and key.connection_id in known:
+                found = self.legacy_linked(key.connection_id, user_id, tokens)
+                if found is not None:
+                    linked[key.connection_id] = found
         return me_payload(user_id, records, known, opened, linked)
 
     def current_user(self, user_id: str) -> CurrentUser:
@@ -112,17 +110,6 @@ class Vault(Login):
         if last is None:
             return CurrentUser(user_id)
         return CurrentUser(user_id, dict(last[1].profile), last[0].connection_id)
-
-    def _opened_all(self, records: list[StoredCredential]) -> dict[CredentialKey, TokenSet]:
-        """The records' token sets; one that no configured key opens is left out (``/me``
-        then shows its state, not its profile)."""
-        opened: dict[CredentialKey, TokenSet] = {}
-        for record in records:
-            try:
-                opened[record.key] = self.opened.open(record)
-            except CredentialUnreadable:
-                continue
-        return opened
 
     def disconnect(self, connection_id: str, user_id: str, account: str | None = None) -> bool:
         """Revoke at the provider (RFC 7009) when it offers revocation, then delete: the
@@ -149,12 +136,9 @@ class Vault(Login):
             if not keys:
                 raise CredentialNotFound()
             revoked = True
-            for key in keys:  # the other accounts first, the default last
-                if key.account != DEFAULT_SLOT:
-                    revoked = self._disconnect_one(conn, key) and revoked
-            for key in keys:
-                if key.account == DEFAULT_SLOT:
-                    revoked = self._disconnect_one(conn, key) and revoked
+            # the other accounts first, the default last
+            for key in sorted(keys, key=lambda k: k.account == DEFAULT_SLOT):
+                revoked = self._disconnect_one(conn, key) and revoked
         event = DisconnectEvent(user_id, connection_id, revoked)
         self._after_hook("on_disconnect", self.hooks.on_disconnect, event)
         return revoked
