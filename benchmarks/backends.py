@@ -5,7 +5,7 @@ Throwaway servers from the test helpers (:class:`tests.support.postgres_server.P
 ``initdb`` in a temp dir, fsync off; :class:`tests.support.redis_server.RedisServer`: no
 persistence), both on 127.0.0.1, stopped in ``finally``. One credential is seeded through
 the vault (with the service layer attached, as the middleware attaches it: every read also
-goes to the audit trail, written every 50 reads). Per call:
+goes to the audit trail, aggregated and written once a second). Per call:
 
 * ours: ``await vault.get_connection_credentials("demo", user)`` on an ``AsyncVault`` whose
   storage URL is ``postgresql://...`` or ``redis://...``;

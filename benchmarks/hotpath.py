@@ -16,7 +16,7 @@ Ours: ``vault.get_connection_credentials("demo", user)``, and ``connection_crede
 "demo")`` on a fresh Starlette ``Request`` whose scope holds a fresh ``RequestContext`` (what
 the middleware builds per request) and the signed session cookie. The vault carries the
 service layer as the middleware attaches it, so every read also goes to the audit trail
-(batched: written every 50 reads).
+(aggregated per user and written once a second).
 """
 
 from __future__ import annotations

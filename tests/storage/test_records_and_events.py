@@ -177,6 +177,17 @@ def test_event_data_and_times_round_trip(storage: Storage) -> None:
     assert storage.read_events(at[0], 10) == [(at[0], EVERY_BYTE), (at[1], b"")]
 
 
+def test_a_window_sized_batch_keeps_every_event_in_order(storage: Storage) -> None:
+    """A batch as large as an audit window (more than one of Redis's ZADD chunks, one
+    PostgreSQL statement over arrays): every event, its bytes whatever they are, ties in
+    append order."""
+    batch = [(NOW + i % 7, b"%d:" % i + EVERY_BYTE[i % 256 :]) for i in range(1000)]
+    storage.append_events(batch)
+    storage.append_events([(NOW, b"next")])
+    found = storage.read_events(0.0, 2000)
+    assert found == sorted([*batch, (NOW, b"next")], key=lambda e: e[0])  # a stable sort
+
+
 def test_concurrent_appends_keep_every_event(sync_storage: Storage) -> None:
     barrier = threading.Barrier(THREADS)
 

@@ -57,9 +57,11 @@ class AuditTrail:
     Security-relevant events (refused keys aside) are written at once. Routine ones, reads
     first of all, are aggregated: identical (actor, action, outcome, connection, user)
     events within a window become one entry with a ``count``, written once the window is a
-    second old or holds 50 distinct entries, and on ``flush()``. The async trail writes a due
-    window in a task of its own, off the request path; the sync trail writes it in the call
-    that finds it due. ``metrics`` counts the events a failed write loses; the vault's
+    second old or holds ``batch`` (1,000) distinct entries, and on ``flush()``: one row per
+    user and second however many reads (a window of 50 entries wrote about a row per read
+    once an app had more than 50 users reading). The async trail writes a due window in a
+    task of its own, off the request path; the sync trail writes it in the call that finds
+    it due. ``metrics`` counts the events a failed write loses; the vault's
     metrics read :meth:`backlog` when they are collected.
     """
 
@@ -67,7 +69,7 @@ class AuditTrail:
         self,
         storage: Storage,
         *,
-        batch: int = 50,
+        batch: int = 1000,
         max_delay: float = 1.0,
         metrics: Metrics = NO_METRICS,
     ) -> None:

@@ -37,6 +37,9 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
+# one encoder for every audit event (json.dumps with arguments builds one per call)
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def check_client_name(name: str) -> str:
     if not CLIENT_NAME_RE.match(name):
@@ -141,7 +144,7 @@ class AuditEvent:
         }
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        return _compact_json(self.to_dict()).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> AuditEvent:

@@ -142,9 +142,14 @@ return 0
 _APPEND = """
 local n = #ARGV / 2
 local last = redis.call('INCRBY', KEYS[2], n)
+local members = {}
 for i = 1, n do
-  redis.call('ZADD', KEYS[1], ARGV[2 * i - 1],
-             string.format('%020d', last - n + i) .. ':' .. ARGV[2 * i])
+  members[#members + 1] = ARGV[2 * i - 1]
+  members[#members + 1] = string.format('%020d', last - n + i) .. ':' .. ARGV[2 * i]
+  if #members == 512 or i == n then  -- one ZADD per 256 events (unpack's stack is bounded)
+    redis.call('ZADD', KEYS[1], unpack(members))
+    members = {}
+  end
 end
 return last
 """

@@ -148,10 +148,17 @@ class Op(Generic[T]):
     """One storage step as data: run ``statement`` with ``params`` (in a transaction when
     ``write``), then read the buffered result with ``result``."""
 
-    statement: sa.Executable
-    params: dict[str, Any] | list[dict[str, Any]] | None  # a list: executemany
+    statement: sa.Executable | str  # a str: the driver's own SQL, with a tuple of params
+    params: dict[str, Any] | list[dict[str, Any]] | tuple[Any, ...] | None  # a list: executemany
     write: bool
     result: Callable[[sa.CursorResult[Any]], T]
+
+    def on(self, conn: Any) -> Any:
+        """Run the statement on ``conn`` (a SQLAlchemy ``Connection``: its result; an
+        ``AsyncConnection``: the awaitable of it)."""
+        if isinstance(self.statement, str):
+            return conn.exec_driver_sql(self.statement, self.params)
+        return conn.execute(self.statement, self.params)
 
 
 # -- the per-request reads as fixed SQL, for the drivers' own cursors ---------------------
@@ -410,6 +417,18 @@ class SQLStatements:
         self._delete_record = sa.delete(records).where(record)
         self._list_records = sa.select(r.name, r.data).where(r.kind == bp("kind"))
         self._append_events = sa.insert(events)
+        # PostgreSQL: a batch is one statement over two arrays sent in binary (psycopg would
+        # pipeline one INSERT per event, each parsed and planned by the server: ~15 us an
+        # event, against ~3 for the arrays; a bytea[] in text form is escaped element by
+        # element on both sides), in the batch's order so that `id` orders events of one
+        # instant. Driver SQL: SQLAlchemy's placeholders cannot ask psycopg for binary.
+        self._append_events_arrays = (
+            "INSERT INTO oauth_vault_events (at, data) SELECT at, data"
+            " FROM unnest(%b::double precision[], %b::bytea[])"
+            " WITH ORDINALITY AS batch(at, data, n) ORDER BY n"
+            if dialect == "postgresql"
+            else None
+        )
         self._read_events = (
             sa.select(e.at, e.data)
             .where(e.at >= bp("since"))
@@ -557,6 +576,9 @@ class SQLStatements:
     def append_events(self, batch: Sequence[tuple[float, bytes]]) -> Op[None]:
         """For a non-empty ``batch`` (an empty parameter list would insert one empty row):
         the storages skip an empty one."""
+        if self._append_events_arrays is not None:
+            arrays = ([at for at, _ in batch], [data for _, data in batch])
+            return Op(self._append_events_arrays, arrays, True, _nothing)
         rows = [{"at": at, "data": data} for at, data in batch]
         return Op(self._append_events, rows, True, _nothing)
 

@@ -446,9 +446,9 @@ class SQLStorage:
         with map_errors():
             if op.write:
                 with self.engine.begin() as conn:
-                    return op.result(conn.execute(op.statement, op.params))
+                    return op.result(op.on(conn))
             with self.engine.connect() as conn:
-                return op.result(conn.execute(op.statement, op.params))
+                return op.result(op.on(conn))
 
     def setup(self) -> None:
         """Create or upgrade the schema (Alembic, to head); idempotent, safe to run at once
@@ -491,11 +491,11 @@ class SQLStorage:
         with map_errors(), self.engine.begin() as conn:
             for key, owner in leases:
                 take = self._sql.acquire_lease(key, owner, ttl, now)
-                if not take.result(conn.execute(take.statement, take.params)):
+                if not take.result(take.on(conn)):
                     found.append(None)
                     continue
                 read = self._sql.get_credential(key)
-                found.append(read.result(conn.execute(read.statement, read.params)))
+                found.append(read.result(read.on(conn)))
         return found
 
     def save_credentials_releasing(
@@ -507,7 +507,7 @@ class SQLStorage:
             return self._leases.saves_releasing(saves)
         with map_errors(), self.engine.begin() as conn:
             return [
-                op.result(conn.execute(op.statement, op.params))
+                op.result(op.on(conn))
                 for op in (self._sql.save_credential_releasing(*save) for save in saves)
             ]
 

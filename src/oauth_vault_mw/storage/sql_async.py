@@ -307,9 +307,9 @@ class AsyncSQLStorage:
             conn: AsyncConnection
             if op.write:
                 async with engine.begin() as conn:
-                    return op.result(await conn.execute(op.statement, op.params))
+                    return op.result(await op.on(conn))
             async with engine.connect() as conn:
-                return op.result(await conn.execute(op.statement, op.params))
+                return op.result(await op.on(conn))
 
     async def setup(self) -> None:
         """Create or upgrade the schema; see :meth:`SQLStorage.setup
