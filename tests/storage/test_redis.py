@@ -18,13 +18,19 @@ from redis.crc import key_slot
 
 from oauth_vault_mw.core.crypto import Sealer
 from oauth_vault_mw.core.errors import ConfigurationError, StorageUnavailable
-from oauth_vault_mw.core.model import REAUTHENTICATION_REQUIRED, CredentialKey, TokenSet
+from oauth_vault_mw.core.model import (
+    REAUTHENTICATION_REQUIRED,
+    CredentialKey,
+    StoredCredential,
+    TokenSet,
+)
 from oauth_vault_mw.storage import (
     AsyncStorageAdapter,
     async_storage_from_url,
     storage_from_url,
 )
-from oauth_vault_mw.storage.redis import AsyncRedisStorage, RedisStorage
+from oauth_vault_mw.storage._redis_ops import Eval, merge_reads
+from oauth_vault_mw.storage.redis import READS_IN_FLIGHT, AsyncRedisStorage, RedisStorage
 from tests.support.redis_server import RedisServer
 
 from .test_contract import ALICE, NOW, record
@@ -190,8 +196,9 @@ async def test_reads_beyond_those_in_flight_go_as_one_pipeline(
     outcome = await asyncio.gather(
         *(astore.get_credential(k) for k in keys), return_exceptions=True
     )
-    assert all(o is not None and not isinstance(o, BaseException) for o in outcome[:4])
-    assert all(isinstance(o, StorageUnavailable) for o in outcome[4:]), outcome
+    alone = outcome[:READS_IN_FLIGHT]
+    assert all(o is not None and not isinstance(o, BaseException) for o in alone)
+    assert all(isinstance(o, StorageUnavailable) for o in outcome[READS_IN_FLIGHT:]), outcome
     for _ in range(3):
         await asyncio.sleep(0)  # the tasks' done callbacks
     assert not client.reads.tasks
@@ -409,6 +416,122 @@ def test_hung_server_times_out(private_server: RedisServer) -> None:
     finally:
         private_server.resume()
         store.close()
+
+
+def test_merge_reads_groups_per_key_script_calls_by_their_arguments() -> None:
+    """Calls of a per-key script with the same ARGV go as one call over their keys (each
+    key once); other commands as they are; each command gets back its own reply."""
+    a1 = Eval("session_credential", (b"s1",), (b"x",))
+    a2 = Eval("session_credential", (b"s2",), (b"x",))
+    b1 = Eval("session_credential", (b"s1",), (b"y",))
+    get = ("GET", b"k")
+    other = Eval("append", (b"e", b"q"), (b"1",))
+    sent, split = merge_reads([a1, get, b1, a2, other])
+    assert sent == [
+        Eval("session_credential", (b"s1", b"s2"), (b"x",)),
+        get,
+        Eval("session_credential", (b"s1",), (b"y",)),
+        other,
+    ]
+    replies = split([["one", "two"], b"v", ["three"], 7])
+    assert replies == [["one"], b"v", ["three"], ["two"], 7]
+
+
+async def test_async_reads_pipeline_on_one_connection_and_stay_in_step(
+    astore: AsyncRedisStorage, raw: redis.Redis
+) -> None:
+    """The per-request reads share one connection of their own, written back to back: every
+    reader gets its own reply, and readers cancelled while waiting leave the connection in
+    step (their replies are read and dropped)."""
+    keys = [CredentialKey("demo", f"lane-{i}") for i in range(40)]
+    for i, key in enumerate(keys):
+        await astore.delete_credential(key)
+        assert await astore.save_credential(record(key, sealed=f"s{i}"), 0)
+        await astore.create_session(f"lh{i}", key.user_id, NOW + 60)
+    before = len(raw.client_list())
+    for _ in range(3):
+        tasks: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(astore.get_credential(k)) for k in keys
+        ]
+        tasks += [
+            asyncio.ensure_future(astore.get_session_credential(f"lh{i}", NOW, "demo"))
+            for i in range(40)
+        ]
+        await asyncio.sleep(0)
+        for task in tasks[3::4]:
+            task.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        for n, got in enumerate(done):
+            if n % 4 == 3:
+                assert isinstance(got, asyncio.CancelledError)
+            elif n < 40:
+                assert isinstance(got, StoredCredential)
+                assert (got.key, got.sealed) == (keys[n], f"s{n}")
+            else:
+                assert isinstance(got, tuple)
+                assert got[0] == keys[n - 40].user_id
+                assert got[1] is not None
+                assert got[1].sealed == f"s{n - 40}"
+    assert len(raw.client_list()) <= before + 1  # the reads' own connection
+
+
+async def test_async_reads_time_out_on_a_hung_server(private_server: RedisServer) -> None:
+    """A server that stops answering fails the waiting reads with a timeout (the lane's
+    watchdog: within two socket timeouts), and the reads work again once it answers."""
+    store = AsyncRedisStorage(private_server.url + "?socket_timeout=0.3")
+    try:
+        await store.setup()
+        assert await store.get_credential(ALICE) is None  # the lane is connected
+        private_server.pause()
+        started = time.monotonic()
+        outcome = await asyncio.gather(
+            *(store.get_credential(ALICE) for _ in range(5)), return_exceptions=True
+        )
+        assert time.monotonic() - started < 1.5
+        for err in outcome:
+            assert isinstance(err, StorageUnavailable)
+            assert str(err) == "storage error: TimeoutError"
+        private_server.resume()
+        assert await store.get_credential(ALICE) is None
+    finally:
+        private_server.resume()
+        await store.close()
+
+
+async def test_async_reads_come_through_a_restart(private_server: RedisServer) -> None:
+    """The reads' connection, closed by a restart while idle, is found broken by the next
+    read, which goes again on the pool (as redis-py retries its own) instead of failing."""
+    store = AsyncRedisStorage(private_server.url)
+    try:
+        await store.setup()
+        assert await store.save_credential(record(), 0)
+        assert await store.get_credential(ALICE) is not None
+        private_server.stop()
+        private_server.start()  # same port, empty
+        assert await store.get_credential(ALICE) is None
+        assert await store.get_session("nobody", NOW) is None
+        assert await store.save_credential(record(), 0)
+        assert await store.get_credential(ALICE) is not None
+    finally:
+        await store.close()
+
+
+async def test_async_reads_reload_flushed_scripts(
+    astore: AsyncRedisStorage, raw: redis.Redis
+) -> None:
+    """A script the server no longer has (SCRIPT FLUSH, a failover to a fresh replica) is
+    loaded again and the read answered."""
+    await astore.delete_credential(ALICE)
+    assert await astore.save_credential(record(), 0)
+    await astore.create_session("flushed", ALICE.user_id, NOW + 60)
+    found = await astore.get_session_credential("flushed", NOW, ALICE.connection_id)
+    assert found is not None
+    assert found[1] is not None
+    raw.script_flush()
+    again = await asyncio.gather(
+        *(astore.get_session_credential("flushed", NOW, ALICE.connection_id) for _ in range(5))
+    )
+    assert again == [found] * 5
 
 
 def test_no_secret_in_repr_or_errors() -> None:

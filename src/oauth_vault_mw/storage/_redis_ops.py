@@ -46,7 +46,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -58,6 +58,7 @@ from ..core.model import ACTIVE, CredentialKey, StoredCredential
 __all__ = [
     "DEFAULT_PREFIX",
     "FENCE",
+    "PER_KEY_SCRIPTS",
     "POOL_WAIT",
     "SCHEMA_VERSION",
     "SCRIPTS",
@@ -70,6 +71,7 @@ __all__ = [
     "RedisOps",
     "eval_command",
     "mapped_errors",
+    "merge_reads",
     "stages",
 ]
 
@@ -154,17 +156,26 @@ end
 return last
 """
 
-# A session and its user's credential in one round trip, on a single server only: the record's
-# key comes from the session's value, so it is not among KEYS (a cluster refuses that). The
-# user id is escaped as RedisOps.record escapes it: ARGV[1] and ARGV[2] are the key's escaped
-# parts before and after it, ARGV[3...] the fields.
+# Sessions and their users' credentials in one round trip, on a single server only: the
+# record's key comes from the session's value, so it is not among KEYS (a cluster refuses
+# that). One entry per key of KEYS (false: no session), so that the reads of one batch that
+# share ARGV go as one call (see PER_KEY_SCRIPTS). The user id is escaped as RedisOps.record
+# escapes it: ARGV[1] and ARGV[2] are the key's escaped parts before and after it, ARGV[3...]
+# the fields.
 _SESSION_CREDENTIAL = r"""
-local session = redis.call('GET', KEYS[1])
-if not session then return false end
-local user = string.sub(session, string.find(session, ' ', 1, true) + 1)
-local part = string.gsub(string.gsub(user, '\1', '\1\2'), '%z', '\1\1')
-part = string.gsub(string.gsub(part, '%%', '%%25'), '}', '%%7D')
-return {session, unpack(redis.call('HMGET', ARGV[1] .. part .. ARGV[2], unpack(ARGV, 3)))}
+local found = {}
+for i, key in ipairs(KEYS) do
+  local session = redis.call('GET', key)
+  if session then
+    local user = string.sub(session, string.find(session, ' ', 1, true) + 1)
+    local part = string.gsub(string.gsub(user, '\1', '\1\2'), '%z', '\1\1')
+    part = string.gsub(string.gsub(part, '%%', '%%25'), '}', '%%7D')
+    found[i] = {session, unpack(redis.call('HMGET', ARGV[1] .. part .. ARGV[2], unpack(ARGV, 3)))}
+  else
+    found[i] = false
+  end
+end
+return found
 """
 
 SCRIPTS = {
@@ -179,6 +190,9 @@ SCRIPTS = {
 }
 SINGLE_SERVER_SCRIPTS = frozenset({"session_credential"})
 """Scripts whose keys are not all among their KEYS: never run on a cluster."""
+PER_KEY_SCRIPTS = frozenset({"session_credential"})
+"""Scripts that answer a list with one entry per key, each from its key and ARGV alone: calls
+of one with the same ARGV can go as one call over all their keys (:func:`merge_reads`)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +213,50 @@ FENCE = Fence()
 
 Command = tuple[Any, ...] | Eval | Fence
 Op = Generator[list[Command], list[Any], T]
+
+
+def merge_reads(
+    commands: Sequence[tuple[Any, ...] | Eval],
+) -> tuple[list[tuple[Any, ...] | Eval], Callable[[Sequence[Any]], list[Any]]]:
+    """What to send for a batch of reads: the calls of a :data:`PER_KEY_SCRIPTS` script
+    with the same ARGV become one call over all their keys (each key once); the other
+    commands go as they are. Also returned: what turns the replies to those into one reply
+    per command of ``commands``, each a script call's own list."""
+    sent: list[tuple[Any, ...] | Eval] = []
+    keys: dict[int, dict[bytes, int]] = {}  # merged call (its index in sent): key -> position
+    groups: dict[tuple[str, tuple[Any, ...]], int] = {}
+    where: list[tuple[int, tuple[bytes, ...] | None]] = []
+    for command in commands:
+        if isinstance(command, Eval) and command.script in PER_KEY_SCRIPTS:
+            at = groups.setdefault((command.script, command.args), len(sent))
+            if at == len(sent):
+                sent.append(command)
+                keys[at] = {}
+            positions = keys[at]
+            for key in command.keys:
+                positions.setdefault(key, len(positions))
+            where.append((at, command.keys))
+        else:
+            where.append((len(sent), None))
+            sent.append(command)
+    for at, positions in keys.items():
+        call = sent[at]
+        assert isinstance(call, Eval)
+        if tuple(positions) != call.keys:
+            sent[at] = Eval(call.script, tuple(positions), call.args)
+
+    def split(replies: Sequence[Any]) -> list[Any]:
+        answers: list[Any] = []
+        for at, own in where:
+            reply = replies[at]
+            if own is None:
+                answers.append(reply)
+            else:
+                positions = keys[at]
+                answers.append([reply[positions[key]] for key in own])
+        return answers
+
+    return sent, split
 
 
 def stages(batch: Sequence[Command]) -> list[list[tuple[Any, ...] | Eval]]:
@@ -572,7 +630,7 @@ class RedisOps:
         before = self._p + b"cred:{" + _tag(_esc(connection_id)) + b"\x00"
         after = b"\x00" + _tag(_esc(account)) + b"}"
         keys = (self.session(session_hash),)
-        (found,) = yield [Eval("session_credential", keys, (before, after, *_FIELDS))]
+        ((found,),) = yield [Eval("session_credential", keys, (before, after, *_FIELDS))]
         if found is None:
             return None
         session, *values = found
