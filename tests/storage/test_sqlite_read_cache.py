@@ -110,6 +110,31 @@ def test_a_session_ended_elsewhere_ends_here_at_once(store: SQLStorage, url: str
     assert store.get_session("h1", 0.0) is None
 
 
+def test_records_of_a_kept_row_are_built_once_and_rebuilt_after_a_commit(
+    store: SQLStorage,
+) -> None:
+    """A row read again answers the record built from it the first time (records are
+    immutable), for the session read and the credential read alike; after a commit the
+    record is built again, from the new row; an expired session is refused before."""
+    store.create_session("h1", "alice", 100.0)
+    assert store.save_credential(record(1, "sealed-1"), 0)
+    first = store.get_credential(KEY)
+    assert first is not None
+    assert store.get_credential(KEY) is first
+    pair = store.get_session_credential("h1", 50.0, "demo")
+    assert pair is not None
+    assert pair == ("alice", first)
+    assert store.get_session_credential("h1", 50.0, "demo") is pair
+    assert store.get_session_credential("h1", 150.0, "demo") is None  # expired, from the memo
+    assert store.save_credential(record(2, "sealed-2"), 1)
+    again = store.get_credential(KEY)
+    assert again is not None
+    assert (again.version, again.sealed) == (2, "sealed-2")
+    later = store.get_session_credential("h1", 50.0, "demo")
+    assert later is not None
+    assert later[1] == again
+
+
 def test_a_session_past_its_expiry_is_refused_from_the_cache_too(store: SQLStorage) -> None:
     store.create_session("h1", "alice", 100.0)
     assert store.get_session("h1", 50.0) == "alice"

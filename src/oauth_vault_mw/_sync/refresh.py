@@ -221,12 +221,12 @@ class Refresher(VaultBase):
         try:
             conn = self.connection(connection_id)
             wanted = conn.min_validity if min_validity is None else min_validity
-            key = CredentialKey(connection_id, user_id, slot)
             if fetched is UNREAD:
-                fetched = self.storage.get_credential(key)
+                fetched = self.storage.get_credential(CredentialKey(connection_id, user_id, slot))
             if not isinstance(fetched, StoredCredential):
                 raise CredentialNotFound()
             record = fetched
+            key = record.key  # the one read: (connection_id, user_id, slot)
             tokens = self.opened.open(record)
             # Before any refresh (a refresh cannot add scopes); one C-level set check when
             # every scope is granted by name.

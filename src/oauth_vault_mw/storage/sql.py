@@ -16,7 +16,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 try:
@@ -271,9 +271,11 @@ class _ThreadReads(threading.local):
     conn: sqlite3.Connection | None = None
     version: int = -1
     rows: dict[tuple[str, tuple[str, ...]], tuple[Any, ...]]
+    built: dict[int, tuple[tuple[Any, ...], Any]]  # id(row) -> (row, what was built of it)
 
     def __init__(self) -> None:
         self.rows = {}
+        self.built = {}
 
 
 class _SQLiteReads(_ThreadConnections):
@@ -331,9 +333,24 @@ class _SQLiteReads(_ThreadConnections):
         rows = local.rows
         if version != local.version or len(rows) >= READ_CACHE_SIZE:
             rows.clear()
+            local.built.clear()
             local.version = version
         rows[key] = row
         return row
+
+    def built(self, row: tuple[Any, ...], build: Callable[[], T]) -> T:
+        """``build()``, made once for a row this thread keeps (an immutable answer, such as
+        the record of a credential row: one is built per read otherwise)."""
+        memo = self._local.built
+        hit = memo.get(id(row))
+        if hit is not None and hit[0] is row:  # the memo holds the row: its id is not reused
+            value: T = hit[1]
+            return value
+        value = build()
+        if len(memo) >= READ_CACHE_SIZE:
+            memo.clear()
+        memo[id(row)] = (row, value)
+        return value
 
 
 class _SQLiteLeaseWrites(_ThreadConnections):
@@ -467,9 +484,12 @@ class SQLStorage:
     # -- credentials ----------------------------------------------------------------------
 
     def get_credential(self, key: CredentialKey) -> StoredCredential | None:
-        if self._fast is not None:
-            found = self._fast.one(CREDENTIAL_SQL, key.parts())
-            return None if found is None else credential_from_row(key, found)
+        fast = self._fast
+        if fast is not None:
+            found = fast.one(CREDENTIAL_SQL, key.parts())
+            if found is None:
+                return None
+            return fast.built(found, lambda: credential_from_row(key, found))
         return self._run(self._sql.get_credential(key))
 
     def save_credential(self, record: StoredCredential, expected_version: int) -> bool:
@@ -580,8 +600,11 @@ class SQLStorage:
             return self._run(
                 self._sql.get_session_credential(session_hash, now, connection_id, account)
             )
-        row = self._fast.one(SESSION_CREDENTIAL_SQL, (connection_id, account, session_hash))
-        return session_credential_row(row, now, connection_id, account)
+        fast = self._fast
+        row = fast.one(SESSION_CREDENTIAL_SQL, (connection_id, account, session_hash))
+        if row is None or row[1] <= now:
+            return None
+        return fast.built(row, lambda: session_credential_row(row, now, connection_id, account))
 
     def delete_session(self, session_hash: str) -> None:
         self._run(self._sql.delete_session(session_hash))
