@@ -354,12 +354,12 @@ class AsyncSQLStorage:
         :class:`_ReadConnections`), skipping SQLAlchemy's checkout, statement compilation and
         result processing. When every read connection is busy, the reads of one statement
         that arrive meanwhile wait together and go in one round trip (:class:`_Batch`)."""
-        engine = self.engine
-        if self._read_limit == 0:
-            return await self._fetchone_once(engine, read.single, params)
         loop = asyncio.get_running_loop()
         reads = self._reads.get(loop)
-        if reads is None:
+        if reads is None:  # the loop's first read (the engine lets go of closed loops' reads)
+            engine = self.engine
+            if self._read_limit == 0:
+                return await self._fetchone_once(engine, read.single, params)
             reads = self._reads[loop] = _ReadConnections(self._read_limit, self._connect)
         batch = reads.batches.get(read)
         if batch is None:
