@@ -162,7 +162,8 @@ async def test_reads_waiting_for_a_connection_go_together(
     store = AsyncSQLStorage(private_server.url(), pool_size=2, pool_timeout=2)  # 1 for reads
     try:
         await store.setup()
-        users = [f"batch-{i}" for i in range(40)]
+        users = [f"batch-{i}" for i in range(38)]
+        users += ["NULL", 'we{ir}d, "q" \\ \u00fc']  # array syntax in the keys themselves
         for i, user in enumerate(users):
             key = CredentialKey("demo", user)
             await store.delete_credential(key)
