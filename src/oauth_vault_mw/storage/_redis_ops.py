@@ -357,6 +357,8 @@ class RedisOps:
             )
         self.prefix = prefix
         self._p = prefix.encode() + b":"
+        # get_session_credential's script arguments per (connection, account), at most 1,024
+        self._session_args: dict[tuple[str, str], tuple[bytes, ...]] = {}
         self.all = self._p + b"credentials"
         self.expiring = self._p + b"expiring"
         self.schema = self._p + b"schema_version"
@@ -627,10 +629,15 @@ class RedisOps:
         self, session_hash: str, now: float, connection_id: str, account: str
     ) -> Op[tuple[str, StoredCredential | None] | None]:
         """The session and its user's credential in one script (a single server only)."""
-        before = self._p + b"cred:{" + _tag(_esc(connection_id)) + b"\x00"
-        after = b"\x00" + _tag(_esc(account)) + b"}"
-        keys = (self.session(session_hash),)
-        ((found,),) = yield [Eval("session_credential", keys, (before, after, *_FIELDS))]
+        args = self._session_args.get((connection_id, account))
+        if args is None:  # the record key's escaped parts around the user id, and the fields
+            before = self._p + b"cred:{" + _tag(_esc(connection_id)) + b"\x00"
+            after = b"\x00" + _tag(_esc(account)) + b"}"
+            if len(self._session_args) >= 1024:
+                self._session_args.clear()
+            args = self._session_args[connection_id, account] = (before, after, *_FIELDS)
+        keys = (self._p + b"session:" + session_hash.encode(),)
+        ((found,),) = yield [Eval("session_credential", keys, args)]
         if found is None:
             return None
         session, *values = found

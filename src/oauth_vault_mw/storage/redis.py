@@ -43,7 +43,7 @@ try:
 except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("Redis storage needs redis-py: pip install 'oauth-vault-mw[redis]'") from _err
 
-from ..core.errors import ConfigurationError
+from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._protocol import session_credential_by_two_reads
 from ._redis_ops import (
@@ -742,8 +742,10 @@ class AsyncRedisStorage:
         if isinstance(command, Fence):
             raise TypeError("a read is one command")
         reads = self._client().reads
-        with mapped_errors():
+        try:  # mapped_errors() inline: a context manager per read costs more than the read
             reply = await reads.read(command)
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as err:
+            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
         try:
             op.send([reply])
         except StopIteration as done:
