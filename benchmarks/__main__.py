@@ -405,8 +405,9 @@ def _notes(run: _Run) -> str:
         "  - postgresql: bare psycopg AsyncConnection (held) SELECT sealed ... + unseal;\n"
         "    redis: bare redis.asyncio client (held) HGETALL + unseal; throwaway servers",
         "peer: per call a whole Flask request context pushed and popped (app context, session,\n"
-        "  teardown) on each app, SQLite files in the same temp dir; ours =\n"
-        "  request.connection_credentials('demo') (OAuthVault, our session cookie); peer =\n"
+        "  teardown) on each app, for a path both route to a view (not run: an unrouted path\n"
+        "  costs ~6 us more on each, its NotFound built), SQLite files in the same temp dir;\n"
+        "  ours = request.connection_credentials('demo') (OAuthVault, our session cookie); peer =\n"
         "  Flask-Dance 'blueprint.token' with SQLAlchemyStorage(OAuth, db.session,\n"
         "  user=current_user), Flask-Login user from Flask's session cookie, no cache;\n"
         "  ratio = ours / peer (below 1: ours is faster; issue 12 asks for <= 0.05x)",
