@@ -406,7 +406,7 @@ def _notes(run: _Run) -> str:
         "    redis: bare redis.asyncio client (held) HGETALL + unseal; throwaway servers",
         "peer: per call a whole Flask request context pushed and popped (app context, session,\n"
         "  teardown) on each app, for a path both route to a view (not run: an unrouted path\n"
-        "  costs ~6 us more on each, its NotFound built), SQLite files in the same temp dir;\n"
+        "  costs ~5 us more on each, its NotFound built), SQLite files in the same temp dir;\n"
         "  ours = request.connection_credentials('demo') (OAuthVault, our session cookie); peer =\n"
         "  Flask-Dance 'blueprint.token' with SQLAlchemyStorage(OAuth, db.session,\n"
         "  user=current_user), Flask-Login user from Flask's session cookie, no cache;\n"

@@ -127,7 +127,7 @@ def _flask_vault(url: str, secret: str, enc: str) -> Iterator[tuple[Flask, SyncS
         seeded = seed_sync(vault)
         app = Flask("bench_flask_hot")
         # the path the timed requests go to is routed, as a request to a view that reads the
-        # token is (an unrouted one builds a NotFound with its traceback: ~6 us per request,
+        # token is (an unrouted one builds a NotFound with its traceback: ~5 us per request,
         # in both apps alike, Flask-Dance's included)
         app.add_url_rule("/profile", "profile", _profile)
         ext.init_app(app, vault=vault)
