@@ -516,6 +516,36 @@ async def test_async_reads_come_through_a_restart(private_server: RedisServer) -
         await store.close()
 
 
+async def test_async_reads_authenticate_and_select_the_database(
+    private_server: RedisServer,
+) -> None:
+    """The reads' own connection is made with the URL's password and database, as the
+    pool's are: the reads find what the writes stored, in that database only."""
+    admin = redis.Redis.from_url(private_server.url)
+    admin.config_set("requirepass", "s3cret")
+    admin.close()
+    url = f"redis://:s3cret@127.0.0.1:{private_server.port}/3"
+    store = AsyncRedisStorage(url)
+    try:
+        await store.setup()
+        assert await store.save_credential(record(), 0)
+        await store.create_session("pw-h", ALICE.user_id, NOW + 60)
+        found = await asyncio.gather(
+            *(store.get_session_credential("pw-h", NOW, ALICE.connection_id) for _ in range(20)),
+            *(store.get_credential(ALICE) for _ in range(20)),
+        )
+        for pair in found[:20]:
+            assert isinstance(pair, tuple)
+            assert pair[1] is not None
+        assert all(isinstance(r, StoredCredential) for r in found[20:])
+        with redis.Redis.from_url(url) as db3:
+            assert db3.dbsize() > 0
+        with redis.Redis.from_url(url.replace("/3", "/0")) as db0:
+            assert db0.dbsize() == 0
+    finally:
+        await store.close()
+
+
 async def test_async_reads_reload_flushed_scripts(
     astore: AsyncRedisStorage, raw: redis.Redis
 ) -> None:
