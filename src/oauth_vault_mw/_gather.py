@@ -16,7 +16,7 @@ async def bounded_gather(
     fn: Callable[[T], Awaitable[R]], items: Sequence[T], limit: int
 ) -> list[R]:
     """``[await fn(item) for item in items]``, with up to ``limit`` of them running at once
-    (the first exception propagates once the others running have ended)."""
+    (the first exception propagates at once; the calls already started run to their end)."""
     gate = asyncio.Semaphore(max(1, limit))
 
     async def one(item: T) -> R:

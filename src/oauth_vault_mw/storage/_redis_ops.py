@@ -60,6 +60,7 @@ __all__ = [
     "FENCE",
     "PER_KEY_SCRIPTS",
     "POOL_WAIT",
+    "REDIS_ERRORS",
     "SCHEMA_VERSION",
     "SCRIPTS",
     "SINGLE_SERVER_SCRIPTS",
@@ -73,6 +74,7 @@ __all__ = [
     "mapped_errors",
     "merge_reads",
     "stages",
+    "unavailable",
 ]
 
 SCHEMA_VERSION = 1
@@ -276,12 +278,22 @@ def eval_command(command: Eval) -> tuple[Any, ...]:
     return ("EVAL", SCRIPTS[command.script], len(command.keys), *command.keys, *command.args)
 
 
+REDIS_ERRORS = (RedisError, RedisClusterException)
+"""What redis-py raises for a store that fails: :func:`unavailable` maps each."""
+
+
+def unavailable(err: BaseException) -> StorageUnavailable:
+    """The :class:`StorageUnavailable` for one of :data:`REDIS_ERRORS` (its class name only:
+    never the URL or its password)."""
+    return StorageUnavailable(f"storage error: {type(err).__name__}")
+
+
 @contextlib.contextmanager
 def mapped_errors() -> Iterator[None]:
     try:
         yield
-    except (RedisError, RedisClusterException) as err:
-        raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+    except REDIS_ERRORS as err:
+        raise unavailable(err) from None
 
 
 # -- key encoding -----------------------------------------------------------------------------
@@ -636,8 +648,7 @@ class RedisOps:
             if len(self._session_args) >= 1024:
                 self._session_args.clear()
             args = self._session_args[connection_id, account] = (before, after, *_FIELDS)
-        keys = (self._p + b"session:" + session_hash.encode(),)
-        ((found,),) = yield [Eval("session_credential", keys, args)]
+        ((found,),) = yield [Eval("session_credential", (self.session(session_hash),), args)]
         if found is None:
             return None
         session, *values = found

@@ -43,12 +43,13 @@ try:
 except ImportError as _err:  # pragma: no cover - depends on the environment
     raise ImportError("Redis storage needs redis-py: pip install 'oauth-vault-mw[redis]'") from _err
 
-from ..core.errors import ConfigurationError, StorageUnavailable
+from ..core.errors import ConfigurationError
 from ..core.model import CredentialKey, StoredCredential
 from ._protocol import session_credential_by_two_reads
 from ._redis_ops import (
     DEFAULT_PREFIX,
     POOL_WAIT,
+    REDIS_ERRORS,
     SCHEMA_VERSION,
     SCRIPTS,
     SOCKET_TIMEOUT,
@@ -61,6 +62,7 @@ from ._redis_ops import (
     mapped_errors,
     merge_reads,
     stages,
+    unavailable,
 )
 
 __all__ = ["CLUSTER_SCHEMES", "SCHEMA_VERSION", "AsyncRedisStorage", "RedisStorage"]
@@ -493,23 +495,19 @@ class _ReadLane:
         connecting = self._connecting = asyncio.get_running_loop().create_future()
         conn: Any = self._new_connection()
         try:  # the handshake's replies have the socket timeout the lane's reads do not
-            try:
-                await asyncio.wait_for(conn.connect(), self.timeout)
-            except BaseException:
-                await conn.disconnect(nowait=True)
-                raise
-        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
-            err = redis.exceptions.TimeoutError("Timeout connecting")
-            connecting.set_exception(err)
-            connecting.exception()
-            raise err from None
+            await asyncio.wait_for(conn.connect(), self.timeout)
         except BaseException as err:
-            if isinstance(err, asyncio.CancelledError):  # the waiters go through the pool
-                connecting.set_exception(redis.exceptions.ConnectionError("connect cancelled"))
-            else:
-                connecting.set_exception(err)
+            await conn.disconnect(nowait=True)
+            shared = err  # what the reads waiting for this connection raise
+            if isinstance(err, asyncio.TimeoutError):  # TimeoutError itself from Python 3.11
+                shared = redis.exceptions.TimeoutError("Timeout connecting")
+            elif isinstance(err, asyncio.CancelledError):  # they go through the pool
+                shared = redis.exceptions.ConnectionError("connect cancelled")
+            connecting.set_exception(shared)
             connecting.exception()  # the waiters raise it; nobody else looks
-            raise
+            if shared is err or isinstance(err, asyncio.CancelledError):
+                raise
+            raise shared from None
         else:
             self._conn = conn
             connecting.set_result(conn)
@@ -744,8 +742,8 @@ class AsyncRedisStorage:
         reads = self._client().reads
         try:  # mapped_errors() inline: a context manager per read costs more than the read
             reply = await reads.read(command)
-        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as err:
-            raise StorageUnavailable(f"storage error: {type(err).__name__}") from None
+        except REDIS_ERRORS as err:
+            raise unavailable(err) from None
         try:
             op.send([reply])
         except StopIteration as done:
