@@ -72,6 +72,16 @@ async def token(vault: AsyncVault, user_id: str, account: str | None = None) -> 
     return creds.access_token
 
 
+async def as_before_accounts(vault: AsyncVault, key: CredentialKey, **changes: Any) -> TokenSet:
+    """The record at ``key`` stored again as the previous release stored it (no subject),
+    with ``changes``; its token set."""
+    stored = await vault.storage.get_credential(key)
+    assert stored is not None
+    legacy = replace(open_record(vault.sealer, stored), subject=None, **changes)
+    await vault.put_tokens(key, legacy)
+    return legacy
+
+
 def test_account_ids_are_stable_distinct_and_hide_the_subject() -> None:
     one = account_id("google", "alice@example.com")
     assert one == account_id("google", "alice@example.com")
@@ -144,10 +154,7 @@ async def test_a_record_from_before_accounts_is_the_default_of_its_one_linked_su
 ) -> None:
     user = await log_in(vault, op, "alice")
     key = CredentialKey("demo", user)
-    stored = await vault.storage.get_credential(key)
-    assert stored is not None
-    old = replace(open_record(vault.sealer, stored), subject=None)  # as the previous release
-    await vault.put_tokens(key, old)
+    old = await as_before_accounts(vault, key)
     alice = account_id("demo", "alice")
     assert [a.account_id for a in await vault.accounts("demo", user)] == [alice]
     assert await token(vault, user, alice) == old.access_token
@@ -318,11 +325,7 @@ async def test_the_migration_leaves_tokens_a_reader_may_be_refreshing_for_a_late
 ) -> None:
     user = await log_in(vault, op, "alice")
     key = CredentialKey("demo", user)
-    record = await vault.storage.get_credential(key)
-    assert record is not None
-    now = vault.clock()
-    soon = replace(open_record(vault.sealer, record), subject=None, expires_at=now + 30)
-    await vault.put_tokens(key, soon)
+    await as_before_accounts(vault, key, expires_at=vault.clock() + 30)
     report = await vault.migrate_accounts()
     assert (report.due, report.migrated) == (1, 0)
     vault.clock.offset = 30 + 601  # type: ignore[attr-defined]  # nobody read it since
@@ -337,10 +340,7 @@ async def test_a_login_of_the_previous_release_during_the_migration_is_named_too
     migration looks again and names what that login stored."""
     user = await log_in(vault, op, "alice")
     key = CredentialKey("demo", user)
-    record = await vault.storage.get_credential(key)
-    assert record is not None
-    legacy = replace(open_record(vault.sealer, record), subject=None)
-    await vault.put_tokens(key, legacy)
+    legacy = await as_before_accounts(vault, key)
     storage = vault.storage
     save = storage.save_credential
     interfered: list[bool] = []
