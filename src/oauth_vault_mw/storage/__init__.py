@@ -17,9 +17,11 @@ from ._protocol import AsyncStorage as AsyncStorage
 from ._protocol import ExpiredPurge as ExpiredPurge
 from ._protocol import LeaseBatches as LeaseBatches
 from ._protocol import LeasedSaves as LeasedSaves
+from ._protocol import NoWaitLeaseBatches as NoWaitLeaseBatches
 from ._protocol import Purged as Purged
 from ._protocol import SessionCredentialReads as SessionCredentialReads
 from ._protocol import Storage as Storage
+from ._protocol import WouldWait as WouldWait
 from ._purge import async_purge_expired as async_purge_expired
 from ._purge import purge_expired as purge_expired
 from .memory import MemoryStorage as MemoryStorage
@@ -35,9 +37,11 @@ __all__ = [
     "LeaseBatches",
     "LeasedSaves",
     "MemoryStorage",
+    "NoWaitLeaseBatches",
     "Purged",
     "SessionCredentialReads",
     "Storage",
+    "WouldWait",
     "async_purge_expired",
     "async_storage_from_url",
     "purge_expired",

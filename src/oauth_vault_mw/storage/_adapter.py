@@ -3,18 +3,29 @@
 Memory operations run inline (they never block). SQLite reads run inline too: in WAL mode a
 reader never waits for a writer, and a ~20 us query costs less than a thread hand-off; writes,
 which may wait for SQLite's write lock, run in a worker thread so the event loop never blocks.
+
+The refresh path's lease batches are the exception (a backend with
+:class:`~oauth_vault_mw.storage.NoWaitLeaseBatches`: SQLite in a file). They are tried inline
+first, on a connection that never waits for the lock and never checkpoints, and run in a
+worker thread only when another connection holds the lock (:class:`WouldWait`, nothing
+written). The checkpoints they skip run in a worker thread, every
+:data:`~oauth_vault_mw.storage.sql.CHECKPOINT_ROWS` rows, before the batch that asks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
 
+from ..core.errors import StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
 from ._protocol import (
+    NoWaitLeaseBatches,
     Storage,
+    WouldWait,
     leases_one_by_one,
     save_then_release,
     saves_one_by_one,
@@ -54,6 +65,9 @@ class AsyncStorageAdapter:
         self._saves_releasing: Callable[..., list[bool]] = getattr(
             sync, "save_credentials_releasing", None
         ) or partial(saves_one_by_one, sync)
+        self._now: NoWaitLeaseBatches | None = None
+        if isinstance(sync, NoWaitLeaseBatches) and sync.writes_without_waiting:
+            self._now = sync
 
     def __repr__(self) -> str:
         return f"AsyncStorageAdapter({self.sync!r})"
@@ -85,15 +99,35 @@ class AsyncStorageAdapter:
         self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
     ) -> list[StoredCredential | None]:
         """The sync backend's ``acquire_leases_reading``, else its single steps: all in one
-        worker call (:class:`~oauth_vault_mw.storage.LeaseBatches`)."""
+        worker call (:class:`~oauth_vault_mw.storage.LeaseBatches`); inline when the backend
+        can try it without waiting (:class:`~oauth_vault_mw.storage.NoWaitLeaseBatches`)."""
+        now_first = self._now
+        if now_first is not None:
+            await self._checkpoint_if_wanted(now_first)
+            with contextlib.suppress(WouldWait):
+                return now_first.acquire_leases_reading_now(leases, ttl, now)
         return await self._write(self._leases_reading, leases, ttl, now)
 
     async def save_credentials_releasing(
         self, saves: Sequence[tuple[StoredCredential, int, str]]
     ) -> list[bool]:
         """The sync backend's ``save_credentials_releasing``, else its single saves: all in
-        one worker call."""
+        one worker call; inline when the backend can try it without waiting."""
+        now_first = self._now
+        if now_first is not None:
+            await self._checkpoint_if_wanted(now_first)
+            with contextlib.suppress(WouldWait):
+                return now_first.save_credentials_releasing_now(saves)
         return await self._write(self._saves_releasing, saves)
+
+    @staticmethod
+    async def _checkpoint_if_wanted(storage: NoWaitLeaseBatches) -> None:
+        """The checkpoint the inline batches skip, in a worker thread, before the batch that
+        finds it due (so a cancelled wait here leaves nothing half done). One that fails is
+        left to the next: the WAL only grows meanwhile."""
+        if storage.wants_checkpoint():
+            with contextlib.suppress(StorageUnavailable):
+                await _thread(storage.checkpoint)
 
     async def delete_credential(self, key: CredentialKey) -> bool:
         return await self._write(self.sync.delete_credential, key)

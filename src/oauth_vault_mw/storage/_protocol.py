@@ -44,9 +44,11 @@ __all__ = [
     "ExpiredPurge",
     "LeaseBatches",
     "LeasedSaves",
+    "NoWaitLeaseBatches",
     "Purged",
     "SessionCredentialReads",
     "Storage",
+    "WouldWait",
     "leases_one_by_one",
     "save_then_release",
     "saves_one_by_one",
@@ -281,6 +283,40 @@ class AsyncLeaseBatches(Protocol):
     async def save_credentials_releasing(
         self, saves: Sequence[tuple[StoredCredential, int, str]]
     ) -> list[bool]: ...
+
+
+class WouldWait(Exception):
+    """A write tried without waiting found the database's write lock taken (another
+    connection is writing): it wrote nothing, and may be run again where waiting is fine."""
+
+
+@runtime_checkable
+class NoWaitLeaseBatches(Protocol):
+    """Optional for a :class:`Storage` whose writes take a lock held for microseconds (SQLite
+    in a file): :class:`LeaseBatches` tried without waiting for it. The async adapter runs
+    them on its event loop's thread, which a wait must never block, and runs the waiting
+    batches in a worker thread only when these raise :class:`WouldWait`."""
+
+    @property
+    def writes_without_waiting(self) -> bool:
+        """False where the ``*_now`` batches can only raise :class:`WouldWait`."""
+
+    def acquire_leases_reading_now(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]:
+        """``acquire_leases_reading``, or :class:`WouldWait` with nothing written."""
+
+    def save_credentials_releasing_now(
+        self, saves: Sequence[tuple[StoredCredential, int, str]]
+    ) -> list[bool]:
+        """``save_credentials_releasing``, or :class:`WouldWait` with nothing written."""
+
+    def wants_checkpoint(self) -> bool:
+        """True, once, when the batches above have written enough to want :meth:`checkpoint`
+        (they leave the database's housekeeping, which writes to disk, to it)."""
+
+    def checkpoint(self) -> None:
+        """The housekeeping the batches above skip; blocking: run in a worker thread."""
 
 
 def leases_one_by_one(

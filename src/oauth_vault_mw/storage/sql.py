@@ -27,6 +27,7 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
 
 from ..core.errors import ConfigurationError, StorageUnavailable
 from ..core.model import CredentialKey, StoredCredential
+from ._protocol import WouldWait
 from ._sql_statements import (
     CREDENTIAL_SQL,
     RECORD_SQL,
@@ -231,6 +232,7 @@ class _ThreadConnections:
 
     # sqlite3's default mode: it begins (deferred) transactions itself, before a write
     isolation_level: Literal["DEFERRED", "IMMEDIATE", "EXCLUSIVE"] | None = "DEFERRED"
+    busy_timeout_ms = 10_000  # as the engine's connections: wait that long for a lock
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -248,9 +250,12 @@ class _ThreadConnections:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
-                self.path, timeout=10, check_same_thread=False, isolation_level=self.isolation_level
+                self.path,
+                timeout=self.busy_timeout_ms / 1000,
+                check_same_thread=False,
+                isolation_level=self.isolation_level,
             )
-            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
             self._setup(conn)
             self._local.conn = conn
             with self._lock:
@@ -353,6 +358,36 @@ class _SQLiteReads(_ThreadConnections):
         return value
 
 
+CHECKPOINT_ROWS = 300
+"""Rows written by the lease writes that do not wait (:class:`_NoWaitConnections`) after which
+:meth:`SQLStorage.wants_checkpoint` asks for a checkpoint: about SQLite's own automatic one,
+every 1,000 WAL pages, at a few pages a row."""
+
+
+def _busy(err: sqlite3.Error) -> bool:
+    """The error of a statement that found a lock taken and did not wait for it."""
+    code = getattr(err, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (and their extended codes)
+    text = str(err).lower()
+    return isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+class _NoWaitConnections(_ThreadConnections):
+    """The lease writes tried on the event loop's thread: a connection per thread that never
+    waits for a lock (busy timeout 0: ``BEGIN IMMEDIATE`` fails at once while another
+    connection writes) and never checkpoints (its commits only append to the WAL, with no
+    fsync; :meth:`SQLStorage.checkpoint` copies the WAL into the database, in a worker
+    thread, when :meth:`SQLStorage.wants_checkpoint` says so)."""
+
+    isolation_level = None  # transactions begun here: BEGIN IMMEDIATE
+    busy_timeout_ms = 0
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA synchronous=NORMAL")  # as the engine's connections
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+
+
 class _SQLiteLeaseWrites(_ThreadConnections):
     """The refresh path's two writes, on a plain ``sqlite3`` connection per thread: leases
     taken with their records read (:meth:`SQLStorage.acquire_leases_reading`) and refreshed
@@ -363,6 +398,9 @@ class _SQLiteLeaseWrites(_ThreadConnections):
     and result work around each (measured: 178 us against 45 us for a lease and a save). Each
     batch is one ``BEGIN IMMEDIATE`` transaction. These connections never serve reads: a
     commit here changes the read connections' ``data_version``, which drops their cached rows.
+
+    ``wait=False``: the batch on a connection of :class:`_NoWaitConnections`; when another
+    connection holds the write lock it raises :class:`WouldWait` with nothing written.
     """
 
     isolation_level = None  # transactions begun here: BEGIN IMMEDIATE
@@ -372,6 +410,8 @@ class _SQLiteLeaseWrites(_ThreadConnections):
         self._statements = statements
         self._acquire = self._compiled(statements._acquire, dialect)
         self._save = self._compiled(statements._update_releasing, dialect)
+        self._now = _NoWaitConnections(path)
+        self.rows_unchecked = 0  # rows the no-wait connections wrote since the last checkpoint
 
     @staticmethod
     def _compiled(statement: Any, dialect: sa.Dialect) -> tuple[str, tuple[str, ...]]:
@@ -382,26 +422,52 @@ class _SQLiteLeaseWrites(_ThreadConnections):
     def _setup(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA synchronous=NORMAL")  # as the engine's connections
 
+    def close(self) -> None:
+        self._now.close()
+        super().close()
+
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, wait: bool) -> Iterator[sqlite3.Connection]:
         try:
-            conn = self._conn()
+            conn = self._conn() if wait else self._now._conn()
+            before = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        except sqlite3.Error as err:
+            raise self._error(err, wait) from None
+        try:
+            yield conn
             conn.execute("COMMIT")
+        except BaseException as err:
+            if conn.in_transaction:  # a failed COMMIT leaves it open
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(err, sqlite3.Error):
+                raise self._error(err, wait) from None
+            raise
+        if not wait:
+            self.rows_unchecked += conn.total_changes - before
+
+    @staticmethod
+    def _error(err: sqlite3.Error, wait: bool) -> Exception:
+        """What a failed batch raises (it wrote nothing: its transaction rolled back)."""
+        if not wait and _busy(err):
+            return WouldWait()
+        return _unavailable(err)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database as far as no reader needs it (``PASSIVE``: it waits
+        for nothing), on this thread's waiting connection."""
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as err:
             raise _unavailable(err) from None
 
     def leases_reading(
-        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float, *, wait: bool
     ) -> list[StoredCredential | None]:
         sql, names = self._acquire
         found: list[StoredCredential | None] = []
-        with self._transaction() as conn:
+        with self._transaction(wait) as conn:
             for key, owner in leases:
                 params = self._statements.acquire_lease(key, owner, ttl, now).params
                 assert isinstance(params, dict)
@@ -412,11 +478,13 @@ class _SQLiteLeaseWrites(_ThreadConnections):
                 found.append(None if row is None else credential_from_row(key, row))
         return found
 
-    def saves_releasing(self, saves: Sequence[tuple[StoredCredential, int, str]]) -> list[bool]:
+    def saves_releasing(
+        self, saves: Sequence[tuple[StoredCredential, int, str]], *, wait: bool
+    ) -> list[bool]:
         """Saves of records already stored (``expected_version`` > 0)."""
         sql, names = self._save
         written: list[bool] = []
-        with self._transaction() as conn:
+        with self._transaction(wait) as conn:
             for record, expected_version, owner in saves:
                 op = self._statements.save_credential_releasing(record, expected_version, owner)
                 params = op.params
@@ -506,7 +574,7 @@ class SQLStorage:
         """:class:`~oauth_vault_mw.storage.LeaseBatches`: each lease and, where taken, the
         read of its record, in one transaction (SQLite) or one connection (PostgreSQL)."""
         if self._leases is not None:
-            return self._leases.leases_reading(leases, ttl, now)
+            return self._leases.leases_reading(leases, ttl, now, wait=True)
         found: list[StoredCredential | None] = []
         with map_errors(), self.engine.begin() as conn:
             for key, owner in leases:
@@ -524,12 +592,53 @@ class SQLStorage:
         """:class:`~oauth_vault_mw.storage.LeaseBatches`: the saves in one transaction
         (SQLite) or one connection (PostgreSQL)."""
         if self._leases is not None and all(save[1] > 0 for save in saves):
-            return self._leases.saves_releasing(saves)
+            return self._leases.saves_releasing(saves, wait=True)
         with map_errors(), self.engine.begin() as conn:
             return [
                 op.result(op.on(conn))
                 for op in (self._sql.save_credential_releasing(*save) for save in saves)
             ]
+
+    # :class:`~oauth_vault_mw.storage.NoWaitLeaseBatches`: the async adapter tries the lease
+    # batches on its event loop's thread first, and in a worker thread when they would wait.
+
+    @property
+    def writes_without_waiting(self) -> bool:
+        """True for a SQLite database in a file: the ``*_now`` lease batches may write."""
+        return self._leases is not None
+
+    def acquire_leases_reading_now(
+        self, leases: Sequence[tuple[CredentialKey, str]], ttl: float, now: float
+    ) -> list[StoredCredential | None]:
+        """:meth:`acquire_leases_reading` if it needs no wait for a lock; else (another
+        connection is writing) :class:`WouldWait`, with nothing written."""
+        if self._leases is None:
+            raise WouldWait()
+        return self._leases.leases_reading(leases, ttl, now, wait=False)
+
+    def save_credentials_releasing_now(
+        self, saves: Sequence[tuple[StoredCredential, int, str]]
+    ) -> list[bool]:
+        """:meth:`save_credentials_releasing` if it needs no wait for a lock; else
+        :class:`WouldWait`, with nothing written."""
+        if self._leases is None or not all(save[1] > 0 for save in saves):
+            raise WouldWait()
+        return self._leases.saves_releasing(saves, wait=False)
+
+    def wants_checkpoint(self) -> bool:
+        """True once the batches above wrote :data:`CHECKPOINT_ROWS` rows since the last
+        time it said so: their connections leave checkpoints to :meth:`checkpoint`."""
+        leases = self._leases
+        if leases is None or leases.rows_unchecked < CHECKPOINT_ROWS:
+            return False
+        leases.rows_unchecked = 0
+        return True
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file (``PASSIVE``: as far as readers allow; blocks
+        on disk writes, so the async adapter runs it in a worker thread)."""
+        if self._leases is not None:
+            self._leases.checkpoint()
 
     def delete_credential(self, key: CredentialKey) -> bool:
         return self._run(self._sql.delete_credential(key))

@@ -1,0 +1,352 @@
+"""SQLite's lease batches run on the event loop's thread unless they would wait.
+
+The async adapter tries each batch inline on a connection that never waits for SQLite's write
+lock; when another connection holds it, the batch writes nothing (``WouldWait``) and runs in
+a worker thread, which waits while the loop goes on. The checkpoints the inline connection
+skips run in a worker thread. A real database file; the lock held by a plain ``sqlite3``
+connection, as another process would hold it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from oauth_vault_mw import AsyncVault, Settings
+from oauth_vault_mw.core.errors import StorageUnavailable
+from oauth_vault_mw.core.model import CredentialKey, StoredCredential, TokenSet
+from oauth_vault_mw.core.records import open_record, seal_record
+from oauth_vault_mw.jobs import sweep
+from oauth_vault_mw.storage import (
+    AsyncStorageAdapter,
+    WouldWait,
+    async_storage_from_url,
+    sql,
+)
+from oauth_vault_mw.storage.sql import SQLStorage
+
+KEY = CredentialKey("demo", "alice")
+TTL = 30.0
+
+
+def record(key: CredentialKey, version: int, sealed: str) -> StoredCredential:
+    return StoredCredential(key, version, sealed, expires_at=1e10, scope="openid")
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "vault.db"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[SQLStorage]:
+    store = SQLStorage(f"sqlite:///{path}")
+    store.setup()
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def holder(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection, to take the write lock as another process's write would."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+async def adapter(path: Path) -> AsyncIterator[AsyncStorageAdapter]:
+    storage = async_storage_from_url(f"sqlite:///{path}")
+    assert isinstance(storage, AsyncStorageAdapter)
+    await storage.setup()
+    yield storage
+    await storage.close()
+
+
+@pytest.fixture
+def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the functions the adapter sends to a worker thread, in order."""
+    seen: list[str] = []
+    real = asyncio.to_thread
+
+    async def counted(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        seen.append(getattr(fn, "__name__", "?"))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)  # what the adapter's _thread calls
+    return seen
+
+
+def test_a_batch_tried_while_another_connection_writes_writes_nothing(
+    store: SQLStorage, holder: sqlite3.Connection
+) -> None:
+    assert store.save_credential(record(KEY, 1, "sealed-1"), 0)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(WouldWait):
+        store.acquire_leases_reading_now([(KEY, "mine")], TTL, time.time())
+    with pytest.raises(WouldWait):
+        store.save_credentials_releasing_now([(record(KEY, 2, "sealed-2"), 1, "mine")])
+    holder.execute("ROLLBACK")
+    assert store.acquire_lease(KEY, "other", TTL, time.time())  # no lease was taken
+    stored = store.get_credential(KEY)
+    assert stored is not None
+    assert (stored.version, stored.sealed) == (1, "sealed-1")  # nothing saved
+
+
+def test_without_a_writer_the_batches_write_and_the_reads_see_it(store: SQLStorage) -> None:
+    assert store.save_credential(record(KEY, 1, "sealed-1"), 0)
+    assert store.get_credential(KEY) is not None  # kept by this thread's read cache
+    [found] = store.acquire_leases_reading_now([(KEY, "mine")], TTL, time.time())
+    assert found is not None
+    assert found.sealed == "sealed-1"
+    assert not store.acquire_lease(KEY, "other", TTL, time.time())  # the lease is held
+    assert store.save_credentials_releasing_now([(record(KEY, 2, "sealed-2"), 1, "mine")]) == [True]
+    stored = store.get_credential(KEY)
+    assert stored is not None
+    assert (stored.version, stored.sealed) == (2, "sealed-2")
+    assert store.acquire_lease(KEY, "other", TTL, time.time())  # released with the save
+    # the connection behind them never waits for a lock and leaves checkpoints to a thread
+    assert store._leases is not None
+    conn = store._leases._now._conn()
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (0,)
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+
+
+def test_a_save_of_a_new_record_is_left_to_the_waiting_path(store: SQLStorage) -> None:
+    with pytest.raises(WouldWait):  # expected_version 0: an insert, not this batch's update
+        store.save_credentials_releasing_now([(record(KEY, 1, "sealed-1"), 0, "mine")])
+    assert store.get_credential(KEY) is None
+
+
+def test_only_a_sqlite_file_writes_without_waiting() -> None:
+    memory = SQLStorage("sqlite://")
+    try:
+        assert not memory.writes_without_waiting
+        with pytest.raises(WouldWait):
+            memory.acquire_leases_reading_now([(KEY, "mine")], TTL, time.time())
+    finally:
+        memory.close()
+
+
+def test_lock_errors_are_told_from_other_errors() -> None:
+    assert sql._busy(sqlite3.OperationalError("database is locked"))
+    assert not sql._busy(sqlite3.OperationalError("no such table: credentials"))
+    assert not sql._busy(sqlite3.DatabaseError("file is not a database"))
+
+
+async def test_the_adapter_writes_inline_when_the_lock_is_free(
+    adapter: AsyncStorageAdapter, hops: list[str]
+) -> None:
+    assert await adapter.save_credential(record(KEY, 1, "sealed-1"), 0)
+    hops.clear()
+    [found] = await adapter.acquire_leases_reading([(KEY, "mine")], TTL, time.time())
+    assert found is not None
+    assert await adapter.save_credentials_releasing([(record(KEY, 2, "sealed-2"), 1, "mine")]) == [
+        True
+    ]
+    assert hops == []  # no worker thread
+    stored = await adapter.get_credential(KEY)
+    assert stored is not None
+    assert stored.version == 2
+
+
+async def test_a_held_lock_sends_the_batch_to_a_thread_and_the_loop_goes_on(
+    adapter: AsyncStorageAdapter, holder: sqlite3.Connection, hops: list[str]
+) -> None:
+    assert await adapter.save_credential(record(KEY, 1, "sealed-1"), 0)
+    hops.clear()
+    holder.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    ticking = asyncio.create_task(ticker())
+    leasing = asyncio.create_task(adapter.acquire_leases_reading([(KEY, "mine")], TTL, time.time()))
+    while ticks < 20:  # the loop runs while the batch waits for the lock
+        await asyncio.sleep(0.001)
+    assert not leasing.done()
+    holder.execute("ROLLBACK")
+    [found] = await asyncio.wait_for(leasing, 10)
+    ticking.cancel()
+    assert found is not None
+    assert hops == ["acquire_leases_reading"]
+    holder.execute("BEGIN IMMEDIATE")
+    saving = asyncio.create_task(
+        adapter.save_credentials_releasing([(record(KEY, 2, "sealed-2"), 1, "mine")])
+    )
+    await asyncio.sleep(0.02)
+    assert not saving.done()
+    holder.execute("ROLLBACK")
+    assert await asyncio.wait_for(saving, 10) == [True]
+    assert hops == ["acquire_leases_reading", "save_credentials_releasing"]
+    stored = await adapter.get_credential(KEY)
+    assert stored is not None
+    assert (stored.version, stored.sealed) == (2, "sealed-2")
+
+
+async def test_the_checkpoints_inline_batches_skip_run_in_a_thread(
+    adapter: AsyncStorageAdapter, path: Path, hops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "CHECKPOINT_ROWS", 20)
+    keys = [CredentialKey("demo", f"user-{i}") for i in range(10)]
+    for key in keys:
+        assert await adapter.save_credential(record(key, 1, "sealed"), 0)
+    await asyncio.to_thread(_checkpointed, path)
+    hops.clear()
+    for version in range(1, 41):  # 40 rounds: a lease and a save for each of 10 records
+        taken = await adapter.acquire_leases_reading([(k, "mine") for k in keys], TTL, 0)
+        assert all(r is not None for r in taken)
+        saves = [(record(k, version + 1, f"sealed-{version}"), version, "mine") for k in keys]
+        assert await adapter.save_credentials_releasing(saves) == [True] * 10
+    # 800 rows written inline: a checkpoint every 20 rows (the batch of 10 that finds 20 or
+    # more written since the last runs one first)
+    assert hops == ["checkpoint"] * 39
+    # each checkpoint emptied the WAL, so it restarted from its head: it holds the pages of
+    # about 20 rows (3 pages here), not those of 800 (120 pages without the checkpoints)
+    assert (path.parent / (path.name + "-wal")).stat().st_size < 40 * 4096
+
+
+def _checkpointed(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+async def test_a_failed_checkpoint_leaves_the_batch_to_write(
+    adapter: AsyncStorageAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync = adapter.sync
+    assert isinstance(sync, SQLStorage)
+    monkeypatch.setattr(sync, "wants_checkpoint", lambda: True)
+
+    def failing() -> None:
+        raise StorageUnavailable("storage error: OperationalError")
+
+    monkeypatch.setattr(sync, "checkpoint", failing)
+    assert await adapter.save_credential(record(KEY, 1, "sealed-1"), 0)
+    [found] = await adapter.acquire_leases_reading([(KEY, "mine")], TTL, time.time())
+    assert found is not None
+
+
+# -- the refresh path, the lock now free and now held ----------------------------------------
+
+
+class Provider:
+    """A token endpoint answering each refresh grant with rotated tokens."""
+
+    def __init__(self) -> None:
+        self.grants: list[str] = []
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        self.grants.append(parse_qs(request.content.decode())["refresh_token"][0])
+        await asyncio.sleep(0.002)
+        n = len(self.grants)
+        body = {"access_token": f"at-new-{n}", "refresh_token": f"rt-new-{n}", "expires_in": 3600}
+        return httpx.Response(200, json={**body, "token_type": "Bearer"})
+
+
+def settings(path: Path) -> Settings:
+    return Settings.from_mapping(
+        {
+            "secret_key": base64.b64encode(os.urandom(32)).decode(),
+            "encryption_keys": base64.b64encode(os.urandom(32)).decode(),
+            "base_url": "http://127.0.0.1:8000",
+            "storage_url": f"sqlite:///{path}",
+            "connections": [
+                {
+                    "id": "demo",
+                    "client_id": "client",
+                    "client_secret": "secret",
+                    "authorize_url": "http://127.0.0.1:9/authorize",
+                    "token_url": "http://127.0.0.1:9/token",
+                    "userinfo_url": "http://127.0.0.1:9/userinfo",
+                }
+            ],
+        }
+    )
+
+
+async def test_rotated_tokens_are_all_stored_whichever_path_each_batch_takes(
+    path: Path, holder: sqlite3.Connection, hops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = Provider()
+    vault = AsyncVault(settings(path), http_transport=httpx.MockTransport(provider.handle))
+    await vault.startup()
+    now = time.time()
+    keys = [CredentialKey("demo", f"user-{i:03d}") for i in range(60)]
+    for i, key in enumerate(keys):
+        tokens = TokenSet(f"at-{i}", f"rt-{i}", expires_at=now + 60, obtained_at=now - 3000)
+        assert await vault.storage.save_credential(
+            seal_record(vault.sealer, key, tokens, now=now), 0
+        )
+    hops.clear()
+    sync = vault.storage.sync  # type: ignore[attr-defined]
+    inline = {"leases": 0, "saves": 0}
+
+    def counting(name: str, batch: Callable[[Any], list[Any]]) -> Callable[..., list[Any]]:
+        def run(*args: Any) -> list[Any]:
+            found = batch(*args)  # WouldWait: not counted
+            inline[name] += 1
+            return found
+
+        return run
+
+    monkeypatch.setattr(
+        sync, "acquire_leases_reading_now", counting("leases", sync.acquire_leases_reading_now)
+    )
+    monkeypatch.setattr(
+        sync,
+        "save_credentials_releasing_now",
+        counting("saves", sync.save_credentials_releasing_now),
+    )
+    stop = asyncio.Event()
+
+    async def lock_now_and_then() -> None:
+        """Hold the write lock 3 ms of every 5 while the sweep runs."""
+        while not stop.is_set():
+            try:
+                holder.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # a worker thread is writing
+                await asyncio.sleep(0.001)
+                continue
+            await asyncio.sleep(0.003)
+            holder.execute("ROLLBACK")
+            await asyncio.sleep(0.002)
+
+    locking = asyncio.create_task(lock_now_and_then())
+    try:
+        report = await sweep(vault, within=600, concurrency=8)
+    finally:
+        stop.set()
+        await locking
+    try:
+        assert (report.refreshed, report.failed) == (60, 0)
+        assert sorted(provider.grants) == sorted(f"rt-{i}" for i in range(60))  # once each
+        for key in keys:  # every rotated refresh token stored, every lease let go
+            stored = await vault.storage.get_credential(key)
+            assert stored is not None
+            assert stored.version == 2
+            assert (open_record(vault.sealer, stored).refresh_token or "").startswith("rt-new-")
+            assert await vault.storage.acquire_lease(key, "after", 10, time.time())
+        waited = [hop for hop in hops if hop.endswith("_releasing") or hop.endswith("_reading")]
+        assert waited  # some batches found the lock held and waited in a thread,
+        assert inline["leases"] > 0  # others wrote on the loop's thread
+        assert inline["saves"] > 0
+    finally:
+        await vault.aclose()
