@@ -4,7 +4,8 @@
 SQLite file seeded here: ``GET /demo/token`` takes the connection's credentials as a dependency
 (``Depends(ConnectionCredentials("demo", min_validity=30))``, the session cookie) and answers the
 token's expiry and scope; (b) ``benchmarks._fastapi_apps:bare_app``: the same route and answer
-without the vault. Same uvicorn settings as :mod:`benchmarks.endpoint`; a/b alternated at 2,
+without the vault, in the example's route table (its pages matched first, as in the example;
+answering placeholders). Same uvicorn settings as :mod:`benchmarks.endpoint`; a/b alternated at 2,
 then at 50 keep-alive connections. Reported: (a) / (b), medians of the rounds (target >= 0.6).
 """
 
