@@ -45,6 +45,11 @@ CHECK_HEADERS = ("done when (issue 12)", "target", "measured", "result")
 Row = tuple[str, ...]
 
 
+def ratio_text(ratio: float) -> str:
+    """``0.67x``; below 0.1, three decimals (the peer row's 0.048x is not "0.05x")."""
+    return f"{ratio:.3f}x" if ratio < 0.1 else f"{ratio:.2f}x"
+
+
 def _us(median: float, minimum: float) -> str:
     return f"{median:8.2f} us (min {minimum:.2f})"
 
@@ -67,7 +72,7 @@ def peer_row(r: HotResult) -> Row:
         r.storage,
         _us(r.ours.median_us, r.ours.min_us),
         _us(r.floor.median_us, r.floor.min_us),
-        f"{r.ratio:.2f}x",
+        ratio_text(r.ratio),
         f"< {PEER_TARGET:.1f}x",
         "ok (faster)" if r.ratio < PEER_TARGET else "SLOWER THAN PEER",
     )
@@ -123,13 +128,13 @@ class Check:
 def check_at_least(goal: str, target: float, ratio: float | None, why: str = "") -> Check:
     if ratio is None:
         return Check(goal, f">= {target:.2f}x", why or "-", None)
-    return Check(goal, f">= {target:.2f}x", f"{ratio:.2f}x", ratio >= target)
+    return Check(goal, f">= {target:.2f}x", ratio_text(ratio), ratio >= target)
 
 
 def check_at_most(goal: str, target: float, ratio: float | None, why: str = "") -> Check:
     if ratio is None:
         return Check(goal, f"<= {target:.2f}x", why or "-", None)
-    return Check(goal, f"<= {target:.2f}x", f"{ratio:.2f}x", ratio <= target)
+    return Check(goal, f"<= {target:.2f}x", ratio_text(ratio), ratio <= target)
 
 
 def checks_table(checks: Sequence[Check]) -> str:
