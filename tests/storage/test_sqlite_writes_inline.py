@@ -138,6 +138,44 @@ def test_only_a_sqlite_file_writes_without_waiting() -> None:
         memory.close()
 
 
+class FailingEnds(sqlite3.Connection):
+    """A connection whose COMMIT and ROLLBACK fail (a disk error) while ``failing`` is set."""
+
+    failing = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if FailingEnds.failing and sql in ("COMMIT", "ROLLBACK"):
+            raise sqlite3.OperationalError("disk I/O error")
+        return super().execute(sql, *args)
+
+
+def test_a_connection_left_in_a_transaction_is_replaced(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        return real_connect(*args, **kwargs, factory=FailingEnds)
+
+    store = SQLStorage(f"sqlite:///{path}")
+    try:
+        store.setup()
+        assert store.save_credential(record(KEY, 1, "sealed-1"), 0)
+        monkeypatch.setattr(sql.sqlite3, "connect", connect)
+        monkeypatch.setattr(FailingEnds, "failing", True)
+        with pytest.raises(StorageUnavailable):  # COMMIT fails, then ROLLBACK too
+            store.acquire_leases_reading_now([(KEY, "mine")], TTL, time.time())
+        monkeypatch.setattr(FailingEnds, "failing", False)
+        # the connection was closed, which rolled its transaction back: no lease was taken,
+        # the write lock is free, and the next batch gets a connection of its own
+        assert store.acquire_lease(KEY, "other", TTL, time.time())
+        assert store.release_lease(KEY, "other") is None
+        [found] = store.acquire_leases_reading_now([(KEY, "mine")], TTL, time.time())
+        assert found is not None
+    finally:
+        store.close()
+
+
 def test_lock_errors_are_told_from_other_errors() -> None:
     assert sql._busy(sqlite3.OperationalError("database is locked"))
     assert not sql._busy(sqlite3.OperationalError("no such table: credentials"))

@@ -269,6 +269,17 @@ class _ThreadConnections:
             self._opened.clear()
         self._local = self._new_local()
 
+    def discard(self, conn: sqlite3.Connection) -> None:
+        """Close this thread's ``conn`` (which rolls back what it left open) and forget it:
+        the thread's next call opens another."""
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        with contextlib.suppress(sqlite3.Error):
+            conn.close()
+
 
 class _ThreadReads(threading.local):
     """One thread's read connection and the rows it read at ``version``."""
@@ -441,6 +452,8 @@ class _SQLiteLeaseWrites(_ThreadConnections):
             if conn.in_transaction:  # a failed COMMIT leaves it open
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            if conn.in_transaction:  # so did a failed ROLLBACK: never use it again
+                (self if wait else self._now).discard(conn)
             if isinstance(err, sqlite3.Error):
                 raise self._error(err, wait) from None
             raise
