@@ -320,71 +320,102 @@ def settings(path: Path) -> Settings:
     )
 
 
-async def test_rotated_tokens_are_all_stored_whichever_path_each_batch_takes(
-    path: Path, holder: sqlite3.Connection, hops: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    provider = Provider()
-    vault = AsyncVault(settings(path), http_transport=httpx.MockTransport(provider.handle))
-    await vault.startup()
-    now = time.time()
-    keys = [CredentialKey("demo", f"user-{i:03d}") for i in range(60)]
-    for i, key in enumerate(keys):
-        tokens = TokenSet(f"at-{i}", f"rt-{i}", expires_at=now + 60, obtained_at=now - 3000)
-        assert await vault.storage.save_credential(
-            seal_record(vault.sealer, key, tokens, now=now), 0
-        )
-    hops.clear()
-    sync = vault.storage.sync  # type: ignore[attr-defined]
-    inline = {"leases": 0, "saves": 0}
+class Batches:
+    """The vault's storage with its no-wait batches counted and, when ``every_other`` is
+    set, every other call of each told to wait (``WouldWait``, nothing written, as under a
+    held lock): a count, not a timing, decides the path."""
 
-    def counting(name: str, batch: Callable[[Any], list[Any]]) -> Callable[..., list[Any]]:
+    def __init__(self, vault: AsyncVault, monkeypatch: pytest.MonkeyPatch, every_other: bool):
+        sync = vault.storage.sync  # type: ignore[attr-defined]
+        self.calls = {"leases": 0, "saves": 0}
+        self.inline = {"leases": 0, "saves": 0}
+        self.told_to_wait = {"leases": 0, "saves": 0}
+        for name, method in (
+            ("leases", "acquire_leases_reading_now"),
+            ("saves", "save_credentials_releasing_now"),
+        ):
+            monkeypatch.setattr(
+                sync, method, self._counted(name, getattr(sync, method), every_other)
+            )
+
+    def _counted(
+        self, name: str, batch: Callable[..., list[Any]], every_other: bool
+    ) -> Callable[..., list[Any]]:
         def run(*args: Any) -> list[Any]:
-            found = batch(*args)  # WouldWait: not counted
-            inline[name] += 1
+            self.calls[name] += 1
+            if every_other and self.calls[name] % 2 == 0:
+                self.told_to_wait[name] += 1
+                raise WouldWait()
+            found = batch(*args)  # WouldWait (the lock really taken): not counted
+            self.inline[name] += 1
             return found
 
         return run
 
-    monkeypatch.setattr(
-        sync, "acquire_leases_reading_now", counting("leases", sync.acquire_leases_reading_now)
-    )
-    monkeypatch.setattr(
-        sync,
-        "save_credentials_releasing_now",
-        counting("saves", sync.save_credentials_releasing_now),
-    )
-    stop = asyncio.Event()
 
-    async def lock_now_and_then() -> None:
-        """Hold the write lock 3 ms of every 5 while the sweep runs."""
-        while not stop.is_set():
-            try:
-                holder.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:  # a worker thread is writing
-                await asyncio.sleep(0.001)
-                continue
-            await asyncio.sleep(0.003)
-            holder.execute("ROLLBACK")
-            await asyncio.sleep(0.002)
+async def seeded_vault(path: Path, provider: Provider, count: int) -> AsyncVault:
+    vault = AsyncVault(settings(path), http_transport=httpx.MockTransport(provider.handle))
+    await vault.startup()
+    now = time.time()
+    for i in range(count):
+        key = CredentialKey("demo", f"user-{i:03d}")
+        tokens = TokenSet(f"at-{i}", f"rt-{i}", expires_at=now + 60, obtained_at=now - 3000)
+        assert await vault.storage.save_credential(
+            seal_record(vault.sealer, key, tokens, now=now), 0
+        )
+    return vault
 
-    locking = asyncio.create_task(lock_now_and_then())
+
+async def assert_rotated_once_each(vault: AsyncVault, provider: Provider, count: int) -> None:
+    assert sorted(provider.grants) == sorted(f"rt-{i}" for i in range(count))  # once each
+    for i in range(count):  # every rotated refresh token stored, every lease let go
+        key = CredentialKey("demo", f"user-{i:03d}")
+        stored = await vault.storage.get_credential(key)
+        assert stored is not None
+        assert stored.version == 2
+        assert (open_record(vault.sealer, stored).refresh_token or "").startswith("rt-new-")
+        assert await vault.storage.acquire_lease(key, "after", 10, time.time())
+
+
+def batch_hops(hops: list[str]) -> list[str]:
+    """The lease batches among the worker-thread calls."""
+    return [hop for hop in hops if hop.endswith(("_releasing", "_reading"))]
+
+
+async def test_a_sweep_with_the_lock_free_writes_every_batch_inline(
+    path: Path, hops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = Provider()
+    vault = await seeded_vault(path, provider, 60)
     try:
+        batches = Batches(vault, monkeypatch, every_other=False)
+        hops.clear()
         report = await sweep(vault, within=600, concurrency=8)
-    finally:
-        stop.set()
-        await locking
-    try:
         assert (report.refreshed, report.failed) == (60, 0)
-        assert sorted(provider.grants) == sorted(f"rt-{i}" for i in range(60))  # once each
-        for key in keys:  # every rotated refresh token stored, every lease let go
-            stored = await vault.storage.get_credential(key)
-            assert stored is not None
-            assert stored.version == 2
-            assert (open_record(vault.sealer, stored).refresh_token or "").startswith("rt-new-")
-            assert await vault.storage.acquire_lease(key, "after", 10, time.time())
-        waited = [hop for hop in hops if hop.endswith("_releasing") or hop.endswith("_reading")]
-        assert waited  # some batches found the lock held and waited in a thread,
-        assert inline["leases"] > 0  # others wrote on the loop's thread
-        assert inline["saves"] > 0
+        await assert_rotated_once_each(vault, provider, 60)
+        assert batches.inline == batches.calls  # nothing else writes: no batch waited
+        assert batches.calls["leases"] > 1
+        assert batch_hops(hops) == []
+    finally:
+        await vault.aclose()
+
+
+async def test_rotated_tokens_are_all_stored_whichever_path_each_batch_takes(
+    path: Path, hops: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = Provider()
+    vault = await seeded_vault(path, provider, 60)
+    try:
+        batches = Batches(vault, monkeypatch, every_other=True)
+        hops.clear()
+        report = await sweep(vault, within=600, concurrency=8)
+        assert (report.refreshed, report.failed) == (60, 0)
+        await assert_rotated_once_each(vault, provider, 60)
+        # every other batch of each kind ran in a worker thread, next to those run inline
+        # (which may also have found a thread's write under way and followed it there)
+        assert batches.told_to_wait["leases"] > 0
+        assert batches.told_to_wait["saves"] > 0
+        # each batch ran once: inline, or in a worker thread
+        assert len(batch_hops(hops)) == sum(batches.calls.values()) - sum(batches.inline.values())
     finally:
         await vault.aclose()
