@@ -4,22 +4,22 @@ stored, a record refreshed by another process since the scan not refreshed again
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
 import time
 from collections.abc import Sequence
-from urllib.parse import parse_qs
 
 import httpx
 
-from oauth_vault_mw import AsyncVault, Settings
+from oauth_vault_mw import AsyncVault
 from oauth_vault_mw.core.model import CredentialKey, StoredCredential, TokenSet
 from oauth_vault_mw.core.records import open_record, seal_record
 from oauth_vault_mw.jobs import sweep
 from oauth_vault_mw.storage import AsyncStorageAdapter, MemoryStorage
-
-TOKEN_URL = "http://127.0.0.1:9/token"
+from tests.support.rotating import (
+    RotatingTokenEndpoint,
+    assert_rotated_once_each,
+    seed_expiring,
+    settings,
+)
 
 
 class CountingStorage(AsyncStorageAdapter):
@@ -53,56 +53,16 @@ class CountingStorage(AsyncStorageAdapter):
         return await super().get_credential(key)
 
 
-def settings() -> Settings:
-    return Settings.from_mapping(
-        {
-            "secret_key": base64.b64encode(os.urandom(32)).decode(),
-            "encryption_keys": base64.b64encode(os.urandom(32)).decode(),
-            "base_url": "http://127.0.0.1:8000",
-            "storage_url": "memory://",
-            "connections": [
-                {
-                    "id": "demo",
-                    "client_id": "client",
-                    "client_secret": "secret",
-                    "authorize_url": "http://127.0.0.1:9/authorize",
-                    "token_url": TOKEN_URL,
-                    "userinfo_url": "http://127.0.0.1:9/userinfo",
-                }
-            ],
-        }
-    )
-
-
-class Provider:
-    """A token endpoint answering each refresh grant with rotated tokens, a little later."""
-
-    def __init__(self) -> None:
-        self.grants: list[str] = []
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        form = parse_qs(request.content.decode())
-        self.grants.append(form["refresh_token"][0])
-        await asyncio.sleep(0.005)
-        n = len(self.grants)
-        body = {"access_token": f"at-new-{n}", "token_type": "Bearer", "expires_in": 3600}
-        body["refresh_token"] = f"rt-new-{n}"
-        return httpx.Response(200, json=body)
-
-
-async def seeded(count: int) -> tuple[AsyncVault, CountingStorage, Provider, list[CredentialKey]]:
+async def seeded(
+    count: int,
+) -> tuple[AsyncVault, CountingStorage, RotatingTokenEndpoint, list[CredentialKey]]:
     storage = CountingStorage()
-    provider = Provider()
+    provider = RotatingTokenEndpoint(delay=0.005)
     vault = AsyncVault(
-        settings(), storage=storage, http_transport=httpx.MockTransport(provider.handle)
+        settings("memory://"), storage=storage, http_transport=httpx.MockTransport(provider.handle)
     )
     await vault.startup()
-    now = time.time()
-    keys = [CredentialKey("demo", f"user-{i:03d}") for i in range(count)]
-    for i, key in enumerate(keys):
-        tokens = TokenSet(f"at-{i}", f"rt-{i}", expires_at=now + 60, obtained_at=now - 3000)
-        assert await storage.save_credential(seal_record(vault.sealer, key, tokens, now=now), 0)
-    return vault, storage, provider, keys
+    return vault, storage, provider, await seed_expiring(vault, storage, count)
 
 
 async def test_the_sweep_groups_lease_steps_and_refreshes_each_credential_once() -> None:
@@ -111,14 +71,8 @@ async def test_the_sweep_groups_lease_steps_and_refreshes_each_credential_once()
         report = await sweep(vault, within=600, concurrency=8)
         assert report.refreshed == 40
         assert report.failed == 0
-        assert sorted(provider.grants) == sorted(f"rt-{i}" for i in range(40))  # once each
         assert storage.reads == 0  # each record read with its lease, none read again
-        for key in keys:  # every rotated refresh token stored, every lease let go
-            record = await storage.get_credential(key)
-            assert record is not None
-            assert record.version == 2
-            assert (open_record(vault.sealer, record).refresh_token or "").startswith("rt-new-")
-            assert await storage.acquire_lease(key, "after", 10, time.time())
+        await assert_rotated_once_each(vault, storage, provider, keys)
         assert sum(storage.lease_batches) == 40
         assert sum(storage.save_batches) == 40
         assert len(storage.lease_batches) < 40

@@ -10,22 +10,18 @@ connection, as another process would hold it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 import pytest
 
-from oauth_vault_mw import AsyncVault, Settings
+from oauth_vault_mw import AsyncVault
 from oauth_vault_mw.core.errors import StorageUnavailable
-from oauth_vault_mw.core.model import CredentialKey, StoredCredential, TokenSet
-from oauth_vault_mw.core.records import open_record, seal_record
+from oauth_vault_mw.core.model import CredentialKey, StoredCredential
 from oauth_vault_mw.jobs import sweep
 from oauth_vault_mw.storage import (
     AsyncStorageAdapter,
@@ -34,6 +30,12 @@ from oauth_vault_mw.storage import (
     sql,
 )
 from oauth_vault_mw.storage.sql import SQLStorage
+from tests.support.rotating import (
+    RotatingTokenEndpoint,
+    assert_rotated_once_each,
+    seed_expiring,
+    settings,
+)
 
 KEY = CredentialKey("demo", "alice")
 TTL = 30.0
@@ -285,41 +287,6 @@ async def test_a_failed_checkpoint_leaves_the_batch_to_write(
 # -- the refresh path, the lock now free and now held ----------------------------------------
 
 
-class Provider:
-    """A token endpoint answering each refresh grant with rotated tokens."""
-
-    def __init__(self) -> None:
-        self.grants: list[str] = []
-
-    async def handle(self, request: httpx.Request) -> httpx.Response:
-        self.grants.append(parse_qs(request.content.decode())["refresh_token"][0])
-        await asyncio.sleep(0.002)
-        n = len(self.grants)
-        body = {"access_token": f"at-new-{n}", "refresh_token": f"rt-new-{n}", "expires_in": 3600}
-        return httpx.Response(200, json={**body, "token_type": "Bearer"})
-
-
-def settings(path: Path) -> Settings:
-    return Settings.from_mapping(
-        {
-            "secret_key": base64.b64encode(os.urandom(32)).decode(),
-            "encryption_keys": base64.b64encode(os.urandom(32)).decode(),
-            "base_url": "http://127.0.0.1:8000",
-            "storage_url": f"sqlite:///{path}",
-            "connections": [
-                {
-                    "id": "demo",
-                    "client_id": "client",
-                    "client_secret": "secret",
-                    "authorize_url": "http://127.0.0.1:9/authorize",
-                    "token_url": "http://127.0.0.1:9/token",
-                    "userinfo_url": "http://127.0.0.1:9/userinfo",
-                }
-            ],
-        }
-    )
-
-
 class Batches:
     """The vault's storage with its no-wait batches counted and, when ``every_other`` is
     set, every other call of each told to wait (``WouldWait``, nothing written, as under a
@@ -353,69 +320,47 @@ class Batches:
         return run
 
 
-async def seeded_vault(path: Path, provider: Provider, count: int) -> AsyncVault:
-    vault = AsyncVault(settings(path), http_transport=httpx.MockTransport(provider.handle))
-    await vault.startup()
-    now = time.time()
-    for i in range(count):
-        key = CredentialKey("demo", f"user-{i:03d}")
-        tokens = TokenSet(f"at-{i}", f"rt-{i}", expires_at=now + 60, obtained_at=now - 3000)
-        assert await vault.storage.save_credential(
-            seal_record(vault.sealer, key, tokens, now=now), 0
-        )
-    return vault
-
-
-async def assert_rotated_once_each(vault: AsyncVault, provider: Provider, count: int) -> None:
-    assert sorted(provider.grants) == sorted(f"rt-{i}" for i in range(count))  # once each
-    for i in range(count):  # every rotated refresh token stored, every lease let go
-        key = CredentialKey("demo", f"user-{i:03d}")
-        stored = await vault.storage.get_credential(key)
-        assert stored is not None
-        assert stored.version == 2
-        assert (open_record(vault.sealer, stored).refresh_token or "").startswith("rt-new-")
-        assert await vault.storage.acquire_lease(key, "after", 10, time.time())
-
-
 def batch_hops(hops: list[str]) -> list[str]:
     """The lease batches among the worker-thread calls."""
     return [hop for hop in hops if hop.endswith(("_releasing", "_reading"))]
 
 
+async def swept(path: Path, monkeypatch: pytest.MonkeyPatch, every_other: bool) -> Batches:
+    """A sweep of 60 rotating credentials on SQLite at ``path`` (each batch's path decided as
+    :class:`Batches` says), checked to have refreshed each once with its rotated refresh
+    token stored; the batch counts."""
+    endpoint = RotatingTokenEndpoint(delay=0.002)
+    vault = AsyncVault(
+        settings(f"sqlite:///{path}"), http_transport=httpx.MockTransport(endpoint.handle)
+    )
+    await vault.startup()
+    try:
+        keys = await seed_expiring(vault, vault.storage, 60)
+        batches = Batches(vault, monkeypatch, every_other)
+        report = await sweep(vault, within=600, concurrency=8)
+        assert (report.refreshed, report.failed) == (60, 0)
+        await assert_rotated_once_each(vault, vault.storage, endpoint, keys)
+        return batches
+    finally:
+        await vault.aclose()
+
+
 async def test_a_sweep_with_the_lock_free_writes_every_batch_inline(
     path: Path, hops: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    provider = Provider()
-    vault = await seeded_vault(path, provider, 60)
-    try:
-        batches = Batches(vault, monkeypatch, every_other=False)
-        hops.clear()
-        report = await sweep(vault, within=600, concurrency=8)
-        assert (report.refreshed, report.failed) == (60, 0)
-        await assert_rotated_once_each(vault, provider, 60)
-        assert batches.inline == batches.calls  # nothing else writes: no batch waited
-        assert batches.calls["leases"] > 1
-        assert batch_hops(hops) == []
-    finally:
-        await vault.aclose()
+    batches = await swept(path, monkeypatch, every_other=False)
+    assert batches.inline == batches.calls  # nothing else writes: no batch waited
+    assert batches.calls["leases"] > 1
+    assert batch_hops(hops) == []
 
 
 async def test_rotated_tokens_are_all_stored_whichever_path_each_batch_takes(
     path: Path, hops: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    provider = Provider()
-    vault = await seeded_vault(path, provider, 60)
-    try:
-        batches = Batches(vault, monkeypatch, every_other=True)
-        hops.clear()
-        report = await sweep(vault, within=600, concurrency=8)
-        assert (report.refreshed, report.failed) == (60, 0)
-        await assert_rotated_once_each(vault, provider, 60)
-        # every other batch of each kind ran in a worker thread, next to those run inline
-        # (which may also have found a thread's write under way and followed it there)
-        assert batches.told_to_wait["leases"] > 0
-        assert batches.told_to_wait["saves"] > 0
-        # each batch ran once: inline, or in a worker thread
-        assert len(batch_hops(hops)) == sum(batches.calls.values()) - sum(batches.inline.values())
-    finally:
-        await vault.aclose()
+    batches = await swept(path, monkeypatch, every_other=True)
+    # every other batch of each kind ran in a worker thread, next to those run inline
+    # (which may also have found a thread's write under way and followed it there)
+    assert batches.told_to_wait["leases"] > 0
+    assert batches.told_to_wait["saves"] > 0
+    # each batch ran once: inline, or in a worker thread
+    assert len(batch_hops(hops)) == sum(batches.calls.values()) - sum(batches.inline.values())
